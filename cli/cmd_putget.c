@@ -1,0 +1,188 @@
+/*
+ * cmd_putget.c - `acache put` and `acache get`: one entry in or out of the
+ * local disk store from the shell. Exit status: 0 ok/hit, 1 miss, 2 error.
+ */
+#include "acache.h"
+#include "commands.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static acache_store *open_dir(const char *dir)
+{
+    char *owned = NULL;
+    if (!dir) {
+        owned = cli_default_dir();
+        if (!owned) {
+            cli_err("no cache directory: pass --dir or set ACACHE_DIR");
+            return NULL;
+        }
+        dir = owned;
+    }
+    char *spec = NULL;
+    acache_store *s = NULL;
+    if (asprintf(&spec, "disk:%s", dir) < 0) {
+        cli_err("out of memory");
+        goto out;
+    }
+    acache_status st = acache_open(spec, &s);
+    if (st != ACACHE_OK)
+        cli_err("%s", acache_last_error());
+out:
+    free(spec);
+    free(owned);
+    return s;
+}
+
+static int parse_action(const char *hex, acache_id *id)
+{
+    if (acache_id_from_hex(hex, strlen(hex), id) != ACACHE_OK) {
+        cli_err("'%s' is not an action id (64 hex digits): %s", hex, acache_last_error());
+        return -1;
+    }
+    return 0;
+}
+
+int cmd_put(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "dir", required_argument, NULL, 'd' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *dir = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "d:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': dir = optarg; break;
+        case 'h':
+            printf("usage: acache put [--dir DIR] ACTION_HEX FILE\n"
+                   "Stores FILE ('-' for stdin) as the output of ACTION_HEX and prints its\n"
+                   "output id (the SHA-256 of the bytes, hex).\n");
+            return 0;
+        default: return 2;
+        }
+    }
+    if (argc - optind != 2) {
+        cli_err("put: want ACTION_HEX FILE (see acache put --help)");
+        return 2;
+    }
+    acache_id action, output;
+    if (parse_action(argv[optind], &action) != 0)
+        return 2;
+    const char *file = argv[optind + 1];
+    int fd = strcmp(file, "-") == 0 ? STDIN_FILENO : open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        cli_err("put: cannot open %s: %s", file, strerror(errno));
+        return 2;
+    }
+    int rc = 2;
+    acache_store *s = open_dir(dir);
+    if (!s)
+        goto out;
+    acache_status st = acache_put_fd(s, &action, fd, &output);
+    if (st != ACACHE_OK) {
+        cli_err("put: %s", acache_last_error());
+        goto out;
+    }
+    char hex[ACACHE_ID_HEX_SIZE];
+    acache_id_to_hex(&output, hex);
+    printf("%s\n", hex);
+    rc = 0;
+out:
+    acache_close(s);
+    if (fd != STDIN_FILENO)
+        close(fd);
+    return rc;
+}
+
+/* Copies the entry's bytes to file (atomically: temp file, then rename). */
+static int copy_out(const acache_result *res, const char *file)
+{
+    if (strcmp(file, "-") == 0)
+        return fwrite(res->data, 1, res->size, stdout) == res->size && fflush(stdout) == 0 ? 0 : -1;
+    char *tmp = NULL;
+    if (asprintf(&tmp, "%s.acache-tmp-%ld", file, (long)getpid()) < 0)
+        return -1;
+    int rc = -1;
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        cli_err("get: cannot create %s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    size_t n = fwrite(res->data, 1, res->size, f);
+    if (fclose(f) != 0 || n != res->size) {
+        cli_err("get: writing %s: %s", tmp, strerror(errno));
+        unlink(tmp);
+        goto out;
+    }
+    if (rename(tmp, file) != 0) {
+        cli_err("get: renaming to %s: %s", file, strerror(errno));
+        unlink(tmp);
+        goto out;
+    }
+    rc = 0;
+out:
+    free(tmp);
+    return rc;
+}
+
+int cmd_get(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "dir", required_argument, NULL, 'd' },
+        { "output", required_argument, NULL, 'o' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *dir = NULL, *outfile = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "d:o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': dir = optarg; break;
+        case 'o': outfile = optarg; break;
+        case 'h':
+            printf("usage: acache get [--dir DIR] ACTION_HEX [-o FILE]\n"
+                   "Prints the local path of the output of ACTION_HEX, or with -o copies it\n"
+                   "to FILE ('-' for stdout). Exit status: 0 hit, 1 miss, 2 error.\n");
+            return 0;
+        default: return 2;
+        }
+    }
+    if (argc - optind != 1) {
+        cli_err("get: want ACTION_HEX (see acache get --help)");
+        return 2;
+    }
+    acache_id action;
+    if (parse_action(argv[optind], &action) != 0)
+        return 2;
+    acache_store *s = open_dir(dir);
+    if (!s)
+        return 2;
+    int rc = 2;
+    acache_result res;
+    acache_status st = acache_get(s, &action, outfile ? ACACHE_GET_DATA : 0, &res);
+    if (st == ACACHE_MISS) {
+        rc = 1;
+        goto out;
+    }
+    if (st != ACACHE_OK) {
+        cli_err("get: %s", acache_last_error());
+        goto out;
+    }
+    if (outfile)
+        rc = copy_out(&res, outfile) == 0 ? 0 : 2;
+    else
+        rc = printf("%s\n", res.path) > 0 ? 0 : 2;
+    acache_result_release(&res);
+out:
+    acache_close(s);
+    return rc;
+}

@@ -1,0 +1,149 @@
+/*
+ * gocacheprog_proto.h - the GOCACHEPROG wire format: parsing one request
+ * line, decoding a put body as it streams in, and formatting response lines.
+ *
+ * Everything here is a pure function of its arguments: no reads, no writes,
+ * no store, no threads, so that the fuzzer and the unit tests can drive it
+ * directly. The server loop (gocacheprog.c) owns all I/O.
+ */
+#ifndef ACACHE_GOCACHEPROG_PROTO_H
+#define ACACHE_GOCACHEPROG_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "acache.h"
+
+/* Longest request line accepted, newline excluded. A request is a few
+ * hundred bytes; anything near this is not the go command talking. */
+#define GCP_MAX_LINE ((size_t)1 << 20)
+
+/* Room for a diagnostic produced by the parser. */
+#define GCP_MSG_SIZE 256
+
+typedef enum gcp_command {
+    GCP_CMD_UNKNOWN = 0,
+    GCP_CMD_GET,
+    GCP_CMD_PUT,
+    GCP_CMD_CLOSE,
+} gcp_command;
+
+/* One request, as far as it could be understood. */
+typedef struct gcp_request {
+    int64_t id;
+    gcp_command command;
+    bool has_action;
+    bool has_output;
+    acache_id action;
+    acache_id output;     /* OutputID, else ObjectID */
+    int64_t body_size;    /* BodySize as sent (0 when absent) */
+} gcp_request;
+
+typedef enum gcp_parse_status {
+    /* A valid request. */
+    GCP_PARSE_OK = 0,
+    /* A request with an ID but something wrong in it: answer Err for that ID
+     * (msg says what) and go on. req->command and req->body_size are set as
+     * far as possible so that the caller can still skip a put's body. */
+    GCP_PARSE_ERR = 1,
+    /* Not a request at all (not JSON, not an object, no integer ID, a
+     * BodySize that makes the framing unknowable): nothing can be answered. */
+    GCP_PARSE_FATAL = 2,
+} gcp_parse_status;
+
+/*
+ * Parses one request line (line[0..len), without its newline; need not be
+ * NUL-terminated). msg (GCP_MSG_SIZE bytes) receives the reason for any
+ * status but GCP_PARSE_OK.
+ */
+gcp_parse_status gcp_parse_request(const char *line, size_t len, gcp_request *req,
+                                   char msg[GCP_MSG_SIZE]);
+
+/* Whether a body line follows the request (a put with BodySize > 0). */
+bool gcp_request_has_body(const gcp_request *req);
+
+/* Name of a command, for messages. */
+const char *gcp_command_name(gcp_command cmd);
+
+/* ------------------------------------------------------------------ */
+/* Put bodies                                                           */
+
+/*
+ * A put body is a JSON string of standard base64 on its own line, after any
+ * number of blank lines. gcp_body decodes it incrementally: feed it whatever
+ * bytes arrive and it hands back decoded bytes, so nothing is ever held
+ * whole. Characters outside the base64 alphabet (the escape \/ is allowed,
+ * as JSON encoders may write it) make the body invalid, but the string is
+ * still consumed up to its closing quote so that the stream stays in step.
+ */
+typedef struct gcp_body gcp_body;
+
+typedef enum gcp_body_status {
+    GCP_BODY_MORE = 0,  /* every byte fed was used; feed more */
+    GCP_BODY_DONE,      /* the body line ended; *used tells where */
+    GCP_BODY_BROKEN,    /* the framing is broken: no string, or a newline in it */
+} gcp_body_status;
+
+/* Largest input accepted by one gcp_body_feed() call. */
+#define GCP_BODY_FEED_MAX ((size_t)1 << 20)
+/* Output room gcp_body_feed() needs for n input bytes. */
+#define GCP_BODY_OUT_MAX(n) ((n) / 4 * 3 + 128)
+
+/* Returns a new decoder, or NULL when out of memory. */
+gcp_body *gcp_body_new(void);
+void gcp_body_free(gcp_body *b);
+
+/*
+ * Consumes input from in[0..len) (len <= GCP_BODY_FEED_MAX) and writes the
+ * bytes it decodes to out (GCP_BODY_OUT_MAX(len) bytes of room), their
+ * count in *outlen. *used is how much input was taken: all of it unless the
+ * body line ended (DONE) inside it; the rest belongs to the next request.
+ * On BROKEN, msg (GCP_MSG_SIZE bytes) says why.
+ */
+gcp_body_status gcp_body_feed(gcp_body *b, const unsigned char *in, size_t len, size_t *used,
+                              unsigned char *out, size_t *outlen, char msg[GCP_MSG_SIZE]);
+
+/*
+ * The input ended. DONE if the closing quote had been seen (a missing final
+ * newline is forgiven), else BROKEN with msg set.
+ */
+gcp_body_status gcp_body_eof(gcp_body *b, char msg[GCP_MSG_SIZE]);
+
+/* After DONE: whether the string was valid base64. */
+bool gcp_body_valid(const gcp_body *b);
+
+/* ------------------------------------------------------------------ */
+/* Responses                                                            */
+
+/*
+ * Each formatter returns one response line ending in "\n" (NUL-terminated,
+ * length in *len) in a malloc'd buffer the caller frees, or NULL when out of
+ * memory.
+ */
+
+/* {"ID":0,"KnownCommands":["get","put","close"]} */
+char *gcp_format_handshake(size_t *len);
+/* {"ID":n,"Miss":true} */
+char *gcp_format_miss(int64_t id, size_t *len);
+/* {"ID":n,"Err":"msg"} */
+char *gcp_format_err(int64_t id, const char *msg, size_t *len);
+/* {"ID":n} */
+char *gcp_format_ok(int64_t id, size_t *len);
+/*
+ * A get hit or a committed put: {"ID":n,"OutputID":"..","Size":N,
+ * "Time":"..","DiskPath":".."}. Time is left out when res->time_ns cannot
+ * be written as an RFC 3339 time, DiskPath when res->path is empty.
+ */
+char *gcp_format_entry(int64_t id, const acache_result *res, size_t *len);
+
+/*
+ * Writes ns (since the Unix epoch) as RFC 3339 with nanoseconds in UTC, as
+ * Go's time.RFC3339Nano: "2006-01-02T15:04:05.999999999Z", trailing zeros
+ * of the fraction dropped. Returns false (out = "") for a year outside
+ * 0000..9999, which Go would refuse to parse. out needs 36 bytes.
+ */
+#define GCP_TIME_SIZE 36
+bool gcp_format_time(int64_t ns, char out[GCP_TIME_SIZE]);
+
+#endif

@@ -1,0 +1,89 @@
+/*
+ * main.c - the acache command: dispatches subcommands and holds the few
+ * helpers they share. Subcommands live in their own files (commands.h).
+ * Diagnostics go to stderr prefixed "acache:"; stdout is the command's
+ * output only (for gocacheprog, the protocol and nothing else).
+ */
+#include "acache.h"
+#include "commands.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cli_err(const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "acache: %s\n", msg);
+}
+
+char *cli_default_dir(void)
+{
+    const char *env = getenv("ACACHE_DIR");
+    char *out = NULL;
+    if (env && *env)
+        return strdup(env);
+    if ((env = getenv("XDG_CACHE_HOME")) && *env) {
+        if (asprintf(&out, "%s/acache", env) < 0)
+            return NULL;
+        return out;
+    }
+    if ((env = getenv("HOME")) && *env) {
+        if (asprintf(&out, "%s/.cache/acache", env) < 0)
+            return NULL;
+        return out;
+    }
+    return NULL;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: acache COMMAND [ARGS]\n"
+            "\n"
+            "commands:\n"
+            "  gocacheprog [--dir DIR] [--remote SPEC]... [--max-size SIZE] [-v]\n"
+            "                       serve the go command's build cache (GOCACHEPROG)\n"
+            "  put [--dir DIR] ACTION_HEX FILE\n"
+            "                       store FILE ('-' for stdin) as the output of ACTION_HEX;\n"
+            "                       prints the output id\n"
+            "  get [--dir DIR] ACTION_HEX [-o FILE]\n"
+            "                       print the local path of the output of ACTION_HEX, or copy\n"
+            "                       it to FILE; exit 0 on a hit, 1 on a miss, 2 on an error\n"
+            "  version              print the version\n"
+            "  help                 print this text\n"
+            "\n"
+            "The cache directory is --dir, else $ACACHE_DIR, else $XDG_CACHE_HOME/acache,\n"
+            "else ~/.cache/acache.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("acache %d.%d.%d\n", ACACHE_VERSION_MAJOR, ACACHE_VERSION_MINOR,
+               ACACHE_VERSION_PATCH);
+        return 0;
+    }
+    if (!strcmp(cmd, "put"))
+        return cmd_put(argc - 1, argv + 1);
+    if (!strcmp(cmd, "get"))
+        return cmd_get(argc - 1, argv + 1);
+    if (!strcmp(cmd, "gocacheprog"))
+        return cmd_gocacheprog(argc - 1, argv + 1);
+    cli_err("unknown command '%s' (try 'acache help')", cmd);
+    return 2;
+}

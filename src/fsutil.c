@@ -1,0 +1,98 @@
+/*
+ * fsutil.c - file-system helpers: mkdir -p, full writes, rename into place.
+ * Knows nothing of the cache layout; never removes anything.
+ */
+#include "fsutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int fs_mkdir_p(const char *path, mode_t mode)
+{
+    char buf[PATH_MAX];
+    size_t len = strlen(path);
+    if (len == 0 || len >= sizeof buf)
+        return ENAMETOOLONG;
+    memcpy(buf, path, len + 1);
+    for (char *p = buf + 1; ; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char saved = *p;
+        *p = '\0';
+        if (mkdir(buf, mode) != 0 && errno != EEXIST)
+            return errno;
+        *p = saved;
+        if (saved == '\0')
+            break;
+    }
+    return 0;
+}
+
+int fs_write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        if (n == 0)
+            return ENOSPC;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int fs_fsync_parent(const char *path)
+{
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    size_t len = slash ? (size_t)(slash - path) : 0;
+    if (len == 0 || len >= sizeof dir)
+        return EINVAL;
+    memcpy(dir, path, len);
+    dir[len] = '\0';
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    int err = fsync(fd) == 0 ? 0 : errno;
+    close(fd);
+    return err;
+}
+
+int fs_rename_into(const char *tmp, const char *dst, int sync)
+{
+    if (rename(tmp, dst) != 0) {
+        if (errno != ENOENT)
+            return errno;
+        /* The shard directory does not exist yet. */
+        char dir[PATH_MAX];
+        const char *slash = strrchr(dst, '/');
+        size_t len = slash ? (size_t)(slash - dst) : 0;
+        if (len == 0 || len >= sizeof dir)
+            return EINVAL;
+        memcpy(dir, dst, len);
+        dir[len] = '\0';
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+            return errno;
+        if (rename(tmp, dst) != 0)
+            return errno;
+    }
+    return sync ? fs_fsync_parent(dst) : 0;
+}
+
+int64_t fs_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
