@@ -85,7 +85,8 @@ struct mem_backend;
 
 /* A set of shards: the one shared cache, or one thread's private cache. */
 typedef struct mem_cache {
-    struct mem_backend *mb;
+    struct mem_backend *mb;   /* never dereferenced once a thread exits */
+    unsigned nshards;         /* copied from mb: see thread_cache_destructor */
     bool locked;              /* shared caches lock their shards */
     mem_shard *shards;
     /* thread caches only: owner and place in the global registry */
@@ -176,7 +177,7 @@ static inline size_t bucket_of(const mem_shard *sh, uint64_t h)
 
 static inline mem_shard *shard_of(const mem_cache *c, const acache_id *id)
 {
-    return &c->shards[id->bytes[0] & (c->mb->nshards - 1)];
+    return &c->shards[id->bytes[0] & (c->nshards - 1)];
 }
 
 static inline void shard_lock(const mem_cache *c, mem_shard *sh)
@@ -269,7 +270,7 @@ static void cache_free(mem_cache *c)
     if (!c)
         return;
     if (c->shards) {
-        for (unsigned i = 0; i < c->mb->nshards; i++) {
+        for (unsigned i = 0; i < c->nshards; i++) {
             mem_shard *sh = &c->shards[i];
             mem_entry *e = sh->newest;
             while (e) {
@@ -296,6 +297,7 @@ static acache_status cache_new(mem_backend *mb, bool locked, mem_cache **out)
         goto out;
     }
     c->mb = mb;
+    c->nshards = mb->nshards;
     c->shards = aligned_alloc(MEM_CACHE_LINE, mb->nshards * sizeof(mem_shard));
     if (!c->shards) {
         st = set_error(ACACHE_ENOMEM, "mem: out of memory creating a cache");
@@ -364,7 +366,9 @@ static void registry_unlink(mem_cache *c)
 /* pthread key destructor: the thread is exiting, free its cache, unless
  * close() already did (then it is no longer registered). Membership is
  * checked by address before the cache is touched; the owner check guards
- * against a new cache of another thread that reused the address. */
+ * against a new cache of another thread that reused the address. Once the
+ * cache is unlinked, close() may free the backend at any moment, so freeing
+ * the cache must not look at c->mb. */
 static void thread_cache_destructor(void *value)
 {
     mem_cache *victim = NULL;
@@ -643,6 +647,18 @@ static acache_status mem_put_commit(backend_writer *bw, const acache_id *output,
             dead = victim;
         }
         shard_unlock(c, sh);
+    } else {
+        /* Not storable; an older output of this action must not outlive
+         * the put that superseded it. */
+        mem_cache *c = cache_for_read(w->mb);
+        if (c) {
+            mem_shard *sh = shard_of(c, &w->action);
+            shard_lock(c, sh);
+            mem_entry **pp = shard_find(sh, &w->action, id_hash(&w->action));
+            if (*pp)
+                dead = shard_remove_at(sh, pp);
+            shard_unlock(c, sh);
+        }
     }
 
     if (res) {

@@ -1,0 +1,562 @@
+/*
+ * gocacheprog_proto.c - the GOCACHEPROG wire format: request lines in,
+ * put bodies decoded as they stream, response lines out.
+ *
+ * Pure functions only: this file must never read, write, touch a store or
+ * keep global state, so that the fuzzer (fuzz/fuzz_gocacheprog.c) and the
+ * unit tests can drive every path. Nothing allocated here is sized by a
+ * number that came from the request.
+ */
+#include "gocacheprog_proto.h"
+
+#include <jansson.h>
+#include <openssl/evp.h>
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Length of the standard base64 text of a 32-byte id, with padding. */
+#define ID_BASE64_LEN (ACACHE_ID_BASE64_SIZE - 1)
+
+static void set_msg(char msg[GCP_MSG_SIZE], const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void set_msg(char msg[GCP_MSG_SIZE], const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, GCP_MSG_SIZE, fmt, ap);
+    va_end(ap);
+}
+
+const char *gcp_command_name(gcp_command cmd)
+{
+    switch (cmd) {
+    case GCP_CMD_GET: return "get";
+    case GCP_CMD_PUT: return "put";
+    case GCP_CMD_CLOSE: return "close";
+    case GCP_CMD_UNKNOWN: break;
+    }
+    return "unknown";
+}
+
+/* A field that is absent or null counts as absent, as Go's omitempty
+ * leaves empty fields out. */
+static json_t *field(json_t *root, const char *key)
+{
+    json_t *v = json_object_get(root, key);
+    return json_is_null(v) ? NULL : v;
+}
+
+/*
+ * Reads the id in field key. Returns 1 when present and valid, 0 when
+ * absent, -1 (msg set) when present but not a 32-byte base64 id.
+ */
+static int parse_id(json_t *root, const char *key, acache_id *out, char msg[GCP_MSG_SIZE])
+{
+    json_t *v = field(root, key);
+    if (v == NULL)
+        return 0;
+    if (!json_is_string(v)) {
+        set_msg(msg, "%s is not a string", key);
+        return -1;
+    }
+    size_t n = json_string_length(v);
+    if (n != ID_BASE64_LEN) {
+        set_msg(msg, "%s must be %d bytes as base64 (%d characters), got %zu characters", key,
+                ACACHE_ID_SIZE, ID_BASE64_LEN, n);
+        return -1;
+    }
+    if (acache_id_from_base64(json_string_value(v), n, out) != ACACHE_OK) {
+        set_msg(msg, "%s is not valid base64 of %d bytes", key, ACACHE_ID_SIZE);
+        return -1;
+    }
+    return 1;
+}
+
+static gcp_command command_of(const char *s, size_t n)
+{
+    if (n == 3 && memcmp(s, "get", 3) == 0)
+        return GCP_CMD_GET;
+    if (n == 3 && memcmp(s, "put", 3) == 0)
+        return GCP_CMD_PUT;
+    if (n == 5 && memcmp(s, "close", 5) == 0)
+        return GCP_CMD_CLOSE;
+    return GCP_CMD_UNKNOWN;
+}
+
+/* Copies at most max bytes of s, replacing anything but printable ASCII, so
+ * that a message quoting the request stays valid UTF-8 once truncated. */
+static void quote_safe(char *dst, size_t dstsize, const char *s, size_t n)
+{
+    size_t i = 0;
+    for (; i < n && i + 1 < dstsize; i++) {
+        unsigned char c = (unsigned char)s[i];
+        dst[i] = (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') ? (char)c : '?';
+    }
+    dst[i] = '\0';
+}
+
+gcp_parse_status gcp_parse_request(const char *line, size_t len, gcp_request *req,
+                                   char msg[GCP_MSG_SIZE])
+{
+    gcp_parse_status st = GCP_PARSE_ERR;
+    json_error_t jerr;
+    json_t *root = NULL;
+
+    memset(req, 0, sizeof *req);
+    msg[0] = '\0';
+
+    root = json_loadb(line, len, 0, &jerr);
+    if (root == NULL) {
+        set_msg(msg, "request is not JSON: %s (column %d)", jerr.text, jerr.column);
+        st = GCP_PARSE_FATAL;
+        goto out;
+    }
+    if (!json_is_object(root)) {
+        set_msg(msg, "request is not a JSON object");
+        st = GCP_PARSE_FATAL;
+        goto out;
+    }
+    json_t *jid = json_object_get(root, "ID");
+    if (!json_is_integer(jid)) {
+        set_msg(msg, "request has no integer ID");
+        st = GCP_PARSE_FATAL;
+        goto out;
+    }
+    req->id = json_integer_value(jid);
+
+    json_t *jcmd = field(root, "Command");
+    const char *cmd_text = "";
+    size_t cmd_len = 0;
+    if (json_is_string(jcmd)) {
+        cmd_text = json_string_value(jcmd);
+        cmd_len = json_string_length(jcmd);
+        req->command = command_of(cmd_text, cmd_len);
+    }
+
+    /* BodySize decides where the next request starts, so on a put it has
+     * to be understood before anything else can be answered. */
+    json_t *jsize = field(root, "BodySize");
+    if (jsize != NULL) {
+        if (!json_is_integer(jsize)) {
+            set_msg(msg, "BodySize is not an integer");
+            st = req->command == GCP_CMD_PUT ? GCP_PARSE_FATAL : GCP_PARSE_ERR;
+            goto out;
+        }
+        req->body_size = json_integer_value(jsize);
+    }
+
+    if (jcmd == NULL) {
+        set_msg(msg, "request has no Command");
+        goto out;
+    }
+    if (!json_is_string(jcmd)) {
+        set_msg(msg, "Command is not a string");
+        goto out;
+    }
+
+    int r;
+    switch (req->command) {
+    case GCP_CMD_GET:
+        r = parse_id(root, "ActionID", &req->action, msg);
+        if (r < 0)
+            goto out;
+        if (r == 0) {
+            set_msg(msg, "get without ActionID");
+            goto out;
+        }
+        req->has_action = true;
+        break;
+    case GCP_CMD_PUT:
+        r = parse_id(root, "ActionID", &req->action, msg);
+        if (r < 0)
+            goto out;
+        if (r == 0) {
+            set_msg(msg, "put without ActionID");
+            goto out;
+        }
+        req->has_action = true;
+        /* Go 1.21-1.23 call it ObjectID, 1.24 sends OutputID (and maybe
+         * both), 1.25 only OutputID. */
+        r = parse_id(root, "OutputID", &req->output, msg);
+        if (r == 0)
+            r = parse_id(root, "ObjectID", &req->output, msg);
+        if (r < 0)
+            goto out;
+        if (r == 0) {
+            set_msg(msg, "put without OutputID or ObjectID");
+            goto out;
+        }
+        req->has_output = true;
+        if (req->body_size < 0) {
+            set_msg(msg, "negative BodySize %" PRId64, req->body_size);
+            goto out;
+        }
+        break;
+    case GCP_CMD_CLOSE:
+        break;
+    case GCP_CMD_UNKNOWN: {
+        char shown[41];
+        quote_safe(shown, sizeof shown, cmd_text, cmd_len);
+        set_msg(msg, "unknown command \"%s\"", shown);
+        goto out;
+    }
+    }
+    st = GCP_PARSE_OK;
+out:
+    json_decref(root);
+    return st;
+}
+
+bool gcp_request_has_body(const gcp_request *req)
+{
+    return req->command == GCP_CMD_PUT && req->body_size > 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Put bodies                                                           */
+
+enum body_state {
+    BODY_LEAD,    /* blank lines before the opening quote */
+    BODY_STRING,  /* inside the string */
+    BODY_ESCAPE,  /* after a backslash inside the string */
+    BODY_TAIL,    /* after the closing quote, before the newline */
+    BODY_DONE,
+};
+
+struct gcp_body {
+    EVP_ENCODE_CTX *ctx;
+    enum body_state state;
+    bool invalid;
+};
+
+/* The characters EVP_DecodeUpdate is allowed to see: it would otherwise
+ * skip whitespace silently and stop at '-'. */
+static inline bool is_base64_char(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '+' || c == '/' || c == '=';
+}
+
+gcp_body *gcp_body_new(void)
+{
+    gcp_body *b = calloc(1, sizeof *b);
+    if (b == NULL)
+        return NULL;
+    b->ctx = EVP_ENCODE_CTX_new();
+    if (b->ctx == NULL) {
+        free(b);
+        return NULL;
+    }
+    EVP_DecodeInit(b->ctx);
+    b->state = BODY_LEAD;
+    return b;
+}
+
+void gcp_body_free(gcp_body *b)
+{
+    if (b == NULL)
+        return;
+    EVP_ENCODE_CTX_free(b->ctx);
+    free(b);
+}
+
+bool gcp_body_valid(const gcp_body *b)
+{
+    return b->state == BODY_DONE && !b->invalid;
+}
+
+static void decode_run(gcp_body *b, const unsigned char *p, size_t n, unsigned char *out,
+                       size_t *outlen)
+{
+    while (n > 0 && !b->invalid) {
+        int k = n > 65536 ? 65536 : (int)n;
+        int got = 0;
+        /* An empty input means "end" to EVP_DecodeUpdate: never pass one. */
+        if (EVP_DecodeUpdate(b->ctx, out + *outlen, &got, p, k) < 0)
+            b->invalid = true;
+        else
+            *outlen += (size_t)got;
+        p += k;
+        n -= (size_t)k;
+    }
+}
+
+static void decode_final(gcp_body *b, unsigned char *out, size_t *outlen)
+{
+    int got = 0;
+    if (b->invalid)
+        return;
+    if (EVP_DecodeFinal(b->ctx, out + *outlen, &got) < 0)
+        b->invalid = true;
+    else
+        *outlen += (size_t)got;
+}
+
+static const char *char_name(unsigned char c, char buf[8])
+{
+    if (c >= 0x20 && c < 0x7f)
+        snprintf(buf, 8, "'%c'", c);
+    else
+        snprintf(buf, 8, "0x%02x", c);
+    return buf;
+}
+
+gcp_body_status gcp_body_feed(gcp_body *b, const unsigned char *in, size_t len, size_t *used,
+                              unsigned char *out, size_t *outlen, char msg[GCP_MSG_SIZE])
+{
+    size_t i = 0;
+    char cb[8];
+
+    *outlen = 0;
+    *used = 0;
+    if (len > GCP_BODY_FEED_MAX) {
+        set_msg(msg, "internal error: body chunk too large");
+        return GCP_BODY_BROKEN;
+    }
+    while (i < len) {
+        unsigned char c = in[i];
+        switch (b->state) {
+        case BODY_LEAD:
+            if (c == '"') {
+                b->state = BODY_STRING;
+            } else if (c != '\n' && c != '\r' && c != ' ' && c != '\t') {
+                set_msg(msg, "expected the put body (a JSON string) but found %s",
+                        char_name(c, cb));
+                return GCP_BODY_BROKEN;
+            }
+            i++;
+            break;
+        case BODY_STRING: {
+            size_t start = i;
+            while (i < len && is_base64_char(in[i]))
+                i++;
+            decode_run(b, in + start, i - start, out, outlen);
+            if (i == len)
+                break;
+            c = in[i++];
+            if (c == '"') {
+                decode_final(b, out, outlen);
+                b->state = BODY_TAIL;
+            } else if (c == '\\') {
+                b->state = BODY_ESCAPE;
+            } else if (c == '\n') {
+                set_msg(msg, "the put body line ended before its closing quote");
+                return GCP_BODY_BROKEN;
+            } else {
+                b->invalid = true;
+            }
+            break;
+        }
+        case BODY_ESCAPE:
+            if (c == '\n') {
+                set_msg(msg, "the put body line ended before its closing quote");
+                return GCP_BODY_BROKEN;
+            }
+            /* "\/" is a legal JSON spelling of '/'; any other escape cannot
+             * be part of base64. */
+            if (c == '/')
+                decode_run(b, in + i, 1, out, outlen);
+            else
+                b->invalid = true;
+            b->state = BODY_STRING;
+            i++;
+            break;
+        case BODY_TAIL:
+            if (c == '\n') {
+                b->state = BODY_DONE;
+                *used = i + 1;
+                return GCP_BODY_DONE;
+            }
+            if (c != '\r' && c != ' ' && c != '\t') {
+                set_msg(msg, "unexpected %s after the put body", char_name(c, cb));
+                return GCP_BODY_BROKEN;
+            }
+            i++;
+            break;
+        case BODY_DONE:
+            return GCP_BODY_DONE;
+        }
+    }
+    *used = len;
+    return GCP_BODY_MORE;
+}
+
+gcp_body_status gcp_body_eof(gcp_body *b, char msg[GCP_MSG_SIZE])
+{
+    switch (b->state) {
+    case BODY_TAIL:
+        b->state = BODY_DONE;
+        return GCP_BODY_DONE;
+    case BODY_DONE:
+        return GCP_BODY_DONE;
+    case BODY_LEAD:
+        set_msg(msg, "end of input before the put body");
+        return GCP_BODY_BROKEN;
+    case BODY_STRING:
+    case BODY_ESCAPE:
+        break;
+    }
+    set_msg(msg, "end of input in the middle of the put body");
+    return GCP_BODY_BROKEN;
+}
+
+/* ------------------------------------------------------------------ */
+/* Responses                                                            */
+
+/* Takes obj (NULL allowed: out of memory) and returns its line. */
+static char *dump_line(json_t *obj, size_t *len)
+{
+    char *line = NULL;
+    char *s = NULL;
+
+    if (obj == NULL)
+        goto out;
+    s = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (s == NULL)
+        goto out;
+    size_t n = strlen(s);
+    line = malloc(n + 2);
+    if (line == NULL)
+        goto out;
+    memcpy(line, s, n);
+    line[n] = '\n';
+    line[n + 1] = '\0';
+    *len = n + 1;
+out:
+    free(s);
+    json_decref(obj);
+    return line;
+}
+
+/* A response object holding only ID, or NULL. */
+static json_t *response(int64_t id)
+{
+    json_t *obj = json_object();
+    if (obj != NULL && json_object_set_new(obj, "ID", json_integer(id)) != 0) {
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+/* Sets key to value (taking it) or drops obj: every failure is out of
+ * memory and ends in dump_line(NULL). */
+static json_t *with(json_t *obj, const char *key, json_t *value)
+{
+    if (obj == NULL || value == NULL) {
+        json_decref(obj);
+        json_decref(value);
+        return NULL;
+    }
+    /* json_object_set_new takes value even when it fails. */
+    if (json_object_set_new(obj, key, value) != 0) {
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+char *gcp_format_handshake(size_t *len)
+{
+    json_t *known = json_array();
+    if (known != NULL && (json_array_append_new(known, json_string("get")) != 0 ||
+                          json_array_append_new(known, json_string("put")) != 0 ||
+                          json_array_append_new(known, json_string("close")) != 0)) {
+        json_decref(known);
+        known = NULL;
+    }
+    return dump_line(with(response(0), "KnownCommands", known), len);
+}
+
+char *gcp_format_miss(int64_t id, size_t *len)
+{
+    return dump_line(with(response(id), "Miss", json_true()), len);
+}
+
+char *gcp_format_ok(int64_t id, size_t *len)
+{
+    return dump_line(response(id), len);
+}
+
+char *gcp_format_err(int64_t id, const char *msg, size_t *len)
+{
+    /* Messages can quote library errors naming paths; keep them valid
+     * UTF-8 whatever they hold. */
+    char safe[512];
+    size_t n = strlen(msg);
+    size_t i = 0;
+    for (; i < n && i + 1 < sizeof safe; i++) {
+        unsigned char c = (unsigned char)msg[i];
+        safe[i] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+    }
+    safe[i] = '\0';
+    if (safe[0] == '\0')
+        snprintf(safe, sizeof safe, "error");
+    return dump_line(with(response(id), "Err", json_string(safe)), len);
+}
+
+char *gcp_format_entry(int64_t id, const acache_result *res, size_t *len)
+{
+    char b64[ACACHE_ID_BASE64_SIZE];
+    char when[GCP_TIME_SIZE];
+
+    acache_id_to_base64(&res->output_id, b64);
+    /* Size is an int64 in Go; a result never comes near the limit. */
+    json_int_t size = res->size > (uint64_t)INT64_MAX ? INT64_MAX : (json_int_t)res->size;
+    json_t *obj = with(response(id), "OutputID", json_string(b64));
+    obj = with(obj, "Size", json_integer(size));
+    if (gcp_format_time(res->time_ns, when))
+        obj = with(obj, "Time", json_string(when));
+    if (res->path[0] != '\0') {
+        /* json_string refuses text that is not UTF-8: such a path cannot be
+         * handed to Go, so it is left out (the server answers a miss). */
+        json_t *p = json_string(res->path);
+        if (p != NULL)
+            obj = with(obj, "DiskPath", p);
+    }
+    return dump_line(obj, len);
+}
+
+bool gcp_format_time(int64_t ns, char out[GCP_TIME_SIZE])
+{
+    char buf[96];
+    struct tm tm;
+    int64_t sec = ns / 1000000000;
+    int64_t frac = ns % 1000000000;
+
+    out[0] = '\0';
+    if (frac < 0) {
+        frac += 1000000000;
+        sec -= 1;
+    }
+    time_t t = (time_t)sec;
+    if (gmtime_r(&t, &tm) == NULL)
+        return false;
+    long year = (long)tm.tm_year + 1900;
+    if (year < 0 || year > 9999)
+        return false;
+    int n = snprintf(buf, sizeof buf, "%04ld-%02d-%02dT%02d:%02d:%02d", year, tm.tm_mon + 1,
+                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    if (n < 0 || (size_t)n >= sizeof buf)
+        return false;
+    if (frac != 0) {
+        char digits[16];
+        snprintf(digits, sizeof digits, "%09" PRId64, frac);
+        size_t d = 9;
+        while (d > 0 && digits[d - 1] == '0')
+            d--;
+        digits[d] = '\0';
+        n += snprintf(buf + n, sizeof buf - (size_t)n, ".%s", digits);
+    }
+    snprintf(buf + n, sizeof buf - (size_t)n, "Z");
+    if (strlen(buf) >= GCP_TIME_SIZE)
+        return false;
+    strcpy(out, buf);
+    return true;
+}
