@@ -45,10 +45,10 @@ static void tiers_close(void *self)
     free(t);
 }
 
-/* Copies a hit found in tier `from` into tiers [0, from). Best effort. The
- * bytes are hashed again on the way in: an earlier tier only ever takes
- * bytes that match their output id. */
-static void promote(tiers *t, size_t from, const acache_id *action, acache_result *hit,
+/* Copies a hit found in tier `from` into tiers [0, from). Best effort,
+ * except that the bytes are hashed on the way in: bytes that do not match
+ * their output id return false and must not be served. */
+static bool promote(tiers *t, size_t from, const acache_id *action, acache_result *hit,
                     acache_result *first)
 {
     for (size_t j = 0; j < from; j++) {
@@ -59,8 +59,10 @@ static void promote(tiers *t, size_t from, const acache_id *action, acache_resul
             acache_put_abort(ps);
             continue;
         }
-        acache_put_commit(ps, &hit->output_id, hit->size, j == 0 ? first : NULL);
+        if (acache_put_commit(ps, &hit->output_id, hit->size, j == 0 ? first : NULL) == ACACHE_EINVAL)
+            return false;
     }
+    return true;
 }
 
 static acache_status tiers_get(void *self, const acache_id *action, unsigned flags,
@@ -85,7 +87,12 @@ static acache_status tiers_get(void *self, const acache_id *action, unsigned fla
         if (i > 0) {
             acache_result first;
             first.path[0] = '\0';
-            promote(t, i, action, res, &first);
+            if (!promote(t, i, action, res, &first)) {
+                /* The later tier holds bytes that are not what they claim. */
+                atomic_fetch_add_explicit(&t->stores[i]->counters.corrupt, 1, memory_order_relaxed);
+                acache_result_release(res);
+                continue;
+            }
             /* Prefer the first tier's local path: it is the home tier. */
             if (first.path[0] && memcmp(&first.output_id, &res->output_id, sizeof first.output_id) == 0)
                 memcpy(res->path, first.path, sizeof res->path);
