@@ -427,7 +427,8 @@ static char *dump_line(json_t *obj, size_t *len)
     memcpy(line, s, n);
     line[n] = '\n';
     line[n + 1] = '\0';
-    *len = n + 1;
+    if (len != NULL)
+        *len = n + 1;
 out:
     free(s);
     json_decref(obj);

@@ -118,8 +118,8 @@ bool gcp_body_valid(const gcp_body *b);
 
 /*
  * Each formatter returns one response line ending in "\n" (NUL-terminated,
- * length in *len) in a malloc'd buffer the caller frees, or NULL when out of
- * memory.
+ * its length in *len unless len is NULL) in a malloc'd buffer the caller
+ * frees, or NULL when out of memory.
  */
 
 /* {"ID":0,"KnownCommands":["get","put","close"]} */

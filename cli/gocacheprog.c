@@ -1,0 +1,804 @@
+/*
+ * gocacheprog.c - `acache gocacheprog`: serves the go command's build cache
+ * over the GOCACHEPROG protocol (Go 1.21-1.25) on stdin and stdout.
+ *
+ * One reader thread (the caller's) reads requests in order. Put bodies are
+ * inline in stdin, so the reader streams each one itself, straight from a
+ * fixed read buffer through the base64 decoder into acache_put_write: a put
+ * never holds its body whole. Gets go to a small pool of workers and are
+ * answered as they complete; every response is one line written under a
+ * mutex by a single write loop, so lines never interleave.
+ *
+ * This file must never print anything on stdout but protocol lines
+ * (diagnostics go to stderr through cli_err), never answer a request twice
+ * or not at all (the go command waits for every ID), and never let a put
+ * whose body was incomplete or did not match its OutputID become visible.
+ * Wire format details live in gocacheprog_proto.c; storage in the library.
+ */
+#include "commands.h"
+#include "gocacheprog_proto.h"
+
+#include "acache.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Workers serving gets. Gets are I/O-bound (disk, remotes), so a few more
+ * than the cores of a small machine. */
+#define GCP_WORKERS 8
+/* Gets waiting for a worker before the reader stops reading. */
+#define GCP_QUEUE_MAX 1024
+/* Bytes read from stdin at a time; also the most a body holds in memory. */
+#define GCP_READ_CHUNK ((size_t)64 << 10)
+
+/* ------------------------------------------------------------------ */
+/* Input                                                                */
+
+typedef struct input {
+    int fd;
+    size_t pos, len;      /* unread bytes are buf[pos..len) */
+    bool eof;
+    int err;              /* errno of a failed read, or 0 */
+    char *line;           /* the current request line, NUL-terminated */
+    size_t line_len, line_cap;
+    unsigned char buf[GCP_READ_CHUNK];
+} input;
+
+/* Makes sure some unread bytes are buffered; false at end of input (or
+ * after a read error, with in->err set). */
+static bool in_fill(input *in)
+{
+    if (in->pos < in->len)
+        return true;
+    if (in->eof)
+        return false;
+    for (;;) {
+        ssize_t n = read(in->fd, in->buf, sizeof in->buf);
+        if (n > 0) {
+            in->pos = 0;
+            in->len = (size_t)n;
+            return true;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            in->err = errno;
+        in->eof = true;
+        return false;
+    }
+}
+
+static bool line_is_blank(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r')
+            return false;
+    return true;
+}
+
+/* Appends to the line buffer, which only grows as far as the bytes that
+ * actually arrived, and never past GCP_MAX_LINE. */
+static bool line_append(input *in, const unsigned char *p, size_t n)
+{
+    if (in->line_len + n + 1 > in->line_cap) {
+        size_t cap = in->line_cap ? in->line_cap : 4096;
+        while (cap < in->line_len + n + 1)
+            cap *= 2;
+        if (cap > GCP_MAX_LINE + 1)
+            cap = GCP_MAX_LINE + 1;
+        char *line = realloc(in->line, cap);
+        if (line == NULL)
+            return false;
+        in->line = line;
+        in->line_cap = cap;
+    }
+    memcpy(in->line + in->line_len, p, n);
+    in->line_len += n;
+    in->line[in->line_len] = '\0';
+    return true;
+}
+
+/*
+ * Reads the next line that is not blank into in->line. Returns 1 for a
+ * line, 0 at end of input, -1 (message printed) when the input cannot be
+ * read as lines.
+ */
+static int read_request_line(input *in)
+{
+    in->line_len = 0;
+    for (;;) {
+        if (!in_fill(in)) {
+            if (in->err != 0) {
+                cli_err("gocacheprog: reading stdin: %s", strerror(in->err));
+                return -1;
+            }
+            /* A last line without its newline still counts. */
+            if (in->line_len == 0 || line_is_blank(in->line, in->line_len))
+                return 0;
+            return 1;
+        }
+        unsigned char *p = in->buf + in->pos;
+        size_t avail = in->len - in->pos;
+        unsigned char *nl = memchr(p, '\n', avail);
+        size_t take = nl ? (size_t)(nl - p) : avail;
+        if (in->line_len + take > GCP_MAX_LINE) {
+            cli_err("gocacheprog: request line longer than %zu bytes; is the input a "
+                    "GOCACHEPROG request stream?", GCP_MAX_LINE);
+            return -1;
+        }
+        if (take > 0 && !line_append(in, p, take)) {
+            cli_err("gocacheprog: out of memory reading a request");
+            return -1;
+        }
+        in->pos += take;
+        if (nl == NULL)
+            continue;
+        in->pos++;
+        if (in->line_len > 0 && !line_is_blank(in->line, in->line_len))
+            return 1;
+        in->line_len = 0;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* The server                                                           */
+
+typedef struct get_job {
+    struct get_job *next;
+    int64_t id;
+    acache_id action;
+} get_job;
+
+typedef struct server {
+    acache_store *store;
+    bool verbose;
+
+    pthread_mutex_t out_mu;   /* serializes response lines */
+    atomic_bool out_broken;   /* stdout failed: nobody is listening */
+
+    pthread_mutex_t mu;       /* guards the queue below */
+    pthread_cond_t job_cv;    /* a job was queued, or stopping */
+    pthread_cond_t space_cv;  /* the queue has room */
+    pthread_cond_t idle_cv;   /* nothing queued or running */
+    get_job *head, *tail;
+    size_t queued, running;
+    bool stopping;
+    pthread_t workers[GCP_WORKERS];
+    size_t nworkers;
+
+    atomic_uint_least64_t gets, hits, misses, puts, closes;
+    atomic_uint_least64_t bytes_in, bytes_out, errors, busy_ns;
+    atomic_bool get_error_shown;
+
+    input in;
+    unsigned char decoded[GCP_BODY_OUT_MAX(GCP_READ_CHUNK)];
+} server;
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void add_busy(server *s, int64_t start)
+{
+    int64_t d = now_ns() - start;
+    atomic_fetch_add(&s->busy_ns, d > 0 ? (uint64_t)d : 0);
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return w < 0 ? errno : EIO;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Writes one response line (taking line, which may be NULL when it could
+ * not be formatted) for id. */
+static void respond(server *s, int64_t id, char *line)
+{
+    char fallback[96];
+    const char *p = line;
+    size_t len = line ? strlen(line) : 0;
+    int err = 0;
+
+    if (line == NULL) {
+        /* Out of memory: the go command still needs an answer for id. */
+        int n = snprintf(fallback, sizeof fallback, "{\"ID\":%" PRId64 ",\"Err\":\"out of memory\"}\n",
+                         id);
+        p = fallback;
+        len = (size_t)n;
+    }
+    pthread_mutex_lock(&s->out_mu);
+    if (!atomic_load(&s->out_broken)) {
+        err = write_all(STDOUT_FILENO, p, len);
+        if (err != 0)
+            atomic_store(&s->out_broken, true);
+    }
+    pthread_mutex_unlock(&s->out_mu);
+    if (err != 0)
+        cli_err("gocacheprog: writing stdout: %s", strerror(err));
+    free(line);
+}
+
+static void respond_err(server *s, int64_t id, const char *msg)
+{
+    atomic_fetch_add(&s->errors, 1);
+    respond(s, id, gcp_format_err(id, msg, NULL));
+}
+
+static void serve_get(server *s, int64_t id, const acache_id *action)
+{
+    int64_t start = now_ns();
+    acache_result res;
+    char *line;
+
+    memset(&res, 0, sizeof res);
+    atomic_fetch_add(&s->gets, 1);
+    acache_status st = acache_get(s->store, action, 0, &res);
+    if (st == ACACHE_OK && res.path[0] == '/') {
+        line = gcp_format_entry(id, &res, NULL);
+        atomic_fetch_add(&s->hits, 1);
+        atomic_fetch_add(&s->bytes_out, res.size);
+    } else {
+        /* A get that fails is a miss: the cache must never fail a build.
+         * The first failure is shown; the rest only with -v. */
+        if (st < 0) {
+            atomic_fetch_add(&s->errors, 1);
+            if (s->verbose || !atomic_exchange(&s->get_error_shown, true))
+                cli_err("gocacheprog: get %" PRId64 " answered as a miss: %s", id,
+                        acache_last_error());
+        } else if (st == ACACHE_OK) {
+            cli_err("gocacheprog: get %" PRId64 " hit an entry with no local path; answered "
+                    "as a miss", id);
+        }
+        line = gcp_format_miss(id, NULL);
+        atomic_fetch_add(&s->misses, 1);
+    }
+    acache_result_release(&res);
+    respond(s, id, line);
+    add_busy(s, start);
+}
+
+static void *worker_main(void *arg)
+{
+    server *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (s->head == NULL && !s->stopping)
+            pthread_cond_wait(&s->job_cv, &s->mu);
+        get_job *job = s->head;
+        if (job == NULL) {
+            pthread_mutex_unlock(&s->mu);
+            return NULL;
+        }
+        s->head = job->next;
+        if (s->head == NULL)
+            s->tail = NULL;
+        s->queued--;
+        s->running++;
+        pthread_cond_signal(&s->space_cv);
+        pthread_mutex_unlock(&s->mu);
+
+        serve_get(s, job->id, &job->action);
+        free(job);
+
+        pthread_mutex_lock(&s->mu);
+        s->running--;
+        if (s->queued == 0 && s->running == 0)
+            pthread_cond_broadcast(&s->idle_cv);
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+/* Hands a get to the pool; serves it here when there is no pool. */
+static void dispatch_get(server *s, int64_t id, const acache_id *action)
+{
+    get_job *job = s->nworkers > 0 ? malloc(sizeof *job) : NULL;
+    if (job == NULL) {
+        serve_get(s, id, action);
+        return;
+    }
+    job->next = NULL;
+    job->id = id;
+    job->action = *action;
+    pthread_mutex_lock(&s->mu);
+    while (s->queued >= GCP_QUEUE_MAX)
+        pthread_cond_wait(&s->space_cv, &s->mu);
+    if (s->tail)
+        s->tail->next = job;
+    else
+        s->head = job;
+    s->tail = job;
+    s->queued++;
+    pthread_cond_signal(&s->job_cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Waits until every get handed to the pool has been answered. */
+static void wait_idle(server *s)
+{
+    pthread_mutex_lock(&s->mu);
+    while (s->queued > 0 || s->running > 0)
+        pthread_cond_wait(&s->idle_cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void start_workers(server *s)
+{
+    for (size_t i = 0; i < GCP_WORKERS; i++) {
+        if (pthread_create(&s->workers[s->nworkers], NULL, worker_main, s) != 0)
+            break;
+        s->nworkers++;
+    }
+    if (s->nworkers == 0)
+        cli_err("gocacheprog: could not start worker threads; serving gets one at a time");
+}
+
+/* Lets the workers finish what is queued, then joins them. */
+static void stop_workers(server *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    pthread_cond_broadcast(&s->job_cv);
+    pthread_mutex_unlock(&s->mu);
+    for (size_t i = 0; i < s->nworkers; i++)
+        pthread_join(s->workers[i], NULL);
+    s->nworkers = 0;
+}
+
+/*
+ * Serves one put: streams its body (if any) from stdin into a put stream
+ * and answers. parse_st/parse_msg say whether the request itself was
+ * valid; an invalid put's body is still read (and dropped) so the next
+ * request is found. Returns 0, or -1 (message printed, stream aborted)
+ * when the input is broken and the session cannot go on.
+ */
+static int serve_put(server *s, const gcp_request *req, gcp_parse_status parse_st,
+                     const char *parse_msg)
+{
+    int64_t start = now_ns();
+    input *in = &s->in;
+    acache_put_stream *stream = NULL;
+    gcp_body *body = NULL;
+    char err[GCP_MSG_SIZE + 160] = "";
+    char msg[GCP_MSG_SIZE];
+    uint64_t got = 0;
+    uint64_t want = req->body_size > 0 ? (uint64_t)req->body_size : 0;
+    int rc = -1;
+
+    atomic_fetch_add(&s->puts, 1);
+    if (parse_st != GCP_PARSE_OK)
+        snprintf(err, sizeof err, "%s", parse_msg);
+    else if (acache_put_begin(s->store, &req->action, &stream) != ACACHE_OK)
+        snprintf(err, sizeof err, "cannot store: %s", acache_last_error());
+
+    if (gcp_request_has_body(req)) {
+        body = gcp_body_new();
+        if (body == NULL) {
+            cli_err("gocacheprog: put %" PRId64 ": out of memory", req->id);
+            goto out;
+        }
+        for (;;) {
+            gcp_body_status bst;
+            size_t used = 0, outlen = 0;
+            if (!in_fill(in)) {
+                if (in->err != 0) {
+                    cli_err("gocacheprog: put %" PRId64 ": reading stdin: %s", req->id,
+                            strerror(in->err));
+                    goto out;
+                }
+                bst = gcp_body_eof(body, msg);
+            } else {
+                bst = gcp_body_feed(body, in->buf + in->pos, in->len - in->pos, &used, s->decoded,
+                                    &outlen, msg);
+                in->pos += used;
+            }
+            if (bst == GCP_BODY_BROKEN) {
+                cli_err("gocacheprog: put %" PRId64 ": %s", req->id, msg);
+                goto out;
+            }
+            if (outlen > 0) {
+                got += outlen;
+                /* Past BodySize the put has failed: stop writing, keep
+                 * reading to the end of the line. */
+                if (stream != NULL && got > want) {
+                    acache_put_abort(stream);
+                    stream = NULL;
+                    snprintf(err, sizeof err, "body is longer than BodySize %" PRIu64, want);
+                } else if (stream != NULL &&
+                           acache_put_write(stream, s->decoded, outlen) != ACACHE_OK) {
+                    snprintf(err, sizeof err, "cannot store: %s", acache_last_error());
+                    acache_put_abort(stream);
+                    stream = NULL;
+                }
+            }
+            if (bst == GCP_BODY_DONE)
+                break;
+        }
+        if (err[0] == '\0' && !gcp_body_valid(body))
+            snprintf(err, sizeof err, "body is not valid base64");
+    }
+    atomic_fetch_add(&s->bytes_in, got);
+
+    if (err[0] == '\0' && got != want)
+        snprintf(err, sizeof err, "body has %" PRIu64 " bytes but BodySize is %" PRIu64, got,
+                 want);
+    if (err[0] == '\0') {
+        acache_result res;
+        memset(&res, 0, sizeof res);
+        acache_status st = acache_put_commit(stream, &req->output, want, &res);
+        stream = NULL;
+        if (st == ACACHE_EINVAL) {
+            snprintf(err, sizeof err, "body does not match its OutputID: %s", acache_last_error());
+        } else if (st != ACACHE_OK) {
+            snprintf(err, sizeof err, "cannot store: %s", acache_last_error());
+        } else if (res.path[0] != '/') {
+            snprintf(err, sizeof err, "stored, but the store gave no local path");
+        } else {
+            respond(s, req->id, gcp_format_entry(req->id, &res, NULL));
+        }
+        acache_result_release(&res);
+    }
+    if (err[0] != '\0') {
+        acache_put_abort(stream);
+        stream = NULL;
+        if (s->verbose)
+            cli_err("gocacheprog: put %" PRId64 ": %s", req->id, err);
+        respond_err(s, req->id, err);
+    }
+    rc = 0;
+out:
+    /* On a broken input nothing is answered and nothing half-written may
+     * stay: the stream is dropped. */
+    acache_put_abort(stream);
+    gcp_body_free(body);
+    add_busy(s, start);
+    return rc;
+}
+
+/* Shows a request line in a message: its start, printable bytes only. */
+static void show_line(const char *line, size_t len, char out[84])
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len && n < 80; i++) {
+        unsigned char c = (unsigned char)line[i];
+        out[n++] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+    }
+    if (len > 80) {
+        out[77] = out[78] = out[79] = '.';
+        n = 80;
+    }
+    out[n] = '\0';
+}
+
+/* Reads and answers requests until end of input. Returns the exit status. */
+static int serve(server *s)
+{
+    gcp_request req;
+    char msg[GCP_MSG_SIZE];
+
+    for (;;) {
+        if (atomic_load(&s->out_broken))
+            return 1;
+        int r = read_request_line(&s->in);
+        if (r == 0)
+            return 0;
+        if (r < 0)
+            return 1;
+        int64_t start = now_ns();
+        gcp_parse_status st = gcp_parse_request(s->in.line, s->in.line_len, &req, msg);
+        if (st == GCP_PARSE_FATAL) {
+            char shown[84];
+            show_line(s->in.line, s->in.line_len, shown);
+            cli_err("gocacheprog: %s: %s", msg, shown);
+            return 1;
+        }
+        if (req.command == GCP_CMD_PUT) {
+            if (serve_put(s, &req, st, msg) != 0)
+                return 1;
+            continue;
+        }
+        if (st == GCP_PARSE_ERR) {
+            if (s->verbose)
+                cli_err("gocacheprog: request %" PRId64 ": %s", req.id, msg);
+            respond_err(s, req.id, msg);
+            add_busy(s, start);
+            continue;
+        }
+        switch (req.command) {
+        case GCP_CMD_GET:
+            dispatch_get(s, req.id, &req.action);
+            break;
+        case GCP_CMD_CLOSE: {
+            /* Close is answered last: everything before it first. */
+            wait_idle(s);
+            atomic_fetch_add(&s->closes, 1);
+            respond(s, req.id, gcp_format_ok(req.id, NULL));
+            add_busy(s, start);
+            break;
+        }
+        case GCP_CMD_PUT:
+        case GCP_CMD_UNKNOWN:
+            break;
+        }
+    }
+}
+
+static void print_summary(server *s, int64_t wall_ns)
+{
+    double mib = 1024.0 * 1024.0;
+    cli_err("gocacheprog: %" PRIu64 " gets (%" PRIu64 " hits, %" PRIu64 " misses), %" PRIu64
+            " puts, %.1f MiB in, %.1f MiB out, %" PRIu64 " errors; "
+            "%.3f s in requests (summed), %.3f s wall",
+            (uint64_t)atomic_load(&s->gets), (uint64_t)atomic_load(&s->hits),
+            (uint64_t)atomic_load(&s->misses), (uint64_t)atomic_load(&s->puts),
+            (double)atomic_load(&s->bytes_in) / mib, (double)atomic_load(&s->bytes_out) / mib,
+            (uint64_t)atomic_load(&s->errors), (double)atomic_load(&s->busy_ns) / 1e9,
+            (double)wall_ns / 1e9);
+}
+
+/* ------------------------------------------------------------------ */
+/* Options and setup                                                    */
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: acache gocacheprog [--dir DIR] [--remote SPEC]... [--max-size SIZE] [-v]\n"
+               "\n"
+               "Serves the go command's build cache: GOCACHEPROG=\"acache gocacheprog\".\n"
+               "  --dir DIR        cache directory (default $ACACHE_DIR, else\n"
+               "                   $XDG_CACHE_HOME/acache, else ~/.cache/acache)\n"
+               "  --remote SPEC    a shared store after the local one (repeatable;\n"
+               "                   default $ACACHE_REMOTE, specs separated by spaces)\n"
+               "  --max-size SIZE  bound of the local store, e.g. 10G (default\n"
+               "                   $ACACHE_MAX_SIZE)\n"
+               "  -v               summary of the session on stderr at exit\n");
+}
+
+/* Matches --name VALUE and --name=VALUE; advances *i past the value. */
+static int opt_value(int argc, char **argv, int *i, const char *name, const char **value)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(a, name, n) != 0)
+        return 0;
+    if (a[n] == '=') {
+        *value = a + n + 1;
+        return 1;
+    }
+    if (a[n] != '\0')
+        return 0;
+    if (*i + 1 >= argc) {
+        cli_err("gocacheprog: %s needs a value", name);
+        return -1;
+    }
+    *value = argv[++*i];
+    return 1;
+}
+
+/* A size goes into a spec string: it must not smuggle in other options. */
+static bool size_text_ok(const char *t)
+{
+    if (*t == '\0')
+        return false;
+    for (; *t; t++)
+        if (!((*t >= '0' && *t <= '9') || (*t >= 'a' && *t <= 'z') || (*t >= 'A' && *t <= 'Z') ||
+              *t == '.'))
+            return false;
+    return true;
+}
+
+/* "disk:DIR[?max-size=SIZE]" with DIR made absolute (DiskPath must be). */
+static char *disk_spec(const char *dir_opt, const char *max_size)
+{
+    char *dir = dir_opt ? strdup(dir_opt) : cli_default_dir();
+    char *spec = NULL;
+    char *cwd = NULL;
+
+    if (dir == NULL || dir[0] == '\0') {
+        cli_err("gocacheprog: no cache directory: use --dir or set ACACHE_DIR or HOME");
+        goto out;
+    }
+    if (strchr(dir, '?') != NULL) {
+        cli_err("gocacheprog: cache directory %s contains '?', which a store spec cannot hold",
+                dir);
+        goto out;
+    }
+    if (dir[0] != '/') {
+        cwd = getcwd(NULL, 0);
+        if (cwd == NULL) {
+            cli_err("gocacheprog: cannot make %s absolute: %s", dir, strerror(errno));
+            goto out;
+        }
+    }
+    size_t n = strlen(dir) + (cwd ? strlen(cwd) + 1 : 0) + (max_size ? strlen(max_size) : 0) + 32;
+    spec = malloc(n);
+    if (spec == NULL)
+        goto out;
+    snprintf(spec, n, "disk:%s%s%s%s%s", cwd ? cwd : "", cwd ? "/" : "", dir,
+             max_size ? "?max-size=" : "", max_size ? max_size : "");
+out:
+    free(cwd);
+    free(dir);
+    return spec;
+}
+
+/* Opens the disk store and the remotes behind it. Returns 0 or the exit
+ * status (message printed). */
+static int open_stores(const char *dir, const char *max_size, char **remotes, size_t nremotes,
+                       acache_store **out)
+{
+    int rc = 2;
+    char *spec = disk_spec(dir, max_size);
+    acache_store **stores = calloc(nremotes + 1, sizeof *stores);
+    size_t n = 0;
+
+    if (spec == NULL || stores == NULL)
+        goto out;
+    if (acache_open(spec, &stores[n]) != ACACHE_OK) {
+        cli_err("gocacheprog: cannot open %s: %s", spec, acache_last_error());
+        goto out;
+    }
+    n++;
+    for (size_t i = 0; i < nremotes; i++) {
+        if (acache_open(remotes[i], &stores[n]) != ACACHE_OK) {
+            cli_err("gocacheprog: cannot open remote %s: %s", remotes[i], acache_last_error());
+            goto out;
+        }
+        n++;
+    }
+    if (n == 1) {
+        *out = stores[0];
+    } else {
+        acache_status st = acache_tiers(stores, n, out);
+        n = 0; /* taken by acache_tiers, also on failure */
+        if (st != ACACHE_OK) {
+            cli_err("gocacheprog: cannot chain the stores: %s", acache_last_error());
+            goto out;
+        }
+    }
+    n = 0;
+    rc = 0;
+out:
+    for (size_t i = 0; i < n; i++)
+        acache_close(stores[i]);
+    free(stores);
+    free(spec);
+    return rc;
+}
+
+int cmd_gocacheprog(int argc, char **argv)
+{
+    const char *dir = NULL;
+    const char *max_size = getenv("ACACHE_MAX_SIZE");
+    bool verbose = false;
+    char **remotes = NULL;
+    size_t nremotes = 0;
+    char *env_remotes = NULL;
+    acache_store *store = NULL;
+    server *s = NULL;
+    int rc = 2;
+    int64_t t0 = now_ns();
+
+    remotes = calloc((size_t)argc + 1, sizeof *remotes);
+    if (remotes == NULL)
+        goto out;
+    for (int i = 1; i < argc; i++) {
+        const char *v = NULL;
+        int r;
+        if (strcmp(argv[i], "-v") == 0 || strcmp(argv[i], "--verbose") == 0) {
+            verbose = true;
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stderr);
+            rc = 0;
+            goto out;
+        } else if ((r = opt_value(argc, argv, &i, "--dir", &v)) != 0) {
+            if (r < 0)
+                goto out;
+            dir = v;
+        } else if ((r = opt_value(argc, argv, &i, "--remote", &v)) != 0) {
+            if (r < 0)
+                goto out;
+            remotes[nremotes++] = (char *)v;
+        } else if ((r = opt_value(argc, argv, &i, "--max-size", &v)) != 0) {
+            if (r < 0)
+                goto out;
+            max_size = v;
+        } else {
+            cli_err("gocacheprog: unknown argument %s", argv[i]);
+            usage(stderr);
+            goto out;
+        }
+    }
+    if (max_size != NULL && max_size[0] == '\0')
+        max_size = NULL;
+    if (max_size != NULL && !size_text_ok(max_size)) {
+        cli_err("gocacheprog: bad size \"%s\" (expected a number with K/M/G/T)", max_size);
+        goto out;
+    }
+    /* Flags override the environment: ACACHE_REMOTE only without --remote. */
+    const char *env = getenv("ACACHE_REMOTE");
+    if (nremotes == 0 && env != NULL && env[0] != '\0') {
+        const char *sep = " \t\n";
+        size_t count = 0;
+        env_remotes = strdup(env);
+        if (env_remotes == NULL)
+            goto out;
+        for (const char *t = env; *t; t++)
+            if (strchr(sep, *t) == NULL && (t == env || strchr(sep, t[-1]) != NULL))
+                count++;
+        char **more = realloc(remotes, (count + 1) * sizeof *remotes);
+        if (more == NULL)
+            goto out;
+        remotes = more;
+        char *save = NULL;
+        for (char *t = strtok_r(env_remotes, sep, &save); t && nremotes < count;
+             t = strtok_r(NULL, sep, &save))
+            remotes[nremotes++] = t;
+    }
+
+    rc = open_stores(dir, max_size, remotes, nremotes, &store);
+    if (rc != 0)
+        goto out;
+
+    s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        cli_err("gocacheprog: out of memory");
+        rc = 1;
+        goto out;
+    }
+    s->store = store;
+    s->verbose = verbose;
+    s->in.fd = STDIN_FILENO;
+    pthread_mutex_init(&s->out_mu, NULL);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->job_cv, NULL);
+    pthread_cond_init(&s->space_cv, NULL);
+    pthread_cond_init(&s->idle_cv, NULL);
+
+    /* A reader gone away must surface as EPIPE, so that the open put is
+     * aborted, not as a silent death by signal. */
+    signal(SIGPIPE, SIG_IGN);
+
+    respond(s, 0, gcp_format_handshake(NULL));
+    start_workers(s);
+    rc = serve(s);
+    /* Answers already due are written before exiting, also on error. */
+    wait_idle(s);
+    stop_workers(s);
+    if (rc == 0 && atomic_load(&s->out_broken))
+        rc = 1;
+    if (verbose)
+        print_summary(s, now_ns() - t0);
+
+    pthread_cond_destroy(&s->idle_cv);
+    pthread_cond_destroy(&s->space_cv);
+    pthread_cond_destroy(&s->job_cv);
+    pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->out_mu);
+out:
+    acache_close(store);
+    if (s != NULL)
+        free(s->in.line);
+    free(s);
+    free(env_remotes);
+    free(remotes);
+    return rc;
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# install-deps.sh - installs the Debian packages acache's build and tests
+# need. Idempotent: does nothing when they are all present. Runs as root, or
+# through sudo otherwise. Never installs anything outside Debian's archive.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake pkg-config        # the build
+  libssl-dev libzstd-dev libjansson-dev   # libcrypto, zstd, JSON
+  libhiredis-dev libcurl4-openssl-dev     # remote tiers
+  libcmocka-dev python3                   # the tests
+  clang                                   # libFuzzer target
+)
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages present" >&2
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}" >&2
+$SUDO apt-get update -qq
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# test.sh - builds acache and runs the whole test suite: the normal build,
+# then the same suite under AddressSanitizer + UndefinedBehaviorSanitizer,
+# then the libFuzzer target for a bounded time. Installs what it needs from
+# Debian's archive first (scripts/install-deps.sh, scripts/go-toolchain.sh).
+# Exit status is non-zero if anything fails.
+#
+# Environment: ACACHE_FUZZ_SECONDS (default 60), ACACHE_SKIP_ASAN=1,
+# ACACHE_SKIP_FUZZ=1, JOBS (default: number of cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+JOBS=${JOBS:-$(nproc)}
+bash scripts/install-deps.sh
+# The end-to-end tests need a go command that honours GOCACHEPROG.
+ACACHE_GO=$(bash scripts/go-toolchain.sh)
+export ACACHE_GO
+
+echo "== build and test (RelWithDebInfo, -Werror)"
+cmake -S . -B build -DACACHE_WERROR=ON >/dev/null
+cmake --build build -j"$JOBS"
+ctest --test-dir build --output-on-failure -j"$JOBS"
+
+if [ "${ACACHE_SKIP_ASAN:-0}" != 1 ]; then
+  echo "== build and test under AddressSanitizer + UndefinedBehaviorSanitizer"
+  cmake -S . -B build-asan -DACACHE_WERROR=ON -DACACHE_SANITIZE=ON -DACACHE_BENCH=OFF >/dev/null
+  cmake --build build-asan -j"$JOBS"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir build-asan --output-on-failure -j"$JOBS"
+fi
+
+if [ "${ACACHE_SKIP_FUZZ:-0}" != 1 ] && [ -d fuzz ]; then
+  secs=${ACACHE_FUZZ_SECONDS:-60}
+  echo "== libFuzzer: request parser for ${secs}s"
+  CC=clang cmake -S . -B build-fuzz -DACACHE_FUZZ=ON -DACACHE_TESTS=OFF -DACACHE_BENCH=OFF >/dev/null
+  cmake --build build-fuzz -j"$JOBS" --target fuzz_gocacheprog
+  mkdir -p build-fuzz/corpus
+  build-fuzz/fuzz/fuzz_gocacheprog -max_total_time="$secs" -max_len=4096 build-fuzz/corpus fuzz/seeds 2>&1 | tail -5
+fi
+echo "== all tests passed"
