@@ -233,14 +233,18 @@ struct gcp_body {
     EVP_ENCODE_CTX *ctx;
     enum body_state state;
     bool invalid;
+    uint64_t nchars;  /* base64 characters so far, padding included */
+    unsigned npad;    /* '=' so far */
 };
 
-/* The characters EVP_DecodeUpdate is allowed to see: it would otherwise
- * skip whitespace silently and stop at '-'. */
+/* The characters EVP_DecodeUpdate is allowed to see, padding aside: it
+ * would otherwise skip whitespace silently and stop at '-'. Padding is
+ * checked here too, since EVP's own check depends on how the input was
+ * split between calls. */
 static inline bool is_base64_char(unsigned char c)
 {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '+' || c == '/' || c == '=';
+           c == '+' || c == '/';
 }
 
 gcp_body *gcp_body_new(void)
@@ -274,6 +278,12 @@ bool gcp_body_valid(const gcp_body *b)
 static void decode_run(gcp_body *b, const unsigned char *p, size_t n, unsigned char *out,
                        size_t *outlen)
 {
+    if (n == 0)
+        return;
+    /* Data after padding. */
+    if (b->npad > 0)
+        b->invalid = true;
+    b->nchars += n;
     while (n > 0 && !b->invalid) {
         int k = n > 65536 ? 65536 : (int)n;
         int got = 0;
@@ -287,9 +297,28 @@ static void decode_run(gcp_body *b, const unsigned char *p, size_t n, unsigned c
     }
 }
 
+/* One '=': only as the third or fourth character of a quantum, and the
+ * third only if the fourth is one too (checked when the string ends). */
+static void decode_pad(gcp_body *b, const unsigned char *p, unsigned char *out, size_t *outlen)
+{
+    if (b->nchars % 4 < 2 || b->npad >= 2) {
+        b->invalid = true;
+        return;
+    }
+    b->npad++;
+    b->nchars++;
+    int got = 0;
+    if (!b->invalid && EVP_DecodeUpdate(b->ctx, out + *outlen, &got, p, 1) < 0)
+        b->invalid = true;
+    else
+        *outlen += (size_t)got;
+}
+
 static void decode_final(gcp_body *b, unsigned char *out, size_t *outlen)
 {
     int got = 0;
+    if (b->nchars % 4 != 0)
+        b->invalid = true;
     if (b->invalid)
         return;
     if (EVP_DecodeFinal(b->ctx, out + *outlen, &got) < 0)
@@ -340,7 +369,9 @@ gcp_body_status gcp_body_feed(gcp_body *b, const unsigned char *in, size_t len, 
             if (i == len)
                 break;
             c = in[i++];
-            if (c == '"') {
+            if (c == '=') {
+                decode_pad(b, in + i - 1, out, outlen);
+            } else if (c == '"') {
                 decode_final(b, out, outlen);
                 b->state = BODY_TAIL;
             } else if (c == '\\') {

@@ -22,7 +22,7 @@ cleanup() { [ -n "${ACACHE_DEMO_DIR:-}" ] || rm -rf "$WORK"; }
 trap cleanup EXIT
 mkdir -p "$WORK/cache" "$WORK/gocache"
 
-export GOTOOLCHAIN=local GOFLAGS=-mod=mod GOPATH="$WORK/gopath"
+export GOTOOLCHAIN=local GOPATH="$WORK/gopath"
 export GOCACHE="$WORK/gocache"
 export GOCACHEPROG="$ACACHE gocacheprog --dir $WORK/cache -v"
 TARGET=${DEMO_TARGET:-std}

@@ -33,7 +33,6 @@
 #include "backend.h"
 #include "error.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdalign.h>
 #include <stdatomic.h>

@@ -1,0 +1,663 @@
+/*
+ * test_gocacheprog_proto.c - unit tests of the GOCACHEPROG wire format
+ * (cli/gocacheprog_proto.c): request parsing, put body decoding, response
+ * formatting. Pure functions, so no process and no store is involved; the
+ * end-to-end tests of the server are in test_gocacheprog.sh.
+ *
+ * The parser is compiled into this program directly (it lives with the
+ * command, not in the library).
+ */
+#include "testutil.h"
+
+#include "../cli/gocacheprog_proto.c"
+
+#include <dlfcn.h>
+
+/* ------------------------------------------------------------------ */
+/* jansson                                                              */
+
+/*
+ * tests/CMakeLists.txt links the test programs with the library, cmocka and
+ * libcrypto but not jansson, which only the command uses. Until it does,
+ * the few jansson functions the parser calls are forwarded here to the
+ * shared library, loaded at run time. Should jansson ever be linked in,
+ * these definitions still work (they take precedence and forward to the
+ * library loaded by name).
+ */
+static void *jansson_sym(const char *name)
+{
+    static void *lib;
+    if (lib == NULL) {
+        lib = dlopen("libjansson.so.4", RTLD_NOW | RTLD_LOCAL);
+        if (lib == NULL) {
+            fprintf(stderr, "cannot load jansson: %s\n", dlerror());
+            abort();
+        }
+    }
+    void *f = dlsym(lib, name);
+    if (f == NULL) {
+        fprintf(stderr, "jansson has no %s\n", name);
+        abort();
+    }
+    return f;
+}
+
+#define FORWARD(ret, name, params, args)                                        \
+    ret name params                                                             \
+    {                                                                           \
+        static ret(*fn) params;                                                 \
+        if (fn == NULL)                                                         \
+            *(void **)&fn = jansson_sym(#name);                                 \
+        return fn args;                                                         \
+    }
+
+FORWARD(json_t *, json_loadb, (const char *b, size_t n, size_t f, json_error_t *e), (b, n, f, e))
+FORWARD(json_t *, json_object_get, (const json_t *o, const char *k), (o, k))
+FORWARD(const char *, json_string_value, (const json_t *s), (s))
+FORWARD(size_t, json_string_length, (const json_t *s), (s))
+FORWARD(json_int_t, json_integer_value, (const json_t *i), (i))
+FORWARD(char *, json_dumps, (const json_t *j, size_t f), (j, f))
+FORWARD(json_t *, json_object, (void), ())
+FORWARD(json_t *, json_array, (void), ())
+FORWARD(json_t *, json_string, (const char *v), (v))
+FORWARD(json_t *, json_integer, (json_int_t v), (v))
+FORWARD(json_t *, json_true, (void), ())
+FORWARD(int, json_object_set_new, (json_t *o, const char *k, json_t *v), (o, k, v))
+FORWARD(int, json_array_append_new, (json_t *a, json_t *v), (a, v))
+
+void json_delete(json_t *j)
+{
+    static void (*fn)(json_t *);
+    if (fn == NULL)
+        *(void **)&fn = jansson_sym("json_delete");
+    fn(j);
+}
+
+/* ------------------------------------------------------------------ */
+/* Helpers                                                              */
+
+static acache_id id_n(uint8_t n)
+{
+    acache_id id;
+    for (size_t i = 0; i < ACACHE_ID_SIZE; i++)
+        id.bytes[i] = (uint8_t)(n + i * 7);
+    return id;
+}
+
+static const char *b64(acache_id id, char buf[ACACHE_ID_BASE64_SIZE])
+{
+    acache_id_to_base64(&id, buf);
+    return buf;
+}
+
+static gcp_parse_status parse(const char *line, gcp_request *req, char msg[GCP_MSG_SIZE])
+{
+    return gcp_parse_request(line, strlen(line), req, msg);
+}
+
+/* ------------------------------------------------------------------ */
+/* Requests                                                             */
+
+static void test_get(void **state)
+{
+    (void)state;
+    char line[256], a[ACACHE_ID_BASE64_SIZE], msg[GCP_MSG_SIZE];
+    gcp_request req;
+    acache_id action = id_n(1);
+
+    snprintf(line, sizeof line, "{\"ID\":7,\"Command\":\"get\",\"ActionID\":\"%s\"}",
+             b64(action, a));
+    assert_int_equal(parse(line, &req, msg), GCP_PARSE_OK);
+    assert_int_equal(req.id, 7);
+    assert_int_equal(req.command, GCP_CMD_GET);
+    assert_true(req.has_action);
+    assert_memory_equal(req.action.bytes, action.bytes, ACACHE_ID_SIZE);
+    assert_false(gcp_request_has_body(&req));
+}
+
+static void test_put(void **state)
+{
+    (void)state;
+    char line[256], a[ACACHE_ID_BASE64_SIZE], o[ACACHE_ID_BASE64_SIZE], msg[GCP_MSG_SIZE];
+    gcp_request req;
+    acache_id action = id_n(1), output = id_n(2);
+
+    snprintf(line, sizeof line,
+             "{\"ID\":8,\"Command\":\"put\",\"ActionID\":\"%s\",\"OutputID\":\"%s\","
+             "\"BodySize\":12345}",
+             b64(action, a), b64(output, o));
+    assert_int_equal(parse(line, &req, msg), GCP_PARSE_OK);
+    assert_int_equal(req.id, 8);
+    assert_int_equal(req.command, GCP_CMD_PUT);
+    assert_memory_equal(req.action.bytes, action.bytes, ACACHE_ID_SIZE);
+    assert_true(req.has_output);
+    assert_memory_equal(req.output.bytes, output.bytes, ACACHE_ID_SIZE);
+    assert_int_equal(req.body_size, 12345);
+    assert_true(gcp_request_has_body(&req));
+}
+
+static void test_put_empty_body(void **state)
+{
+    (void)state;
+    char line[256], a[ACACHE_ID_BASE64_SIZE], o[ACACHE_ID_BASE64_SIZE], msg[GCP_MSG_SIZE];
+    gcp_request req;
+
+    /* Go leaves BodySize out when it is 0 (omitempty). */
+    snprintf(line, sizeof line, "{\"ID\":9,\"Command\":\"put\",\"ActionID\":\"%s\",\"OutputID\":\"%s\"}",
+             b64(id_n(1), a), b64(id_n(2), o));
+    assert_int_equal(parse(line, &req, msg), GCP_PARSE_OK);
+    assert_int_equal(req.body_size, 0);
+    assert_false(gcp_request_has_body(&req));
+}
+
+static void test_close(void **state)
+{
+    (void)state;
+    char msg[GCP_MSG_SIZE];
+    gcp_request req;
+
+    assert_int_equal(parse("{\"ID\":3,\"Command\":\"close\"}", &req, msg), GCP_PARSE_OK);
+    assert_int_equal(req.id, 3);
+    assert_int_equal(req.command, GCP_CMD_CLOSE);
+    /* Surrounding whitespace and a CR are fine. */
+    assert_int_equal(parse("  {\"Command\":\"close\", \"ID\":4}\r", &req, msg), GCP_PARSE_OK);
+    assert_int_equal(req.id, 4);
+}
+
+static void test_put_object_id_only(void **state)
+{
+    (void)state;
+    char line[256], a[ACACHE_ID_BASE64_SIZE], o[ACACHE_ID_BASE64_SIZE], msg[GCP_MSG_SIZE];
+    gcp_request req;
+    acache_id output = id_n(5);
+
+    /* Go 1.21-1.23. */
+    snprintf(line, sizeof line,
+             "{\"ID\":1,\"Command\":\"put\",\"ActionID\":\"%s\",\"ObjectID\":\"%s\",\"BodySize\":3}",
+             b64(id_n(1), a), b64(output, o));
+    assert_int_equal(parse(line, &req, msg), GCP_PARSE_OK);
+    assert_memory_equal(req.output.bytes, output.bytes, ACACHE_ID_SIZE);
+}
+
+static void test_put_both_ids(void **state)
+{
+    (void)state;
+    char line[300], a[ACACHE_ID_BASE64_SIZE], o[ACACHE_ID_BASE64_SIZE],
+        ob[ACACHE_ID_BASE64_SIZE], msg[GCP_MSG_SIZE];
+    gcp_request req;
+    acache_id output = id_n(5), object = id_n(6);
+
+    snprintf(line, sizeof line,
+             "{\"ID\":1,\"Command\":\"put\",\"ActionID\":\"%s\",\"ObjectID\":\"%s\","
+             "\"OutputID\":\"%s\",\"BodySize\":3}",
+             b64(id_n(1), a), b64(object, ob), b64(output, o));
+    assert_int_equal(parse(line, &req, msg), GCP_PARSE_OK);
+    assert_memory_equal(req.output.bytes, output.bytes, ACACHE_ID_SIZE);
+
+    /* A null OutputID counts as absent. */
+    snprintf(line, sizeof line,
+             "{\"ID\":1,\"Command\":\"put\",\"ActionID\":\"%s\",\"OutputID\":null,"
+             "\"ObjectID\":\"%s\"}",
+             b64(id_n(1), a), b64(object, ob));
+    assert_int_equal(parse(line, &req, msg), GCP_PARSE_OK);
+    assert_memory_equal(req.output.bytes, object.bytes, ACACHE_ID_SIZE);
+}
+
+static void test_bad_base64_id(void **state)
+{
+    (void)state;
+    char msg[GCP_MSG_SIZE];
+    gcp_request req;
+
+    /* 44 characters, but not base64. */
+    assert_int_equal(parse("{\"ID\":11,\"Command\":\"get\",\"ActionID\":"
+                           "\"!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!=\"}",
+                           &req, msg),
+                     GCP_PARSE_ERR);
+    assert_int_equal(req.id, 11);
+    assert_non_null(strstr(msg, "ActionID"));
+    assert_non_null(strstr(msg, "base64"));
+    /* Not a string at all. */
+    assert_int_equal(parse("{\"ID\":12,\"Command\":\"get\",\"ActionID\":[1,2]}", &req, msg),
+                     GCP_PARSE_ERR);
+    assert_int_equal(req.id, 12);
+}
+
+static void test_wrong_id_length(void **state)
+{
+    (void)state;
+    char msg[GCP_MSG_SIZE];
+    gcp_request req;
+
+    /* 16 bytes of base64. */
+    assert_int_equal(
+        parse("{\"ID\":13,\"Command\":\"get\",\"ActionID\":\"AAECAwQFBgcICQoLDA0ODw==\"}", &req, msg),
+        GCP_PARSE_ERR);
+    assert_int_equal(req.id, 13);
+    assert_non_null(strstr(msg, "32 bytes"));
+    /* 33 bytes. */
+    assert_int_equal(parse("{\"ID\":14,\"Command\":\"get\",\"ActionID\":"
+                           "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}",
+                           &req, msg),
+                     GCP_PARSE_ERR);
+    /* Empty. */
+    assert_int_equal(parse("{\"ID\":15,\"Command\":\"get\",\"ActionID\":\"\"}", &req, msg),
+                     GCP_PARSE_ERR);
+}
+
+static void test_missing_fields(void **state)
+{
+    (void)state;
+    char line[256], a[ACACHE_ID_BASE64_SIZE], o[ACACHE_ID_BASE64_SIZE], msg[GCP_MSG_SIZE];
+    gcp_request req;
+
+    assert_int_equal(parse("{\"ID\":21,\"Command\":\"get\"}", &req, msg), GCP_PARSE_ERR);
+    assert_int_equal(req.id, 21);
+    assert_non_null(strstr(msg, "ActionID"));
+
+    snprintf(line, sizeof line, "{\"ID\":22,\"Command\":\"put\",\"ActionID\":\"%s\",\"BodySize\":5}",
+             b64(id_n(1), a));
+    assert_int_equal(parse(line, &req, msg), GCP_PARSE_ERR);
+    assert_int_equal(req.id, 22);
+    assert_non_null(strstr(msg, "OutputID"));
+    /* The body still follows and must be skipped. */
+    assert_int_equal(req.command, GCP_CMD_PUT);
+    assert_true(gcp_request_has_body(&req));
+
+    snprintf(line, sizeof line, "{\"ID\":23,\"Command\":\"put\",\"OutputID\":\"%s\",\"BodySize\":5}",
+             b64(id_n(1), o));
+    assert_int_equal(parse(line, &req, msg), GCP_PARSE_ERR);
+    assert_non_null(strstr(msg, "ActionID"));
+    assert_true(gcp_request_has_body(&req));
+
+    assert_int_equal(parse("{\"ID\":24}", &req, msg), GCP_PARSE_ERR);
+    assert_int_equal(req.id, 24);
+    assert_non_null(strstr(msg, "Command"));
+    assert_int_equal(parse("{\"ID\":25,\"Command\":7}", &req, msg), GCP_PARSE_ERR);
+}
+
+static void test_unknown_command(void **state)
+{
+    (void)state;
+    char msg[GCP_MSG_SIZE];
+    gcp_request req;
+
+    assert_int_equal(parse("{\"ID\":31,\"Command\":\"stat\"}", &req, msg), GCP_PARSE_ERR);
+    assert_int_equal(req.id, 31);
+    assert_int_equal(req.command, GCP_CMD_UNKNOWN);
+    assert_non_null(strstr(msg, "unknown command"));
+    assert_non_null(strstr(msg, "stat"));
+    /* Commands are case-sensitive. */
+    assert_int_equal(parse("{\"ID\":32,\"Command\":\"GET\"}", &req, msg), GCP_PARSE_ERR);
+    /* A long, non-ASCII name is quoted safely in the message. */
+    assert_int_equal(parse("{\"ID\":33,\"Command\":\"\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9"
+                           "\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9"
+                           "\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\"}",
+                           &req, msg),
+                     GCP_PARSE_ERR);
+    size_t len = 0;
+    char *line = gcp_format_err(req.id, msg, &len);
+    assert_non_null(line);
+    free(line);
+}
+
+static void test_not_json(void **state)
+{
+    (void)state;
+    char msg[GCP_MSG_SIZE];
+    gcp_request req;
+    static const char *const bad[] = {
+        "hello",
+        "{\"ID\":1,\"Command\":\"get\"",          /* truncated */
+        "{\"ID\":1,\"Command\":\"get\"} trailing",
+        "[1,2,3]",
+        "\"QUJD\"",                              /* a body where a request belongs */
+        "{\"Command\":\"close\"}",               /* no ID: nothing to answer */
+        "{\"ID\":\"1\",\"Command\":\"close\"}",
+        "{\"ID\":1.5,\"Command\":\"close\"}",
+        "{\"ID\":null,\"Command\":\"close\"}",
+        "",
+        "   ",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(parse(bad[i], &req, msg), GCP_PARSE_FATAL);
+        assert_true(msg[0] != '\0');
+    }
+    /* The length given is the whole line: no NUL is needed or read. */
+    const char buf[] = "{\"ID\":1,\"Command\":\"close\"}garbage";
+    assert_int_equal(gcp_parse_request(buf, 26, &req, msg), GCP_PARSE_OK);
+    assert_int_equal(gcp_parse_request(buf, 25, &req, msg), GCP_PARSE_FATAL);
+    /* An embedded NUL is not JSON. */
+    const char nul[] = "{\"ID\":1,\"Command\":\"close\"}\0";
+    assert_int_equal(gcp_parse_request(nul, sizeof nul - 1, &req, msg), GCP_PARSE_FATAL);
+}
+
+static void test_huge_ids(void **state)
+{
+    (void)state;
+    char msg[GCP_MSG_SIZE];
+    gcp_request req;
+
+    assert_int_equal(parse("{\"ID\":9223372036854775807,\"Command\":\"close\"}", &req, msg),
+                     GCP_PARSE_OK);
+    assert_true(req.id == INT64_MAX);
+    size_t len = 0;
+    char *line = gcp_format_ok(req.id, &len);
+    assert_string_equal(line, "{\"ID\":9223372036854775807}\n");
+    assert_int_equal(len, strlen(line));
+    free(line);
+
+    assert_int_equal(parse("{\"ID\":-9223372036854775808,\"Command\":\"close\"}", &req, msg),
+                     GCP_PARSE_OK);
+    assert_true(req.id == INT64_MIN);
+    /* Beyond int64 no answer could carry the ID back. */
+    assert_int_equal(parse("{\"ID\":9223372036854775808,\"Command\":\"close\"}", &req, msg),
+                     GCP_PARSE_FATAL);
+    assert_int_equal(parse("{\"ID\":1e400,\"Command\":\"close\"}", &req, msg), GCP_PARSE_FATAL);
+    assert_int_equal(
+        parse("{\"ID\":123456789012345678901234567890,\"Command\":\"close\"}", &req, msg),
+        GCP_PARSE_FATAL);
+}
+
+static void test_body_size(void **state)
+{
+    (void)state;
+    char line[256], a[ACACHE_ID_BASE64_SIZE], o[ACACHE_ID_BASE64_SIZE], msg[GCP_MSG_SIZE];
+    gcp_request req;
+
+    snprintf(line, sizeof line,
+             "{\"ID\":41,\"Command\":\"put\",\"ActionID\":\"%s\",\"OutputID\":\"%s\",\"BodySize\":-5}",
+             b64(id_n(1), a), b64(id_n(2), o));
+    assert_int_equal(parse(line, &req, msg), GCP_PARSE_ERR);
+    assert_int_equal(req.id, 41);
+    assert_non_null(strstr(msg, "negative"));
+    /* Go writes a body only when BodySize > 0. */
+    assert_false(gcp_request_has_body(&req));
+
+    /* A BodySize that is not an integer leaves the framing unknown. */
+    snprintf(line, sizeof line,
+             "{\"ID\":42,\"Command\":\"put\",\"ActionID\":\"%s\",\"OutputID\":\"%s\",\"BodySize\":\"5\"}",
+             b64(id_n(1), a), b64(id_n(2), o));
+    assert_int_equal(parse(line, &req, msg), GCP_PARSE_FATAL);
+    snprintf(line, sizeof line,
+             "{\"ID\":43,\"Command\":\"put\",\"ActionID\":\"%s\",\"OutputID\":\"%s\",\"BodySize\":5.5}",
+             b64(id_n(1), a), b64(id_n(2), o));
+    assert_int_equal(parse(line, &req, msg), GCP_PARSE_FATAL);
+    /* On other commands it is only an error. */
+    assert_int_equal(parse("{\"ID\":44,\"Command\":\"close\",\"BodySize\":\"x\"}", &req, msg),
+                     GCP_PARSE_ERR);
+    /* A huge BodySize is only a number: nothing is sized by it. */
+    snprintf(line, sizeof line,
+             "{\"ID\":45,\"Command\":\"put\",\"ActionID\":\"%s\",\"OutputID\":\"%s\","
+             "\"BodySize\":9223372036854775807}",
+             b64(id_n(1), a), b64(id_n(2), o));
+    assert_int_equal(parse(line, &req, msg), GCP_PARSE_OK);
+    assert_true(req.body_size == INT64_MAX);
+}
+
+/* ------------------------------------------------------------------ */
+/* Bodies                                                               */
+
+typedef struct decoded {
+    gcp_body_status st;
+    bool valid;
+    size_t used;       /* input consumed in total */
+    size_t len;        /* bytes decoded */
+    unsigned char *data;
+    char msg[GCP_MSG_SIZE];
+} decoded;
+
+/* Feeds text in pieces of step bytes (then signals end of input if
+ * at_eof), collecting what comes out. */
+static decoded decode(const char *text, size_t n, size_t step, bool at_eof)
+{
+    decoded d;
+    memset(&d, 0, sizeof d);
+    gcp_body *b = gcp_body_new();
+    assert_non_null(b);
+    d.data = malloc(GCP_BODY_OUT_MAX(n) + 1);
+    assert_non_null(d.data);
+    unsigned char *out = malloc(GCP_BODY_OUT_MAX(step));
+    assert_non_null(out);
+    d.st = GCP_BODY_MORE;
+    size_t pos = 0;
+    while (pos < n && d.st == GCP_BODY_MORE) {
+        size_t k = n - pos < step ? n - pos : step;
+        size_t used = 0, outlen = 0;
+        d.st = gcp_body_feed(b, (const unsigned char *)text + pos, k, &used, out, &outlen, d.msg);
+        assert_true(outlen <= GCP_BODY_OUT_MAX(k));
+        if (d.st == GCP_BODY_MORE)
+            assert_int_equal(used, k);
+        memcpy(d.data + d.len, out, outlen);
+        d.len += outlen;
+        pos += used;
+    }
+    if (d.st == GCP_BODY_MORE && at_eof)
+        d.st = gcp_body_eof(b, d.msg);
+    d.used = pos;
+    d.valid = d.st == GCP_BODY_DONE && gcp_body_valid(b);
+    free(out);
+    gcp_body_free(b);
+    return d;
+}
+
+static void test_body_simple(void **state)
+{
+    (void)state;
+    const char *t = "\n\"aGVsbG8gd29ybGQ=\"\n{\"ID\":2}";
+    for (size_t step = 1; step <= strlen(t); step++) {
+        decoded d = decode(t, strlen(t), step, false);
+        assert_int_equal(d.st, GCP_BODY_DONE);
+        assert_true(d.valid);
+        assert_int_equal(d.len, 11);
+        assert_memory_equal(d.data, "hello world", 11);
+        /* The next request is left alone. */
+        assert_int_equal(d.used, strlen("\n\"aGVsbG8gd29ybGQ=\"\n"));
+        free(d.data);
+    }
+}
+
+static void test_body_lenient(void **state)
+{
+    (void)state;
+    /* Blank lines (CRLF too) before the body, "\/" escape, CRLF after. */
+    const char *t = "\r\n\n  \"\\//8=\" \r\n";
+    decoded d = decode(t, strlen(t), 3, false);
+    assert_int_equal(d.st, GCP_BODY_DONE);
+    assert_true(d.valid);
+    assert_int_equal(d.len, 2);
+    assert_memory_equal(d.data, "\xff\xff", 2);
+    free(d.data);
+
+    /* No newline after the closing quote, then end of input. */
+    d = decode("\"QUJD\"", 6, 64, true);
+    assert_int_equal(d.st, GCP_BODY_DONE);
+    assert_true(d.valid);
+    assert_int_equal(d.len, 3);
+    free(d.data);
+
+    /* The empty string. */
+    d = decode("\"\"\n", 3, 64, false);
+    assert_int_equal(d.st, GCP_BODY_DONE);
+    assert_true(d.valid);
+    assert_int_equal(d.len, 0);
+    free(d.data);
+}
+
+static void test_body_invalid_base64(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "\"QUJD!\"\n",      /* not in the alphabet */
+        "\"QUJ\"\n",        /* not a whole quantum */
+        "\"QQ==QUJD\"\n",   /* data after padding */
+        "\"QQ=\"\n",        /* half the padding */
+        "\"QQ=A\"\n",
+        "\"Q===\"\n",
+        "\"====\"\n",
+        "\"QUJDQ===\"\n",
+        "\"QU JD\"\n",      /* space (EVP would skip it) */
+        "\"QU-JD\"\n",      /* '-' (EVP would stop at it) */
+        "\"QUJD\\n\"\n",    /* an escape other than \/ */
+        "\"QUJD\\\"AB\"\n", /* an escaped quote does not end the string */
+        "\"\xc3\xa9\"\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        for (size_t step = 1; step <= 16; step += 15) {
+            decoded d = decode(bad[i], strlen(bad[i]), step, false);
+            assert_int_equal(d.st, GCP_BODY_DONE);
+            /* Consumed to the end of its line, but invalid. */
+            assert_int_equal(d.used, strlen(bad[i]));
+            assert_false(d.valid);
+            free(d.data);
+        }
+    }
+}
+
+static void test_body_broken_framing(void **state)
+{
+    (void)state;
+    decoded d = decode("{\"ID\":3}\n", 9, 64, false);
+    assert_int_equal(d.st, GCP_BODY_BROKEN);
+    assert_non_null(strstr(d.msg, "expected"));
+    free(d.data);
+
+    d = decode("\"QUJD\nQUJD\"\n", 12, 64, false);
+    assert_int_equal(d.st, GCP_BODY_BROKEN);
+    assert_non_null(strstr(d.msg, "closing quote"));
+    free(d.data);
+
+    d = decode("\"QUJD\"x\n", 8, 64, false);
+    assert_int_equal(d.st, GCP_BODY_BROKEN);
+    free(d.data);
+
+    d = decode("\"QUJDQUJD", 9, 4, true);
+    assert_int_equal(d.st, GCP_BODY_BROKEN);
+    assert_non_null(strstr(d.msg, "end of input"));
+    free(d.data);
+
+    d = decode("\n\n", 2, 4, true);
+    assert_int_equal(d.st, GCP_BODY_BROKEN);
+    free(d.data);
+}
+
+static void test_body_large(void **state)
+{
+    (void)state;
+    size_t n = 1000003;
+    unsigned char *raw = malloc(n);
+    assert_non_null(raw);
+    tu_fill(raw, n, 77);
+    size_t tn = 4 * ((n + 2) / 3) + 4;
+    char *text = malloc(tn);
+    assert_non_null(text);
+    text[0] = '"';
+    int k = EVP_EncodeBlock((unsigned char *)text + 1, raw, (int)n);
+    text[1 + k] = '"';
+    text[2 + k] = '\n';
+    size_t len = (size_t)k + 3;
+    static const size_t steps[] = {1, 63, 64, 65, 4096, 65536, GCP_BODY_FEED_MAX};
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        decoded d = decode(text, len, steps[i], false);
+        assert_int_equal(d.st, GCP_BODY_DONE);
+        assert_true(d.valid);
+        assert_int_equal(d.len, n);
+        assert_memory_equal(d.data, raw, n);
+        free(d.data);
+    }
+    free(text);
+    free(raw);
+}
+
+/* ------------------------------------------------------------------ */
+/* Responses                                                            */
+
+static void test_format(void **state)
+{
+    (void)state;
+    size_t len = 0;
+    char *line;
+
+    line = gcp_format_handshake(&len);
+    assert_string_equal(line, "{\"ID\":0,\"KnownCommands\":[\"get\",\"put\",\"close\"]}\n");
+    assert_int_equal(len, strlen(line));
+    free(line);
+
+    line = gcp_format_miss(5, &len);
+    assert_string_equal(line, "{\"ID\":5,\"Miss\":true}\n");
+    free(line);
+
+    line = gcp_format_err(6, "bad \"thing\"\n\xff", &len);
+    assert_string_equal(line, "{\"ID\":6,\"Err\":\"bad \\\"thing\\\"??\"}\n");
+    free(line);
+
+    line = gcp_format_ok(7, NULL);
+    assert_string_equal(line, "{\"ID\":7}\n");
+    free(line);
+
+    acache_result res;
+    memset(&res, 0, sizeof res);
+    res.output_id = id_n(3);
+    res.size = 1234;
+    res.time_ns = 1700000000123456789;
+    snprintf(res.path, sizeof res.path, "/cache/o/ab/abcdef");
+    char o[ACACHE_ID_BASE64_SIZE], want[512];
+    snprintf(want, sizeof want,
+             "{\"ID\":8,\"OutputID\":\"%s\",\"Size\":1234,\"Time\":\"2023-11-14T22:13:20.123456789Z\","
+             "\"DiskPath\":\"/cache/o/ab/abcdef\"}\n",
+             b64(res.output_id, o));
+    line = gcp_format_entry(8, &res, &len);
+    assert_string_equal(line, want);
+    free(line);
+
+    /* A path that is not UTF-8 cannot be handed to Go. */
+    snprintf(res.path, sizeof res.path, "/cache/\xff");
+    line = gcp_format_entry(8, &res, &len);
+    assert_null(strstr(line, "DiskPath"));
+    free(line);
+}
+
+static void test_format_time(void **state)
+{
+    (void)state;
+    char t[GCP_TIME_SIZE];
+    assert_true(gcp_format_time(0, t));
+    assert_string_equal(t, "1970-01-01T00:00:00Z");
+    assert_true(gcp_format_time(1500000000, t));
+    assert_string_equal(t, "1970-01-01T00:00:01.5Z");
+    assert_true(gcp_format_time(-1, t));
+    assert_string_equal(t, "1969-12-31T23:59:59.999999999Z");
+    assert_true(gcp_format_time(1700000000000001000, t));
+    assert_string_equal(t, "2023-11-14T22:13:20.000001Z");
+    assert_true(gcp_format_time(INT64_MAX, t));
+    assert_string_equal(t, "2262-04-11T23:47:16.854775807Z");
+    assert_true(gcp_format_time(INT64_MIN, t));
+    assert_string_equal(t, "1677-09-21T00:12:43.145224192Z");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_get),
+        cmocka_unit_test(test_put),
+        cmocka_unit_test(test_put_empty_body),
+        cmocka_unit_test(test_close),
+        cmocka_unit_test(test_put_object_id_only),
+        cmocka_unit_test(test_put_both_ids),
+        cmocka_unit_test(test_bad_base64_id),
+        cmocka_unit_test(test_wrong_id_length),
+        cmocka_unit_test(test_missing_fields),
+        cmocka_unit_test(test_unknown_command),
+        cmocka_unit_test(test_not_json),
+        cmocka_unit_test(test_huge_ids),
+        cmocka_unit_test(test_body_size),
+        cmocka_unit_test(test_body_simple),
+        cmocka_unit_test(test_body_lenient),
+        cmocka_unit_test(test_body_invalid_base64),
+        cmocka_unit_test(test_body_broken_framing),
+        cmocka_unit_test(test_body_large),
+        cmocka_unit_test(test_format),
+        cmocka_unit_test(test_format_time),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
