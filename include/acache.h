@@ -13,8 +13,9 @@
  * error, acache_last_error() returns a message describing it. The library
  * never prints and never exits.
  *
- * All functions taking an acache_store are thread-safe. A put stream belongs
- * to one thread at a time.
+ * All functions taking an acache_store are thread-safe, except
+ * acache_close(), which must not run alongside other calls on the same store.
+ * A put stream belongs to one thread at a time.
  */
 #ifndef ACACHE_H
 #define ACACHE_H
@@ -122,10 +123,15 @@ acache_status acache_key_derive(acache_id *out, const char *ns,
  *                         durability=none|fsync  fsync before rename (none)
  *                         verify-reads=on|off    re-hash objects on get (off)
  *                         max-size=SIZE, max-age=DURATION  eviction limits
- *   mem:?OPTIONS        an in-memory store. Options:
- *                         max-size=SIZE          byte bound (default 256M)
+ *   mem:?OPTIONS        an in-memory store, least recently used first out.
+ *                       Options:
+ *                         max-size=SIZE          byte bound (default 256M),
+ *                                                per thread with scope=thread
  *                         scope=shared|thread    one cache for all threads,
  *                                                or one per thread (shared)
+ *                       The bound is split between up to 16 shards; a put
+ *                       larger than one shard's share is accepted but not
+ *                       kept (a cache may always forget).
  *
  * Sizes take K/M/G/T suffixes (binary); durations s/m/h/d. An unknown
  * scheme or option is ACACHE_EINVAL with a message naming it; a disk path
@@ -165,7 +171,9 @@ typedef struct acache_result {
     uint64_t size;                /* size of the bytes */
     int64_t time_ns;              /* when stored, ns since the Unix epoch */
     char path[ACACHE_PATH_MAX];   /* absolute local path of the bytes, or "" */
-    const void *data;             /* with ACACHE_GET_DATA: the bytes, else NULL */
+    const void *data;             /* with ACACHE_GET_DATA: the bytes, else NULL;
+                                     valid until acache_result_release(), even
+                                     after the entry is replaced or evicted */
     /* private: how to release data */
     void (*release_fn_)(void *ctx, const void *data, uint64_t size);
     void *release_ctx_;
@@ -199,7 +207,8 @@ acache_status acache_put_fd(acache_store *store, const acache_id *action, int fd
 
 /*
  * Starts a streaming put: the bytes are hashed and written as they come, so
- * memory does not grow with their size. Finish with acache_put_commit() or
+ * for the disk store memory does not grow with their size (a mem store keeps
+ * at most one shard's share of them). Finish with acache_put_commit() or
  * acache_put_abort(); until then nothing is visible to readers.
  */
 acache_status acache_put_begin(acache_store *store, const acache_id *action,

@@ -608,6 +608,51 @@ def test_get_not_held_by_put(d):
         h.kill()
 
 
+def test_slow_get_does_not_block(d):
+    """A get stuck in the store holds up neither other gets nor puts; close
+    waits for it. The stuck get is made by replacing its action entry with
+    a FIFO, whose open() blocks until the test opens the other end."""
+    h = Helper(d)
+    try:
+        bx, by = b"slow entry" * 100, b"fast entry" * 100
+        check_hit(h.request(put_req(1, action(1), bx)), 1, bx)
+        check_hit(h.request(put_req(2, action(2), by)), 2, by)
+        hexid = action(1).hex()
+        entries = [f for f in object_files(d) if os.path.basename(f) == hexid]
+        if len(entries) != 1:
+            print("    skipped: no action entry file named %s in the cache" % hexid)
+            h.close_and_finish(3)
+            return
+        with open(entries[0], "rb") as f:
+            record = f.read()
+        os.remove(entries[0])
+        os.mkfifo(entries[0])
+        h.send(get_req(10, action(1)))
+        time.sleep(0.2)
+        bz = b"another" * 100
+        h.send(get_req(11, action(2)) + put_req(12, action(3), bz) + get_req(13, action(3))
+               + get_req(14, action(4)))
+        got = h.responses_by_id(4, timeout=10)
+        check(sorted(got) == [11, 12, 13, 14], "answers while a get is stuck: %r" % sorted(got))
+        check_hit(got[11], 11, by)
+        check_hit(got[12], 12, bz)
+        check_miss(got[14], 14)
+        h.send(req_line({"ID": 15, "Command": "close"}))
+        try:
+            early = h.responses.get(timeout=0.5)
+            raise Failure("answered while get 10 was in flight: %r" % early)
+        except queue.Empty:
+            pass
+        with open(entries[0], "wb") as f:  # unblocks the stuck open()
+            f.write(record)
+        r = h.response()
+        check(r.get("ID") == 10, "expected the stuck get first, got %r" % r)
+        check(h.response() == {"ID": 15}, "close not answered last")
+        check(h.finish() == 0, "exit status")
+    finally:
+        h.kill()
+
+
 def _stream_put(h, rid, act, size, seed):
     """Sends a put of size pseudo-random bytes without ever holding them
     whole. Returns the body's SHA-256."""
