@@ -591,6 +591,27 @@ def test_bad_options(d):
         check(b"acache:" in p.stderr, "%r: stderr %r" % (args, p.stderr))
 
 
+def test_remote_and_max_size(d):
+    """--remote chains a store after the disk one; hits still carry a local
+    DiskPath. --max-size reaches the disk store's spec."""
+    h = Helper(d, "--remote", "mem:?max-size=1M", "--remote", "mem:", "--max-size", "1G")
+    try:
+        body = b"tiered" * 100
+        check_hit(h.request(put_req(1, action(1), body)), 1, body)
+        check_hit(h.request(get_req(2, action(1))), 2, body)
+        h.close_and_finish(3)
+    finally:
+        h.kill()
+    env = dict(os.environ, ACACHE_MAX_SIZE="not a size")
+    p = subprocess.run([BIN, "gocacheprog", "--dir", d], input=b"", capture_output=True,
+                       env=env, timeout=TIMEOUT)
+    check(p.returncode == 2 and p.stdout == b"", "bad ACACHE_MAX_SIZE: exit %d" % p.returncode)
+    env = dict(os.environ, ACACHE_REMOTE="mem: nosuch:x")
+    p = subprocess.run([BIN, "gocacheprog", "--dir", d], input=b"", capture_output=True,
+                       env=env, timeout=TIMEOUT)
+    check(p.returncode == 2 and b"nosuch" in p.stderr, "bad ACACHE_REMOTE: %r" % p.stderr)
+
+
 def test_get_not_held_by_put(d):
     """A get sent before a put is answered while the put's body is still
     arriving."""

@@ -4,74 +4,17 @@
  * formatting. Pure functions, so no process and no store is involved; the
  * end-to-end tests of the server are in test_gocacheprog.sh.
  *
- * The parser is compiled into this program directly (it lives with the
- * command, not in the library).
+ * The parser lives with the command, not in the library; tests/CMakeLists.txt
+ * compiles it into this program.
  */
 #include "testutil.h"
 
-#include "../cli/gocacheprog_proto.c"
+#include "gocacheprog_proto.h"
 
-#include <dlfcn.h>
-
-/* ------------------------------------------------------------------ */
-/* jansson                                                              */
-
-/*
- * tests/CMakeLists.txt links the test programs with the library, cmocka and
- * libcrypto but not jansson, which only the command uses. Until it does,
- * the few jansson functions the parser calls are forwarded here to the
- * shared library, loaded at run time. Should jansson ever be linked in,
- * these definitions still work (they take precedence and forward to the
- * library loaded by name).
- */
-static void *jansson_sym(const char *name)
-{
-    static void *lib;
-    if (lib == NULL) {
-        lib = dlopen("libjansson.so.4", RTLD_NOW | RTLD_LOCAL);
-        if (lib == NULL) {
-            fprintf(stderr, "cannot load jansson: %s\n", dlerror());
-            abort();
-        }
-    }
-    void *f = dlsym(lib, name);
-    if (f == NULL) {
-        fprintf(stderr, "jansson has no %s\n", name);
-        abort();
-    }
-    return f;
-}
-
-#define FORWARD(ret, name, params, args)                                        \
-    ret name params                                                             \
-    {                                                                           \
-        static ret(*fn) params;                                                 \
-        if (fn == NULL)                                                         \
-            *(void **)&fn = jansson_sym(#name);                                 \
-        return fn args;                                                         \
-    }
-
-FORWARD(json_t *, json_loadb, (const char *b, size_t n, size_t f, json_error_t *e), (b, n, f, e))
-FORWARD(json_t *, json_object_get, (const json_t *o, const char *k), (o, k))
-FORWARD(const char *, json_string_value, (const json_t *s), (s))
-FORWARD(size_t, json_string_length, (const json_t *s), (s))
-FORWARD(json_int_t, json_integer_value, (const json_t *i), (i))
-FORWARD(char *, json_dumps, (const json_t *j, size_t f), (j, f))
-FORWARD(json_t *, json_object, (void), ())
-FORWARD(json_t *, json_array, (void), ())
-FORWARD(json_t *, json_string, (const char *v), (v))
-FORWARD(json_t *, json_integer, (json_int_t v), (v))
-FORWARD(json_t *, json_true, (void), ())
-FORWARD(int, json_object_set_new, (json_t *o, const char *k, json_t *v), (o, k, v))
-FORWARD(int, json_array_append_new, (json_t *a, json_t *v), (a, v))
-
-void json_delete(json_t *j)
-{
-    static void (*fn)(json_t *);
-    if (fn == NULL)
-        *(void **)&fn = jansson_sym("json_delete");
-    fn(j);
-}
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* ------------------------------------------------------------------ */
 /* Helpers                                                              */
