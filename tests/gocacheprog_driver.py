@@ -582,7 +582,7 @@ def test_relative_dir(d):
 
 def test_bad_options(d):
     for args in (["--remote", "nosuchscheme://x"], ["--bogus"], ["--max-size", "1G&x=y"],
-                 ["--dir"]):
+                 ["--workers", "many"], ["--workers", "65"], ["--workers", "-1"], ["--dir"]):
         p = subprocess.run([BIN, "gocacheprog", "--dir", d, *args] if args != ["--dir"]
                            else [BIN, "gocacheprog", "--dir"],
                            input=b"", capture_output=True, timeout=TIMEOUT)
@@ -632,8 +632,11 @@ def test_get_not_held_by_put(d):
 def test_slow_get_does_not_block(d):
     """A get stuck in the store holds up neither other gets nor puts; close
     waits for it. The stuck get is made by replacing its action entry with
-    a FIFO, whose open() blocks until the test opens the other end."""
-    h = Helper(d)
+    a FIFO, whose open() blocks until the test opens the other end. With
+    only the local store gets are served by the reader itself (a disk lookup
+    is cheaper than a thread hand-off), so the pool is asked for here, as a
+    configured remote would."""
+    h = Helper(d, "--workers", "4")
     try:
         bx, by = b"slow entry" * 100, b"fast entry" * 100
         check_hit(h.request(put_req(1, action(1), bx)), 1, bx)
