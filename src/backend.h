@@ -44,6 +44,10 @@ typedef struct backend_ops {
     void (*put_abort)(backend_writer *w);
     /* Removes the action entry. */
     acache_status (*del)(void *self, const acache_id *action);
+    /* Optional (NULL if none): the absolute local directory this backend
+     * keeps its files in (for a disk store, ROOT/v1), where cross-process
+     * lock files can live. */
+    const char *(*local_dir)(void *self);
 } backend_ops;
 
 /* Counters kept by the store layer, updated without locks. */

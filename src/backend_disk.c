@@ -384,6 +384,8 @@ static acache_status disk_del(void *self, const acache_id *action)
 
 static void disk_close(void *self) { free(self); }
 
+static const char *disk_local_dir(void *self) { return ((disk *)self)->root; }
+
 /* Removes temp files left by processes that died mid-put. Only old ones:
  * a young temp file may belong to a put still running elsewhere. */
 static void remove_stale_temps(disk *d)
@@ -517,4 +519,5 @@ static const backend_ops disk_ops = {
     .put_commit = disk_put_commit,
     .put_abort = disk_put_abort,
     .del = disk_del,
+    .local_dir = disk_local_dir,
 };

@@ -208,6 +208,18 @@ static acache_status tiers_del(void *self, const acache_id *action)
     return result;
 }
 
+/* The first tier that has a local directory (the home tier). */
+static const char *tiers_local_dir(void *self)
+{
+    tiers *t = self;
+    for (size_t i = 0; i < t->n; i++) {
+        acache_store *s = t->stores[i];
+        if (s->ops->local_dir)
+            return s->ops->local_dir(s->self);
+    }
+    return NULL;
+}
+
 static const backend_ops tiers_ops = {
     .name = "tiers",
     .close = tiers_close,
@@ -217,6 +229,7 @@ static const backend_ops tiers_ops = {
     .put_commit = tiers_put_commit,
     .put_abort = tiers_put_abort,
     .del = tiers_del,
+    .local_dir = tiers_local_dir,
 };
 
 acache_status acache_tiers(acache_store *const *stores, size_t n, acache_store **out)
