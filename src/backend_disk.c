@@ -23,6 +23,7 @@
 #include "backend.h"
 #include "error.h"
 #include "fsutil.h"
+#include "sha.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -48,6 +49,7 @@
 typedef struct disk {
     char root[ACACHE_PATH_MAX]; /* absolute path of ROOT/v1 */
     size_t rootlen;
+    int rootfd;                 /* ROOT/v1, so lookups walk 3 components, not all */
     bool fsync;
     bool verify_reads;
     uint64_t max_size;
@@ -63,6 +65,9 @@ typedef struct disk_writer {
 } disk_writer;
 
 static const backend_ops disk_ops;
+
+/* An entry path relative to rootfd. */
+#define REL(d, path) ((path) + (d)->rootlen + 1)
 
 /* ROOT/v1/<kind>/XX/<hex>. The root length was checked at open. */
 static void entry_path(const disk *d, char kind, const acache_id *id, char *out)
@@ -81,34 +86,43 @@ static void entry_path(const disk *d, char kind, const acache_id *id, char *out)
     memcpy(p, hex, ACACHE_ID_HEX_SIZE);
 }
 
-static acache_status parse_record(const char *buf, size_t n, const acache_id *action,
+/* Reads a decimal number of at most 19 digits ending at `stop`. */
+static const char *parse_u63(const char *p, char stop, uint64_t *out)
+{
+    uint64_t v = 0;
+    const char *start = p;
+    while (*p >= '0' && *p <= '9' && p - start < 19)
+        v = v * 10 + (uint64_t)(*p++ - '0');
+    if (p == start || *p != stop)
+        return NULL;
+    *out = v;
+    return p + 1;
+}
+
+/* Parses a record read from the file named by ahex (the action's hex id).
+ * This is on every get's path, hence no sscanf and no round trips through
+ * binary: the action is compared as text, the output decoded once. */
+static acache_status parse_record(const char *buf, size_t n, const char *ahex,
                                   acache_id *output, uint64_t *size, int64_t *time_ns)
 {
     /* magic SP action SP output SP size SP time LF */
     const size_t hexlen = 2 * ACACHE_ID_SIZE, mlen = sizeof RECORD_MAGIC - 1;
-    char line[RECORD_MAX + 1];
     if (n < mlen + 2 * (hexlen + 1) + 4 || n > RECORD_MAX || buf[n - 1] != '\n')
         return ACACHE_CORRUPT;
-    memcpy(line, buf, n);
-    line[n - 1] = '\0';
-    if (memcmp(line, RECORD_MAGIC " ", mlen + 1) != 0)
+    if (memcmp(buf, RECORD_MAGIC " ", mlen + 1) != 0)
         return ACACHE_CORRUPT;
-    const char *p = line + mlen + 1;
-    acache_id got;
-    if (acache_id_from_hex(p, hexlen, &got) != ACACHE_OK || p[hexlen] != ' ' ||
-        memcmp(&got, action, sizeof got) != 0)
+    const char *p = buf + mlen + 1;
+    if (memcmp(p, ahex, hexlen) != 0 || p[hexlen] != ' ')
         return ACACHE_CORRUPT;
     p += hexlen + 1;
-    if (acache_id_from_hex(p, hexlen, output) != ACACHE_OK || p[hexlen] != ' ')
+    if (p[hexlen] != ' ' || acache_id_from_hex(p, hexlen, output) != ACACHE_OK)
         return ACACHE_CORRUPT;
     p += hexlen + 1;
-    unsigned long long sz = 0;
-    long long t = 0;
-    int used = 0;
-    if (sscanf(p, "%20llu %20lld%n", &sz, &t, &used) != 2 || p[used] != '\0' || t < 0)
+    uint64_t sz, t;
+    if (!(p = parse_u63(p, ' ', &sz)) || !(p = parse_u63(p, '\n', &t)) || p != buf + n)
         return ACACHE_CORRUPT;
     *size = sz;
-    *time_ns = t;
+    *time_ns = (int64_t)t;
     return ACACHE_OK;
 }
 
@@ -131,7 +145,7 @@ static bool bytes_match(const void *data, uint64_t size, const acache_id *want)
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    if (!EVP_Digest(data, (size_t)size, md, &mdlen, EVP_sha256(), NULL))
+    if (!EVP_Digest(data, (size_t)size, md, &mdlen, sha256_md(), NULL))
         return false;
     return mdlen == ACACHE_ID_SIZE && memcmp(md, want->bytes, ACACHE_ID_SIZE) == 0;
 }
@@ -194,7 +208,7 @@ static acache_status disk_get(void *self, const acache_id *action, unsigned flag
     acache_status st = ACACHE_OK;
     entry_path(d, 'a', action, rpath);
 
-    int fd = open(rpath, O_RDONLY | O_CLOEXEC);
+    int fd = openat(d->rootfd, REL(d, rpath), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         if (errno == ENOENT || errno == ENOTDIR)
             return ACACHE_MISS;
@@ -209,7 +223,8 @@ static acache_status disk_get(void *self, const acache_id *action, unsigned flag
         st = set_errno_error(errno, "disk store: read %s", rpath);
         goto out;
     }
-    st = parse_record(buf, (size_t)n, action, &res->output_id, &res->size, &res->time_ns);
+    const char *ahex = rpath + strlen(rpath) - 2 * ACACHE_ID_SIZE;
+    st = parse_record(buf, (size_t)n, ahex, &res->output_id, &res->size, &res->time_ns);
     if (st != ACACHE_OK) {
         st = corrupt(rpath, NULL, "malformed action record");
         goto out;
@@ -221,7 +236,7 @@ static acache_status disk_get(void *self, const acache_id *action, unsigned flag
             goto out;
     } else {
         struct stat ost;
-        if (stat(res->path, &ost) != 0) {
+        if (fstatat(d->rootfd, REL(d, res->path), &ost, 0) != 0) {
             if (errno == ENOENT)
                 st = corrupt(rpath, NULL, "its object is missing");
             else
@@ -364,7 +379,8 @@ static acache_status disk_put_commit(backend_writer *bw, const acache_id *output
         res->data = NULL;
     }
 out:
-    unlink(w->tmp); /* a no-op once renamed */
+    if (st != ACACHE_OK)
+        unlink(w->tmp);
     free(w);
     return st;
 }
@@ -382,7 +398,13 @@ static acache_status disk_del(void *self, const acache_id *action)
     return ACACHE_OK;
 }
 
-static void disk_close(void *self) { free(self); }
+static void disk_close(void *self)
+{
+    disk *d = self;
+    if (d->rootfd >= 0)
+        close(d->rootfd);
+    free(d);
+}
 
 static const char *disk_local_dir(void *self) { return ((disk *)self)->root; }
 
@@ -458,6 +480,7 @@ acache_status disk_open(spec *s, void **self, const backend_ops **ops)
     disk *d = calloc(1, sizeof *d);
     if (!d)
         return set_error(ACACHE_ENOMEM, "out of memory");
+    d->rootfd = -1;
     if ((st = parse_options(d, s)) != ACACHE_OK)
         goto fail;
     if (s->path[0])
@@ -500,6 +523,11 @@ acache_status disk_open(spec *s, void **self, const backend_ops **ops)
             st = set_errno_error(errno, "disk store: cannot write to directory %s", dir);
             goto fail;
         }
+    }
+    d->rootfd = open(d->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (d->rootfd < 0) {
+        st = set_errno_error(errno, "disk store: cannot open directory %s", d->root);
+        goto fail;
     }
     remove_stale_temps(d);
     *self = d;

@@ -4,9 +4,10 @@
  */
 #include "acache.h"
 #include "error.h"
+#include "sha.h"
 
 #include <openssl/evp.h>
-#include <openssl/sha.h>
+#include <pthread.h>
 #include <string.h>
 
 void acache_id_to_hex(const acache_id *id, char out[ACACHE_ID_HEX_SIZE])
@@ -66,9 +67,26 @@ acache_status acache_id_from_base64(const char *text, size_t len, acache_id *out
     return ACACHE_OK;
 }
 
+static const EVP_MD *sha256;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void fetch_sha256(void)
+{
+    sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (!sha256)
+        sha256 = EVP_sha256(); /* still correct, only slower */
+}
+
+const EVP_MD *sha256_md(void)
+{
+    pthread_once(&sha256_once, fetch_sha256);
+    return sha256;
+}
+
 void acache_id_of_bytes(const void *data, size_t len, acache_id *out)
 {
-    SHA256(data, len, out->bytes);
+    unsigned int mdlen = 0;
+    EVP_Digest(data, len, out->bytes, &mdlen, sha256_md(), NULL);
 }
 
 static int hash_part(EVP_MD_CTX *ctx, const void *data, size_t len)
@@ -89,7 +107,7 @@ acache_status acache_key_derive(acache_id *out, const char *ns, const acache_par
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     if (!ctx)
         return set_error(ACACHE_ENOMEM, "key derivation: out of memory");
-    int ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
+    int ok = EVP_DigestInit_ex(ctx, sha256_md(), NULL) &&
              hash_part(ctx, domain, sizeof domain - 1) && hash_part(ctx, ns, strlen(ns));
     for (size_t i = 0; ok && i < nparts; i++) {
         if (parts[i].len && !parts[i].data) {

@@ -6,6 +6,7 @@
  */
 #include "backend.h"
 #include "error.h"
+#include "sha.h"
 
 #include <errno.h>
 #include <openssl/evp.h>
@@ -143,7 +144,7 @@ acache_status acache_put_begin(acache_store *store, const acache_id *action,
         return set_error(ACACHE_ENOMEM, "out of memory");
     ps->store = store;
     ps->sha = EVP_MD_CTX_new();
-    if (!ps->sha || !EVP_DigestInit_ex(ps->sha, EVP_sha256(), NULL)) {
+    if (!ps->sha || !EVP_DigestInit_ex(ps->sha, sha256_md(), NULL)) {
         EVP_MD_CTX_free(ps->sha);
         free(ps);
         COUNT(store, errors, 1);
