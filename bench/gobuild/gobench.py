@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""gobench.py - helpers for bench/gobuild/run.sh (Python 3 standard library only).
+
+    gobench.py time LOG -- CMD...    run CMD (stderr and stdout to LOG), print
+                                     its wall time in seconds (time.monotonic);
+                                     exits with CMD's status
+    gobench.py median X...           print the median
+    gobench.py ratio A B             print A / B
+    gobench.py le A LIMIT            exit 0 if A <= LIMIT, else 1
+    gobench.py summary LOG           the last `acache gocacheprog -v` summary in
+                                     LOG, shortened ("" when there is none)
+    gobench.py rss ACACHE DIR MIB    peak-RSS growth of `ACACHE gocacheprog
+                                     --dir DIR` over one MIB MiB put, against a
+                                     helper that only did a tiny put; prints
+                                     "delta_mib base_mib big_mib put_seconds"
+
+This is benchmark plumbing: it reports numbers, it never judges them.
+"""
+import base64
+import hashlib
+import json
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+MIB = 1 << 20
+
+
+def cmd_time(args):
+    log, sep, cmd = args[0], args[1], args[2:]
+    if sep != "--" or not cmd:
+        sys.exit("usage: gobench.py time LOG -- CMD...")
+    with open(log, "wb") as f:
+        start = time.monotonic()
+        rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT)
+        elapsed = time.monotonic() - start
+    print("%.3f" % elapsed)
+    return rc
+
+
+def cmd_median(args):
+    print("%.3f" % statistics.median(float(a) for a in args))
+    return 0
+
+
+def cmd_ratio(args):
+    a, b = float(args[0]), float(args[1])
+    print("%.3f" % (a / b if b > 0 else float("inf")))
+    return 0
+
+
+def cmd_le(args):
+    return 0 if float(args[0]) <= float(args[1]) else 1
+
+
+def cmd_summary(args):
+    try:
+        text = open(args[0], errors="replace").read()
+    except OSError:
+        text = ""
+    m = re.findall(r"gocacheprog: (\d+) gets \((\d+) hits, (\d+) misses\), (\d+) puts, .*?"
+                   r"([\d.]+) s in requests \(summed\), ([\d.]+) s wall", text)
+    if m:
+        gets, hits, misses, puts, busy, wall = m[-1]
+        print("%s gets (%s hits), %s puts, %s s in requests (summed) / %s s helper wall"
+              % (gets, hits, puts, busy, wall))
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# Peak RSS of the helper during a large put, driven over a pipe exactly as the
+# go command frames it: request line, empty line, body line (a JSON string of
+# standard base64), then close.
+
+def b64(raw):
+    return base64.b64encode(raw).decode()
+
+
+def req(obj):
+    return (json.dumps(obj, separators=(",", ":")) + "\n\n").encode()
+
+
+# Chunks are a multiple of 3 bytes so their base64 concatenates cleanly.
+CHUNK = 3 * 256 * 1024
+
+
+def body_chunks(size, seed):
+    rng = random.Random(seed)
+    left = size
+    while left > 0:
+        n = min(CHUNK, left)
+        yield rng.randbytes(n)
+        left -= n
+
+
+def vm_hwm_mib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    raise RuntimeError("no VmHWM in /proc/%d/status" % pid)
+
+
+def read_response(p, want_id):
+    line = p.stdout.readline()
+    if not line:
+        raise RuntimeError("helper closed stdout while waiting for ID %d" % want_id)
+    resp = json.loads(line)
+    if resp.get("ID") != want_id:
+        raise RuntimeError("expected ID %d, got %r" % (want_id, resp))
+    return resp
+
+
+def one_put(acache, directory, size, seed):
+    """Starts a helper, puts size bytes, returns (VmHWM MiB before close, put seconds)."""
+    digest = hashlib.sha256()
+    for chunk in body_chunks(size, seed):
+        digest.update(chunk)
+    action = hashlib.sha256(b"gobench-rss-%d-%d" % (size, seed)).digest()
+    p = subprocess.Popen([acache, "gocacheprog", "--dir", directory],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        hello = json.loads(p.stdout.readline() or b"null")
+        if not hello or hello.get("ID") != 0 or "put" not in hello.get("KnownCommands", []):
+            raise RuntimeError("bad handshake: %r" % hello)
+        start = time.monotonic()
+        p.stdin.write(req({"ID": 1, "Command": "put", "ActionID": b64(action),
+                           "OutputID": b64(digest.digest()), "BodySize": size}))
+        p.stdin.write(b'"')
+        for chunk in body_chunks(size, seed):
+            p.stdin.write(base64.b64encode(chunk))
+        p.stdin.write(b'"\n')
+        p.stdin.flush()
+        resp = read_response(p, 1)
+        elapsed = time.monotonic() - start
+        if resp.get("Err") or not resp.get("DiskPath"):
+            raise RuntimeError("put failed: %r" % resp)
+        if os.path.getsize(resp["DiskPath"]) != size:
+            raise RuntimeError("stored object has the wrong size: %r" % resp)
+        hwm = vm_hwm_mib(p.pid)
+        p.stdin.write(req({"ID": 2, "Command": "close"}))
+        p.stdin.flush()
+        read_response(p, 2)
+        p.stdin.close()
+        rc = p.wait(timeout=60)
+        if rc != 0:
+            raise RuntimeError("helper exited with status %d" % rc)
+        return hwm, elapsed
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def cmd_rss(args):
+    acache, directory, mib = args[0], args[1], int(args[2])
+    base, _ = one_put(acache, os.path.join(directory, "tiny"), 1024, 1)
+    big, secs = one_put(acache, os.path.join(directory, "big"), mib * MIB, 2)
+    print("%.1f %.1f %.1f %.2f" % (big - base, base, big, secs))
+    return 0
+
+
+COMMANDS = {"time": cmd_time, "median": cmd_median, "ratio": cmd_ratio, "le": cmd_le,
+            "summary": cmd_summary, "rss": cmd_rss}
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        sys.exit(__doc__)
+    sys.exit(COMMANDS[sys.argv[1]](sys.argv[2:]))

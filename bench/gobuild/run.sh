@@ -1,0 +1,268 @@
+#!/usr/bin/env bash
+# bench/gobuild/run.sh - benchmark: real `go build` through `acache gocacheprog`
+# against the go command's own build cache, on this machine, in the same run.
+#
+# What it measures, for each target (`go build std`, `go build std cmd`) and
+# each mode -- (own) GOCACHE only, GOCACHEPROG unset; (acache) GOCACHEPROG=
+# "acache gocacheprog --dir DIR -v" with a fresh DIR and a fresh GOCACHE --:
+#   * one cold build from empty directories (wall time of the whole go command);
+#   * N warm builds (default 5), interleaved own, acache, own, acache, ... so
+#     machine noise falls on both modes alike; the median is reported;
+#   * ratios acache/own for the cold time and the warm median.
+# Also the helper's peak RSS (VmHWM) growth over one 64 MiB put driven over a
+# pipe with the GOCACHEPROG framing, against a helper that did a tiny put.
+# Times come from a monotonic clock (Python time.monotonic) around the go
+# command. Verdicts against the targets are printed, never enforced: the exit
+# status is non-zero only when a build (or the RSS driver) fails.
+#
+# What it must never do: be run as a test or have its timings asserted by one
+# (timings on shared machines are noise; tests check behaviour, this reports
+# numbers); write outside its temp dir (--keep leaves that dir for a look);
+# touch the caller's GOCACHE or acache directory.
+#
+# Usage: bench/gobuild/run.sh [--runs N] [--cold-runs N] [--targets LIST]
+#                             [--acache PATH] [--keep] [--help]
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+PY="$HERE/gobench.py"
+
+RUNS=5
+COLD_RUNS=1
+TARGETS="std,std cmd"
+ACACHE=""
+KEEP=0
+RSS_MIB=64
+
+usage() {
+  cat <<EOF
+usage: bench/gobuild/run.sh [options]
+
+Times \`go build std\` and \`go build std cmd\` cold and warm with the go
+command's own cache and through \`acache gocacheprog\`, and measures the
+helper's peak RSS growth over a 64 MiB put. Prints medians and acache/own
+ratios; exits non-zero only if a build fails.
+
+  --runs N         warm runs per target and mode (default $RUNS)
+  --cold-runs N    cold runs per target and mode, each from empty
+                   directories; the median is reported (default $COLD_RUNS)
+  --targets LIST   comma-separated go build targets (default "std,std cmd";
+                   e.g. --targets std)
+  --acache PATH    the acache binary (default \$PWD/build/acache, built with
+                   cmake in Release mode if missing)
+  --keep           keep the temp directory (caches and logs)
+  --help           this text
+
+Needs a go that honours GOCACHEPROG: \$ACACHE_GO, else what
+scripts/go-toolchain.sh prints. GOTOOLCHAIN=local is always set.
+EOF
+}
+
+die() { echo "run.sh: $*" >&2; exit 2; }
+posint() { [[ $2 =~ ^[1-9][0-9]*$ ]] || die "$1 needs a positive integer, got '$2'"; }
+
+while [ $# -gt 0 ]; do
+  case $1 in
+    --runs) [ $# -ge 2 ] || die "--runs needs a value"; posint --runs "$2"; RUNS=$2; shift 2 ;;
+    --runs=*) posint --runs "${1#*=}"; RUNS=${1#*=}; shift ;;
+    --cold-runs) [ $# -ge 2 ] || die "--cold-runs needs a value"; posint --cold-runs "$2"; COLD_RUNS=$2; shift 2 ;;
+    --cold-runs=*) posint --cold-runs "${1#*=}"; COLD_RUNS=${1#*=}; shift ;;
+    --targets) [ $# -ge 2 ] || die "--targets needs a value"; TARGETS=$2; shift 2 ;;
+    --targets=*) TARGETS=${1#*=}; shift ;;
+    --acache) [ $# -ge 2 ] || die "--acache needs a value"; ACACHE=$2; shift 2 ;;
+    --acache=*) ACACHE=${1#*=}; shift ;;
+    --keep) KEEP=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; die "unknown argument: $1" ;;
+  esac
+done
+
+# Targets: split on commas, squeeze blanks; each is the argument list of go build.
+declare -a TLIST=()
+IFS=',' read -r -a _raw <<<"$TARGETS"
+for t in "${_raw[@]}"; do
+  t=$(echo "$t" | xargs)
+  [ -n "$t" ] && TLIST+=("$t")
+done
+[ ${#TLIST[@]} -gt 0 ] || die "--targets is empty"
+
+# The acache binary: default $PWD/build/acache, built if missing.
+if [ -z "$ACACHE" ]; then
+  ACACHE="$PWD/build/acache"
+  if [ ! -x "$ACACHE" ]; then
+    echo "run.sh: $ACACHE missing; building it (Release)" >&2
+    (cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >&2 &&
+     cmake --build build --target acache_cli -j2 >&2) || die "building acache failed"
+  fi
+fi
+[ -x "$ACACHE" ] || die "no executable acache at $ACACHE"
+ACACHE=$(readlink -f "$ACACHE")
+BUILD_TYPE=""
+if [ -f "$(dirname "$ACACHE")/CMakeCache.txt" ]; then
+  BUILD_TYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$(dirname "$ACACHE")/CMakeCache.txt")
+  BUILD_TYPE=${BUILD_TYPE:-"(empty: project default)"}
+fi
+
+GO=${ACACHE_GO:-$(bash "$ROOT/scripts/go-toolchain.sh")}
+[ -x "$GO" ] || die "no go command at '$GO'"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/acache-gobench-XXXXXX")
+# shellcheck disable=SC2317  # invoked by the EXIT trap
+cleanup() {
+  if [ "$KEEP" = 1 ]; then
+    echo "kept: $WORK" >&2
+  else
+    chmod -R u+w "$WORK" 2>/dev/null || true
+    rm -rf "$WORK"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A private copy of the binary: others may rebuild build/ during the run.
+mkdir -p "$WORK/bin"
+cp "$ACACHE" "$WORK/bin/acache"
+HELPER="$WORK/bin/acache"
+
+# Same environment for every go command; GOCACHE and GOCACHEPROG per mode.
+export GOTOOLCHAIN=local GOFLAGS='' GOENV=off GOPATH="$WORK/gopath"
+unset GOCACHEPROG GOEXPERIMENT
+cd "$WORK"
+
+GO_VERSION=$("$GO" version) || die "$GO version failed"
+GOROOT_DIR=$("$GO" env GOROOT)
+ACACHE_VERSION=$("$HELPER" version 2>&1) || die "$ACACHE version failed: $ACACHE_VERSION"
+ACACHE_VERSION=${ACACHE_VERSION%%$'\n'*}
+
+tdir() { echo "$WORK/t-${1// /_}"; }            # per-target directory
+prog() { echo "$HELPER gocacheprog --dir $(tdir "$1")/acache/dir -v"; }
+cmdline() { # cmdline TARGET MODE -> the exact command, for printing
+  local d; d=$(tdir "$1")
+  if [ "$2" = own ]; then
+    echo "GOCACHE=$d/own/gocache GOCACHEPROG= $GO build $1"
+  else
+    echo "GOCACHE=$d/acache/gocache GOCACHEPROG='$(prog "$1")' $GO build $1"
+  fi
+}
+
+echo "== acache gocacheprog vs the go command's own cache: go build, cold and warm =="
+echo "date:     $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+echo "go:       $GO_VERSION ($GO)"
+echo "acache:   $ACACHE_VERSION ($ACACHE${BUILD_TYPE:+, CMAKE_BUILD_TYPE=$BUILD_TYPE}; run from the copy $HELPER)"
+echo "nproc:    $(nproc)   kernel: $(uname -r)   temp dir: $WORK ($(df -T "$WORK" | awk 'NR==2{print $2}'))"
+echo "plan:     per target and mode $COLD_RUNS cold run(s) from empty directories, then $RUNS warm runs interleaved own/acache"
+echo "env:      GOTOOLCHAIN=local GOFLAGS= GOENV=off GOPATH=$WORK/gopath, cwd $WORK"
+echo "commands:"
+for t in "${TLIST[@]}"; do
+  echo "  own:    $(cmdline "$t" own)"
+  echo "  acache: $(cmdline "$t" acache)"
+done
+echo "  rss:    python3 $PY rss $HELPER $WORK/rss $RSS_MIB   (drives '$HELPER gocacheprog --dir D' over a pipe)"
+echo
+
+# Page cache: read the toolchain once so the first cold build does not pay
+# for disk reads that the second one would not.
+find "$GOROOT_DIR" -type f -print0 | xargs -0 cat >/dev/null 2>&1 || true
+
+run_build() { # run_build TARGET MODE LOG -> prints seconds; exits on failure
+  local t=$1 mode=$2 log=$3 d secs
+  d=$(tdir "$t")
+  # shellcheck disable=SC2086  # the target is a list of package patterns
+  if [ "$mode" = own ]; then
+    secs=$(env -u GOCACHEPROG GOCACHE="$d/own/gocache" python3 "$PY" time "$log" -- "$GO" build $t) || {
+      echo "run.sh: go build $t ($mode) failed; log $log:" >&2; tail -n 30 "$log" >&2; exit 1; }
+  else
+    secs=$(GOCACHE="$d/acache/gocache" GOCACHEPROG="$(prog "$t")" python3 "$PY" time "$log" -- "$GO" build $t) || {
+      echo "run.sh: go build $t ($mode) failed; log $log:" >&2; tail -n 30 "$log" >&2; exit 1; }
+  fi
+  echo "$secs"
+}
+fresh() { # fresh TARGET MODE: empty cache directories for a cold run
+  local d; d=$(tdir "$1")/$2
+  chmod -R u+w "$d" 2>/dev/null || true
+  rm -rf "$d"
+  mkdir -p "$d/gocache" "$d/dir"
+}
+
+declare -A COLD WARM WARMS SUMMARY_COLD SUMMARY_WARM
+STD_COLD_RATIO="" STD_WARM_RATIO=""
+
+for t in "${TLIST[@]}"; do
+  d=$(tdir "$t"); mkdir -p "$d/logs"
+  echo "-- go build $t --"
+  colds_own=() colds_ac=()
+  for ((i = 1; i <= COLD_RUNS; i++)); do
+    # With several cold runs, alternate which mode goes first.
+    if ((i % 2)); then order="own acache"; else order="acache own"; fi
+    for mode in $order; do
+      fresh "$t" "$mode"
+      s=$(run_build "$t" "$mode" "$d/logs/$mode-cold-$i.log")
+      printf '  cold %d  %-6s %8.3f s\n' "$i" "$mode" "$s"
+      if [ "$mode" = own ]; then colds_own+=("$s"); else colds_ac+=("$s"); fi
+    done
+  done
+  SUMMARY_COLD[$t]=$(python3 "$PY" summary "$d/logs/acache-cold-$COLD_RUNS.log")
+  warms_own=() warms_ac=()
+  for ((i = 1; i <= RUNS; i++)); do
+    for mode in own acache; do
+      s=$(run_build "$t" "$mode" "$d/logs/$mode-warm-$i.log")
+      printf '  warm %d  %-6s %8.3f s\n' "$i" "$mode" "$s"
+      if [ "$mode" = own ]; then warms_own+=("$s"); else warms_ac+=("$s"); fi
+    done
+  done
+  SUMMARY_WARM[$t]=$(python3 "$PY" summary "$d/logs/acache-warm-$RUNS.log")
+  COLD[$t,own]=$(python3 "$PY" median "${colds_own[@]}")
+  COLD[$t,acache]=$(python3 "$PY" median "${colds_ac[@]}")
+  WARM[$t,own]=$(python3 "$PY" median "${warms_own[@]}")
+  WARM[$t,acache]=$(python3 "$PY" median "${warms_ac[@]}")
+  WARMS[$t,own]="${warms_own[*]}"; WARMS[$t,acache]="${warms_ac[*]}"
+  if [ "$t" = std ]; then
+    STD_COLD_RATIO=$(python3 "$PY" ratio "${COLD[$t,acache]}" "${COLD[$t,own]}")
+    STD_WARM_RATIO=$(python3 "$PY" ratio "${WARM[$t,acache]}" "${WARM[$t,own]}")
+  fi
+  du_own=$(du -sm "$d/own" | cut -f1); du_ac=$(du -sm "$d/acache" | cut -f1)
+  echo "  cache size: own ${du_own} MiB; acache ${du_ac} MiB (dir + gocache)"
+  echo
+done
+
+echo "-- helper peak RSS over one $RSS_MIB MiB put --"
+mkdir -p "$WORK/rss"
+read -r RSS_DELTA RSS_BASE RSS_BIG RSS_SECS < <(python3 "$PY" rss "$HELPER" "$WORK/rss" "$RSS_MIB") || {
+  echo "run.sh: the RSS driver failed" >&2; exit 1; }
+[ -n "${RSS_DELTA:-}" ] || { echo "run.sh: the RSS driver printed nothing" >&2; exit 1; }
+echo "  VmHWM after a tiny put: $RSS_BASE MiB; after a $RSS_MIB MiB put: $RSS_BIG MiB; growth $RSS_DELTA MiB (put took $RSS_SECS s, driver included)"
+echo
+
+echo "== results (seconds; cold = median of $COLD_RUNS, warm = median of $RUNS) =="
+printf '%-10s %-7s %9s %11s   %s\n' target mode cold "warm med" "warm runs"
+for t in "${TLIST[@]}"; do
+  for mode in own acache; do
+    printf '%-10s %-7s %9.3f %11.3f   %s\n' "$t" "$mode" "${COLD[$t,$mode]}" "${WARM[$t,$mode]}" "${WARMS[$t,$mode]}"
+  done
+  cr=$(python3 "$PY" ratio "${COLD[$t,acache]}" "${COLD[$t,own]}")
+  wr=$(python3 "$PY" ratio "${WARM[$t,acache]}" "${WARM[$t,own]}")
+  printf '%-10s %-7s %8.3fx %10.3fx\n' "$t" "ac/own" "$cr" "$wr"
+  echo "  helper, last cold run: ${SUMMARY_COLD[$t]:-(no -v summary)}"
+  echo "  helper, last warm run: ${SUMMARY_WARM[$t]:-(no -v summary)}"
+done
+echo
+
+verdict() { # verdict LABEL VALUE OP LIMIT UNIT
+  local label=$1 v=$2 op=$3 lim=$4 unit=$5 ok
+  if [ -z "$v" ]; then
+    printf '  %-44s %s %s%s  %-9s n/a (not measured)\n' "$label" "$op" "$lim" "$unit" ""
+    return
+  fi
+  if [ "$op" = "<=" ]; then
+    python3 "$PY" le "$v" "$lim" && ok=met || ok=MISSED
+  else # strictly less than
+    if python3 "$PY" le "$lim" "$v"; then ok=MISSED; else ok=met; fi
+  fi
+  printf '  %-44s %s %s%s  %9s  %s\n' "$label" "$op" "$lim" "$unit" "$v$unit" "$ok"
+}
+echo "== targets (report only: the exit status ignores them) =="
+verdict "warm go build std, acache/own median" "$STD_WARM_RATIO" "<=" 1.00 x
+verdict "cold go build std, acache/own" "$STD_COLD_RATIO" "<=" 1.02 x
+verdict "$RSS_MIB MiB put, helper peak RSS growth" "$RSS_DELTA" "<" 32 " MiB"
+exit 0
