@@ -13,32 +13,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static acache_store *open_dir(const char *dir)
-{
-    char *owned = NULL;
-    if (!dir) {
-        owned = cli_default_dir();
-        if (!owned) {
-            cli_err("no cache directory: pass --dir or set ACACHE_DIR");
-            return NULL;
-        }
-        dir = owned;
-    }
-    char *spec = NULL;
-    acache_store *s = NULL;
-    if (asprintf(&spec, "disk:%s", dir) < 0) {
-        cli_err("out of memory");
-        goto out;
-    }
-    acache_status st = acache_open(spec, &s);
-    if (st != ACACHE_OK)
-        cli_err("%s", acache_last_error());
-out:
-    free(spec);
-    free(owned);
-    return s;
-}
-
 static int parse_action(const char *hex, acache_id *id)
 {
     if (acache_id_from_hex(hex, strlen(hex), id) != ACACHE_OK) {
@@ -51,16 +25,17 @@ static int parse_action(const char *hex, acache_id *id)
 int cmd_put(int argc, char **argv)
 {
     static const struct option opts[] = {
-        { "dir", required_argument, NULL, 'd' },
+        { "dir", required_argument, NULL, CLI_OPT_DIR },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    const char *dir = NULL;
+    cli_disk_opts o = { 0 };
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "d:h", opts, NULL)) != -1) {
+        if (cli_disk_option(c, optarg, &o))
+            continue;
         switch (c) {
-        case 'd': dir = optarg; break;
         case 'h':
             printf("usage: acache put [--dir DIR] ACTION_HEX FILE\n"
                    "Stores FILE ('-' for stdin) as the output of ACTION_HEX and prints its\n"
@@ -83,7 +58,7 @@ int cmd_put(int argc, char **argv)
         return 2;
     }
     int rc = 2;
-    acache_store *s = open_dir(dir);
+    acache_store *s = cli_open_disk(&o, false);
     if (!s)
         goto out;
     acache_status st = acache_put_fd(s, &action, fd, &output);
@@ -136,22 +111,27 @@ out:
 int cmd_get(int argc, char **argv)
 {
     static const struct option opts[] = {
-        { "dir", required_argument, NULL, 'd' },
+        { "dir", required_argument, NULL, CLI_OPT_DIR },
+        { "verify-reads", no_argument, NULL, CLI_OPT_VERIFY_READS },
         { "output", required_argument, NULL, 'o' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    const char *dir = NULL, *outfile = NULL;
+    cli_disk_opts o = { 0 };
+    const char *outfile = NULL;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "d:o:h", opts, NULL)) != -1) {
+        if (cli_disk_option(c, optarg, &o))
+            continue;
         switch (c) {
-        case 'd': dir = optarg; break;
         case 'o': outfile = optarg; break;
         case 'h':
-            printf("usage: acache get [--dir DIR] ACTION_HEX [-o FILE]\n"
+            printf("usage: acache get [--dir DIR] [--verify-reads] ACTION_HEX [-o FILE]\n"
                    "Prints the local path of the output of ACTION_HEX, or with -o copies it\n"
-                   "to FILE ('-' for stdout). Exit status: 0 hit, 1 miss, 2 error.\n");
+                   "to FILE ('-' for stdout). Exit status: 0 hit, 1 miss, 2 error.\n"
+                   "With --verify-reads the object's SHA-256 is checked first: a corrupt\n"
+                   "entry is removed and is a miss.\n");
             return 0;
         default: return 2;
         }
@@ -163,7 +143,7 @@ int cmd_get(int argc, char **argv)
     acache_id action;
     if (parse_action(argv[optind], &action) != 0)
         return 2;
-    acache_store *s = open_dir(dir);
+    acache_store *s = cli_open_disk(&o, false);
     if (!s)
         return 2;
     int rc = 2;

@@ -18,6 +18,7 @@
  */
 #include "commands.h"
 #include "gocacheprog_proto.h"
+#include "gcp_spill.h"
 
 #include "acache.h"
 
@@ -165,7 +166,9 @@ typedef struct get_job {
 
 typedef struct server {
     acache_store *store;
+    gcp_spill spill;          /* puts the full cache has no room for */
     bool verbose;
+    bool local_first;         /* remotes: serve local hits on the reader */
 
     pthread_mutex_t out_mu;   /* serializes response lines */
     atomic_bool out_broken;   /* stdout failed: nobody is listening */
@@ -313,9 +316,32 @@ static void *worker_main(void *arg)
     }
 }
 
+/* Answers a get the local tiers hit, here on the reader; false (nothing
+ * answered or counted) when it must go to the remotes. A local hit takes
+ * microseconds, less than a hand-off to a worker. */
+static bool serve_local_hit(server *s, int64_t id, const acache_id *action)
+{
+    int64_t start = now_ns();
+    acache_result res;
+    memset(&res, 0, sizeof res);
+    if (acache_get(s->store, action, ACACHE_GET_LOCAL, &res) != ACACHE_OK || res.path[0] != '/') {
+        acache_result_release(&res);
+        return false;
+    }
+    atomic_fetch_add(&s->gets, 1);
+    atomic_fetch_add(&s->hits, 1);
+    atomic_fetch_add(&s->bytes_out, res.size);
+    respond(s, id, gcp_format_entry(id, &res, NULL));
+    acache_result_release(&res);
+    add_busy(s, start);
+    return true;
+}
+
 /* Hands a get to the pool; serves it here when there is no pool. */
 static void dispatch_get(server *s, int64_t id, const acache_id *action)
 {
+    if (s->nworkers > 0 && s->local_first && serve_local_hit(s, id, action))
+        return;
     get_job *job = s->nworkers > 0 ? malloc(sizeof *job) : NULL;
     if (job == NULL) {
         serve_get(s, id, action);
@@ -394,7 +420,8 @@ static int serve_put(server *s, const gcp_request *req, gcp_parse_status parse_s
     atomic_fetch_add(&s->puts, 1);
     if (parse_st != GCP_PARSE_OK)
         snprintf(err, sizeof err, "%s", parse_msg);
-    else if (acache_put_begin(s->store, &req->action, &stream) != ACACHE_OK)
+    else if (acache_put_begin(gcp_spill_route(&s->spill, s->store, want), &req->action,
+                              &stream) != ACACHE_OK)
         snprintf(err, sizeof err, "cannot store: %s", acache_last_error());
 
     if (gcp_request_has_body(req)) {
@@ -549,6 +576,43 @@ static int serve(server *s)
     }
 }
 
+/* One line per remote: its state and counters, for -v. */
+static void print_remotes(acache_store *store, bool final)
+{
+    enum { MAX_SHOWN = 16 };
+    acache_remote_info info[MAX_SHOWN];
+    size_t n = acache_remotes(store, info, MAX_SHOWN);
+    double mib = 1024.0 * 1024.0;
+    for (size_t i = 0; i < n && i < MAX_SHOWN; i++) {
+        const acache_remote_info *r = &info[i];
+        const char *mode = r->readable && r->writable ? "rw" : r->readable ? "ro" : "wo";
+        char state[2 * ACACHE_REMOTE_NAME_SIZE];
+        if (r->switched_off)
+            snprintf(state, sizeof state, "switched off (%s)", r->reason);
+        else if (r->uploads_off)
+            snprintf(state, sizeof state, "active, uploads switched off (%s)", r->reason);
+        else
+            snprintf(state, sizeof state, "active");
+        if (!final) {
+            cli_err("gocacheprog: remote %zu: %s (%s)", i + 1, r->name, mode);
+            continue;
+        }
+        cli_err("gocacheprog: remote %zu: %s (%s): %s; %" PRIu64 " hits, %" PRIu64 " misses, %" PRIu64
+                " rejected, %" PRIu64 " failures; %" PRIu64 " uploads (%.1f MiB), %" PRIu64
+                " already there, %" PRIu64 " dropped",
+                i + 1, r->name, mode, state, r->hits, r->misses, r->rejected, r->failures,
+                r->uploads, (double)r->upload_bytes / mib, r->already, r->dropped);
+    }
+}
+
+/* Remote state changes (switched off, uploads refused) reach stderr at
+ * once, with or without -v. */
+static void log_line(void *ctx, const char *message)
+{
+    (void)ctx;
+    cli_err("%s", message);
+}
+
 static void print_summary(server *s, int64_t wall_ns)
 {
     double mib = 1024.0 * 1024.0;
@@ -567,7 +631,9 @@ static void print_summary(server *s, int64_t wall_ns)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: acache gocacheprog [--dir DIR] [--remote SPEC]... [--max-size SIZE] [-v]\n"
+    fprintf(f, "usage: acache gocacheprog [--dir DIR] [--remote SPEC]... [--max-size SIZE]\n"
+               "                          [--max-age DURATION] [--grace DURATION]\n"
+               "                          [--verify-reads] [-v]\n"
                "\n"
                "Serves the go command's build cache: GOCACHEPROG=\"acache gocacheprog\".\n"
                "  --dir DIR        cache directory (default $ACACHE_DIR, else\n"
@@ -575,10 +641,14 @@ static void usage(FILE *f)
                "  --remote SPEC    a shared store after the local one (repeatable;\n"
                "                   default $ACACHE_REMOTE, specs separated by spaces)\n"
                "  --max-size SIZE  bound of the local store, e.g. 10G (default\n"
-               "                   $ACACHE_MAX_SIZE)\n"
+               "                   $ACACHE_MAX_SIZE, else 10G); trimmed in the background\n"
+               "  --max-age DURATION  entries unused this long are trimmed (30d)\n"
+               "  --grace DURATION entries used within this are never trimmed (10m)\n"
+               "  --verify-reads   hash every object before serving it\n"
                "  --workers N      threads serving gets (default 0 with only the local\n"
                "                   store: the reader serves them; 8 with remotes)\n"
-               "  -v               summary of the session on stderr at exit\n");
+               "  -v               the remotes at start; at exit a summary of the session\n"
+               "                   and of each remote (hits, uploads, dropped) on stderr\n");
 }
 
 /* Matches --name VALUE and --name=VALUE; advances *i past the value. */
@@ -602,60 +672,14 @@ static int opt_value(int argc, char **argv, int *i, const char *name, const char
     return 1;
 }
 
-/* A size goes into a spec string: it must not smuggle in other options. */
-static bool size_text_ok(const char *t)
-{
-    if (*t == '\0')
-        return false;
-    for (; *t; t++)
-        if (!((*t >= '0' && *t <= '9') || (*t >= 'a' && *t <= 'z') || (*t >= 'A' && *t <= 'Z') ||
-              *t == '.'))
-            return false;
-    return true;
-}
-
-/* "disk:DIR[?max-size=SIZE]" with DIR made absolute (DiskPath must be). */
-static char *disk_spec(const char *dir_opt, const char *max_size)
-{
-    char *dir = dir_opt ? strdup(dir_opt) : cli_default_dir();
-    char *spec = NULL;
-    char *cwd = NULL;
-
-    if (dir == NULL || dir[0] == '\0') {
-        cli_err("gocacheprog: no cache directory: use --dir or set ACACHE_DIR or HOME");
-        goto out;
-    }
-    if (strchr(dir, '?') != NULL) {
-        cli_err("gocacheprog: cache directory %s contains '?', which a store spec cannot hold",
-                dir);
-        goto out;
-    }
-    if (dir[0] != '/') {
-        cwd = getcwd(NULL, 0);
-        if (cwd == NULL) {
-            cli_err("gocacheprog: cannot make %s absolute: %s", dir, strerror(errno));
-            goto out;
-        }
-    }
-    size_t n = strlen(dir) + (cwd ? strlen(cwd) + 1 : 0) + (max_size ? strlen(max_size) : 0) + 32;
-    spec = malloc(n);
-    if (spec == NULL)
-        goto out;
-    snprintf(spec, n, "disk:%s%s%s%s%s", cwd ? cwd : "", cwd ? "/" : "", dir,
-             max_size ? "?max-size=" : "", max_size ? max_size : "");
-out:
-    free(cwd);
-    free(dir);
-    return spec;
-}
-
-/* Opens the disk store and the remotes behind it. Returns 0 or the exit
- * status (message printed). */
-static int open_stores(const char *dir, const char *max_size, char **remotes, size_t nremotes,
+/* Opens the disk store (its spec from cli_disk_spec(): DIR made absolute,
+ * as DiskPath must be, and the limits) and the remotes behind it. Returns 0
+ * or the exit status (message printed). */
+static int open_stores(const cli_disk_opts *disk, char **remotes, size_t nremotes,
                        acache_store **out)
 {
     int rc = 2;
-    char *spec = disk_spec(dir, max_size);
+    char *spec = cli_disk_spec(disk);
     acache_store **stores = calloc(nremotes + 1, sizeof *stores);
     size_t n = 0;
 
@@ -695,8 +719,7 @@ out:
 
 int cmd_gocacheprog(int argc, char **argv)
 {
-    const char *dir = NULL;
-    const char *max_size = getenv("ACACHE_MAX_SIZE");
+    cli_disk_opts disk = { 0 }; /* --dir, --max-size, --max-age, --grace, --verify-reads */
     bool verbose = false;
     long workers = -1;
     char **remotes = NULL;
@@ -719,10 +742,20 @@ int cmd_gocacheprog(int argc, char **argv)
             usage(stderr);
             rc = 0;
             goto out;
+        } else if (strcmp(argv[i], "--verify-reads") == 0) {
+            disk.verify_reads = true;
         } else if ((r = opt_value(argc, argv, &i, "--dir", &v)) != 0) {
             if (r < 0)
                 goto out;
-            dir = v;
+            disk.dir = v;
+        } else if ((r = opt_value(argc, argv, &i, "--max-age", &v)) != 0) {
+            if (r < 0)
+                goto out;
+            disk.max_age = v;
+        } else if ((r = opt_value(argc, argv, &i, "--grace", &v)) != 0) {
+            if (r < 0)
+                goto out;
+            disk.grace = v;
         } else if ((r = opt_value(argc, argv, &i, "--remote", &v)) != 0) {
             if (r < 0)
                 goto out;
@@ -730,7 +763,7 @@ int cmd_gocacheprog(int argc, char **argv)
         } else if ((r = opt_value(argc, argv, &i, "--max-size", &v)) != 0) {
             if (r < 0)
                 goto out;
-            max_size = v;
+            disk.max_size = v;
         } else if ((r = opt_value(argc, argv, &i, "--workers", &v)) != 0) {
             if (r < 0)
                 goto out;
@@ -746,12 +779,6 @@ int cmd_gocacheprog(int argc, char **argv)
             usage(stderr);
             goto out;
         }
-    }
-    if (max_size != NULL && max_size[0] == '\0')
-        max_size = NULL;
-    if (max_size != NULL && !size_text_ok(max_size)) {
-        cli_err("gocacheprog: bad size \"%s\" (expected a number with K/M/G/T)", max_size);
-        goto out;
     }
     /* Flags override the environment: ACACHE_REMOTE only without --remote. */
     const char *env = getenv("ACACHE_REMOTE");
@@ -774,7 +801,8 @@ int cmd_gocacheprog(int argc, char **argv)
             remotes[nremotes++] = t;
     }
 
-    rc = open_stores(dir, max_size, remotes, nremotes, &store);
+    acache_set_log(log_line, NULL);
+    rc = open_stores(&disk, remotes, nremotes, &store);
     if (rc != 0)
         goto out;
 
@@ -785,6 +813,7 @@ int cmd_gocacheprog(int argc, char **argv)
         goto out;
     }
     s->store = store;
+    gcp_spill_init(&s->spill, store);
     s->verbose = verbose;
     s->in.fd = STDIN_FILENO;
     pthread_mutex_init(&s->out_mu, NULL);
@@ -797,6 +826,9 @@ int cmd_gocacheprog(int argc, char **argv)
      * aborted, not as a silent death by signal. */
     signal(SIGPIPE, SIG_IGN);
 
+    s->local_first = nremotes > 0;
+    if (verbose)
+        print_remotes(store, false);
     respond(s, 0, gcp_format_handshake(NULL));
     start_workers(s, workers >= 0 ? (size_t)workers : nremotes > 0 ? GCP_WORKERS : 0);
     rc = serve(s);
@@ -805,8 +837,12 @@ int cmd_gocacheprog(int argc, char **argv)
     stop_workers(s);
     if (rc == 0 && atomic_load(&s->out_broken))
         rc = 1;
-    if (verbose)
+    /* Uploads still queued go out now, within each remote's flush-timeout. */
+    acache_flush(store);
+    if (verbose) {
         print_summary(s, now_ns() - t0);
+        print_remotes(store, true);
+    }
 
     pthread_cond_destroy(&s->idle_cv);
     pthread_cond_destroy(&s->space_cv);
@@ -815,8 +851,10 @@ int cmd_gocacheprog(int argc, char **argv)
     pthread_mutex_destroy(&s->out_mu);
 out:
     acache_close(store);
-    if (s != NULL)
+    if (s != NULL) {
+        gcp_spill_close(&s->spill);
         free(s->in.line);
+    }
     free(s);
     free(env_remotes);
     free(remotes);

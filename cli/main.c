@@ -47,19 +47,34 @@ static void usage(FILE *f)
             "usage: acache COMMAND [ARGS]\n"
             "\n"
             "commands:\n"
-            "  gocacheprog [--dir DIR] [--remote SPEC]... [--max-size SIZE] [-v]\n"
+            "  gocacheprog [--dir DIR] [--remote SPEC]... [--max-size SIZE] [--max-age D]\n"
+            "              [--grace D] [--verify-reads] [-v]\n"
             "                       serve the go command's build cache (GOCACHEPROG)\n"
             "  put [--dir DIR] ACTION_HEX FILE\n"
             "                       store FILE ('-' for stdin) as the output of ACTION_HEX;\n"
             "                       prints the output id\n"
-            "  get [--dir DIR] ACTION_HEX [-o FILE]\n"
+            "  get [--dir DIR] [--verify-reads] ACTION_HEX [-o FILE]\n"
             "                       print the local path of the output of ACTION_HEX, or copy\n"
             "                       it to FILE; exit 0 on a hit, 1 on a miss, 2 on an error\n"
+            "  stats [--dir DIR] [--json]\n"
+            "                       entries, size, hits, misses, errors, last trim\n"
+            "  trim [--dir DIR] [--max-size SIZE] [--max-age DURATION] [--grace DURATION]\n"
+            "       [--dry-run] [--quick]\n"
+            "                       remove least recently used entries down to 90%% of\n"
+            "                       max-size, entries unused for max-age, leftovers\n"
+            "  verify [--dir DIR] [--repair]\n"
+            "                       recompute every object's SHA-256, check every record;\n"
+            "                       exit 1 on problems (--repair removes what is bad)\n"
+            "  clear [--dir DIR]    remove every entry\n"
+            "  config [--dir DIR] [--remote SPEC]... [--max-size SIZE] ...\n"
+            "                       the effective configuration and where it comes from\n"
             "  version              print the version\n"
             "  help                 print this text\n"
             "\n"
             "The cache directory is --dir, else $ACACHE_DIR, else $XDG_CACHE_HOME/acache,\n"
-            "else ~/.cache/acache.\n");
+            "else ~/.cache/acache. It is kept under max-size (--max-size, else\n"
+            "$ACACHE_MAX_SIZE, else 10G) and max-age (30d) by automatic trims. Every\n"
+            "command takes --help.\n");
 }
 
 int main(int argc, char **argv)
@@ -84,6 +99,16 @@ int main(int argc, char **argv)
         return cmd_get(argc - 1, argv + 1);
     if (!strcmp(cmd, "gocacheprog"))
         return cmd_gocacheprog(argc - 1, argv + 1);
+    if (!strcmp(cmd, "stats"))
+        return cmd_stats(argc - 1, argv + 1);
+    if (!strcmp(cmd, "trim"))
+        return cmd_trim(argc - 1, argv + 1);
+    if (!strcmp(cmd, "verify"))
+        return cmd_verify(argc - 1, argv + 1);
+    if (!strcmp(cmd, "clear"))
+        return cmd_clear(argc - 1, argv + 1);
+    if (!strcmp(cmd, "config"))
+        return cmd_config(argc - 1, argv + 1);
     cli_err("unknown command '%s' (try 'acache help')", cmd);
     return 2;
 }

@@ -122,7 +122,14 @@ acache_status acache_key_derive(acache_id *out, const char *ns,
  *                       read as disk:SPEC. Options:
  *                         durability=none|fsync  fsync before rename (none)
  *                         verify-reads=on|off    re-hash objects on get (off)
- *                         max-size=SIZE, max-age=DURATION  eviction limits
+ *                         max-size=SIZE          trim down to 90% of it
+ *                                                when over it (10G)
+ *                         max-age=DURATION       entries unused this long
+ *                                                are trimmed (30d)
+ *                         grace=DURATION         entries used within this
+ *                                                are never trimmed (10m)
+ *                         trim-interval=DURATION|off  automatic trims at
+ *                                                most this often (1h)
  *   mem:?OPTIONS        an in-memory store, least recently used first out.
  *                       Options:
  *                         max-size=SIZE          byte bound (default 256M),
@@ -132,8 +139,37 @@ acache_status acache_key_derive(acache_id *out, const char *ns,
  *                       The bound is split between up to 16 shards; a put
  *                       larger than one shard's share is accepted but not
  *                       kept (a cache may always forget).
+ *   redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]?OPTIONS
+ *   redis+unix:///PATH/TO/SOCKET?OPTIONS
+ *                       a Redis or Valkey server (hiredis); keys are
+ *                       PREFIX:ac:<action hex> and PREFIX:cas:<output hex>.
+ *                       Options: prefix=P ("acache"), db=N (0).
+ *   http://[USER:PASSWORD@]HOST[:PORT]/BASE?OPTIONS  (or https://)
+ *                       an HTTP cache in the bazel-remote layout (libcurl):
+ *                       GET, PUT and HEAD of BASE/ac/<hex>, BASE/cas/<hex>.
+ *                       Both remotes take (docs/remotes.md has the details):
+ *                         mode=rw|ro|wo          read and/or upload (rw)
+ *                         compress=off|zstd[:LEVEL]  objects stored with
+ *                                                zstd (off; readers take both)
+ *                         timeout=DURATION       a request waiting on the
+ *                                                server fails (1s)
+ *                         connect-timeout=DURATION  (the timeout)
+ *                         flush-timeout=DURATION uploads still queued at
+ *                                                close are dropped (5s)
+ *                         failures=N             consecutive failures that
+ *                                                switch the remote off (3)
+ *                         upload-queue=N         uploads waiting (4096)
+ *                         max-object=SIZE        larger objects are neither
+ *                                                uploaded nor fetched (512M)
+ *                         key-file=PATH          sign action records with
+ *                                                HMAC-SHA256 and refuse those
+ *                                                without a valid signature
+ *                                                ($ACACHE_REMOTE_KEY_FILE)
+ *                       Opening a remote never touches the network; it is
+ *                       reached at its first use. Use it as a tier behind a
+ *                       local store (acache_tiers).
  *
- * Sizes take K/M/G/T suffixes (binary); durations s/m/h/d. An unknown
+ * Sizes take K/M/G/T suffixes (binary); durations ms/s/m/h/d. An unknown
  * scheme or option is ACACHE_EINVAL with a message naming it; a disk path
  * that is a file or a directory that cannot be written is refused with a
  * message naming the path.
@@ -163,6 +199,12 @@ enum {
      * acache_result_release().
      */
     ACACHE_GET_DATA = 1u << 0,
+    /*
+     * Ask only the tiers that answer without the network (up to the first
+     * remote): a miss here may still be a hit in a remote. For serving
+     * local hits on a fast path and handing misses to other threads.
+     */
+    ACACHE_GET_LOCAL = 1u << 1,
 };
 
 /* What a get (or a committed put) returns. */
@@ -253,6 +295,409 @@ typedef struct acache_stats {
 
 /* Copies the store's counters into out. */
 void acache_get_stats(acache_store *store, acache_stats *out);
+
+/* ------------------------------------------------------------------ */
+/* Remotes: their state, background uploads, log messages               */
+/* (docs/remotes.md has the model in full)                              */
+
+/*
+ * The library never prints. What a person should hear about at once (a
+ * remote switched off, uploads refused) goes, as one line without a
+ * trailing newline, to the function set here; with none set it is dropped.
+ * fn may be called from any thread, also inside other libacache calls:
+ * it must not call into libacache. NULL turns the messages off.
+ */
+typedef void (*acache_log_fn)(void *ctx, const char *message);
+void acache_set_log(acache_log_fn fn, void *ctx);
+
+/* Room for acache_remote_info.name and .reason. */
+#define ACACHE_REMOTE_NAME_SIZE 256
+
+/* The state of one remote store. Counters are since it was opened. */
+typedef struct acache_remote_info {
+    char name[ACACHE_REMOTE_NAME_SIZE];   /* its spec without options and
+                                             with any password as "***" */
+    int readable;          /* mode lets gets use it (rw, ro) */
+    int writable;          /* mode lets puts upload to it (rw, wo) */
+    int switched_off;      /* failed repeatedly: unused for the rest of the
+                              process */
+    int uploads_off;       /* the server refused uploads repeatedly: no more
+                              uploads, gets go on */
+    char reason[ACACHE_REMOTE_NAME_SIZE]; /* why it is off, or "" */
+    uint64_t hits;         /* gets it served (bytes checked) */
+    uint64_t misses;       /* gets it did not have */
+    uint64_t rejected;     /* entries refused: a record malformed or without a
+                              valid signature, bytes not matching their id */
+    uint64_t failures;     /* calls that failed: connection, timeout, server error */
+    uint64_t uploads;      /* entries uploaded */
+    uint64_t upload_bytes; /* bytes sent for them (after compression) */
+    uint64_t already;      /* uploads whose object the remote already had */
+    uint64_t dropped;      /* uploads given up: queue full, remote off, flush
+                              deadline, local file gone, too large, failed */
+    uint64_t pending;      /* uploads queued or running now */
+} acache_remote_info;
+
+/*
+ * Fills out[0..max) with the remotes of store (a remote, or the remotes of
+ * a tier chain, in order) and returns how many there are (which may exceed
+ * max; 0 for a store without remotes).
+ */
+size_t acache_remotes(acache_store *store, acache_remote_info *out, size_t max);
+
+/*
+ * Waits for the background uploads of store's remotes, each for at most
+ * its flush-timeout (counted from this call, all at once); what is left is
+ * dropped and counted. acache_close() does this too; call it first to read
+ * the final counters with acache_remotes(). The store stays usable.
+ */
+void acache_flush(acache_store *store);
+
+/* ------------------------------------------------------------------ */
+/* For runtimes and compilers: build once, engine fingerprints          */
+/* (docs/runtimes.md has the guarantees in full)                        */
+
+#if defined(__GNUC__) || defined(__clang__)
+#define ACACHE_PRINTF_(f, a) __attribute__((format(printf, f, a)))
+#else
+#define ACACHE_PRINTF_(f, a)
+#endif
+
+/*
+ * Sets the calling thread's error message (what acache_last_error()
+ * returns) and returns st, so that a build callback can say why it failed:
+ * `return acache_set_error(ACACHE_EIO, "wasm2c exited with %d", code);`.
+ */
+acache_status acache_set_error(acache_status st, const char *fmt, ...) ACACHE_PRINTF_(2, 3);
+
+/* Appends everything read from fd until end of file to a streaming put
+ * (in bounded chunks: memory does not grow with the file). */
+acache_status acache_put_write_fd(acache_put_stream *stream, int fd);
+
+/*
+ * Produces the output of action. It writes the bytes to out with
+ * acache_put_write() or acache_put_write_fd(), as they come or all at once,
+ * and returns ACACHE_OK to store them or an error status (ideally through
+ * acache_set_error()) to store nothing. It must not commit or abort out.
+ */
+typedef acache_status (*acache_build_fn)(void *ctx, const acache_id *action,
+                                         acache_put_stream *out);
+
+/* How acache_get_or_build() came by its result. */
+typedef enum acache_build_outcome {
+    ACACHE_BUILD_HIT = 0,             /* it was in the store; nothing ran */
+    ACACHE_BUILD_BUILT = 1,           /* this call ran the build callback */
+    ACACHE_BUILD_WAITED = 2,          /* another thread of this process built it */
+    ACACHE_BUILD_WAITED_PROCESS = 3,  /* another process built it while we waited */
+    ACACHE_BUILD_BUILT_AFTER_TIMEOUT = 4, /* another process held the build lock
+                                             past the timeout; this call built too */
+} acache_build_outcome;
+
+/* Default for acache_build_options.lock_timeout_ms: 5 minutes. */
+#define ACACHE_BUILD_LOCK_TIMEOUT_MS 300000u
+
+typedef struct acache_build_options {
+    unsigned flags;            /* ACACHE_GET_DATA: also map the bytes into
+                                  result->data (as acache_get()) */
+    uint32_t lock_timeout_ms;  /* longest wait for another process building
+                                  the same id before building anyway;
+                                  0 means ACACHE_BUILD_LOCK_TIMEOUT_MS */
+    acache_build_outcome *outcome; /* if not NULL, receives the outcome */
+} acache_build_options;
+
+/*
+ * Returns the output of action, running build only when no store tier has
+ * it. However many threads ask for the same action of the same store handle
+ * at once, build runs in one of them; the others wait and then read what it
+ * stored. Across processes (and store handles) sharing a disk store, the
+ * builder holds a lock file, ROOT/v1/locks/<hex>; a process that finds it
+ * held waits for the result instead of building too, up to
+ * lock_timeout_ms, and builds anyway after that. The kernel drops the lock
+ * of a holder that dies; the next one then finds the entry still missing
+ * and builds.
+ *
+ * On ACACHE_OK result is filled as by acache_get() (a path for disk, and
+ * the mapped bytes with ACACHE_GET_DATA). A failed build (build returned
+ * an error) is returned, with its message, by the builder and by every
+ * thread that waited on it: waiters do not retry, and nothing is stored,
+ * so the next call builds again. ACACHE_MISS means build succeeded but the
+ * store did not keep the output (a mem store smaller than it, a GOCACHEPROG
+ * helper that takes no puts), so there is nothing to return. A failing get
+ * is treated as a miss; a store that cannot take the put fails the call.
+ */
+acache_status acache_get_or_build(acache_store *store, const acache_id *action,
+                                  acache_build_fn build, void *ctx, acache_result *result);
+
+/* acache_get_or_build() with options (opts may be NULL for the defaults). */
+acache_status acache_get_or_build_ex(acache_store *store, const acache_id *action,
+                                     acache_build_fn build, void *ctx,
+                                     const acache_build_options *opts,
+                                     acache_result *result);
+
+/*
+ * What makes compiled code usable here and not elsewhere. Every field may
+ * be NULL (same as ""). cpu_features is a set: names separated by commas
+ * or spaces, compared without regard to order, case or repeats;
+ * everything else is compared byte for byte.
+ */
+typedef struct acache_fingerprint {
+    const char *name;          /* the engine or compiler, e.g. "mywasm" */
+    const char *version;       /* its exact version */
+    const char *target;        /* what the code runs on, e.g. acache_host_target() */
+    const char *cpu_features;  /* what the code may use, e.g. acache_cpu_features() */
+    const char *flags;         /* compiler settings that change the code */
+    const acache_part *extra;  /* anything else that changes the code */
+    size_t nextra;
+} acache_fingerprint;
+
+/* Computes the 32-byte id of a fingerprint (SHA-256 of every field). */
+acache_status acache_fingerprint_id(const acache_fingerprint *fp, acache_id *out);
+
+/* Room for acache_fingerprint_string(). */
+#define ACACHE_FINGERPRINT_STRING_SIZE 128
+
+/*
+ * Writes a readable, file-name-safe namespace string for fp,
+ * "name-version-target-<first 16 hex digits of its id>", each field cut to
+ * 24 characters of [A-Za-z0-9._+] ('_' for others). size must be at least
+ * ACACHE_FINGERPRINT_STRING_SIZE.
+ */
+acache_status acache_fingerprint_string(const acache_fingerprint *fp, char *out, size_t size);
+
+/* The target this library was compiled for, e.g. "x86_64-linux". */
+const char *acache_host_target(void);
+
+/* Room for acache_cpu_features(). */
+#define ACACHE_CPU_FEATURES_SIZE 512
+
+/*
+ * Writes the host CPU's features as a sorted, comma-separated list (x86-64:
+ * from cpuid through __builtin_cpu_supports, e.g. "avx,avx2,bmi2,...";
+ * aarch64: from getauxval(AT_HWCAP), e.g. "aes,asimd,atomics,..."). Other
+ * architectures give "". size must be at least ACACHE_CPU_FEATURES_SIZE.
+ */
+acache_status acache_cpu_features(char *out, size_t size);
+
+/*
+ * Wraps store in the namespace of a fingerprint id: every action id is
+ * mapped to SHA-256("acache namespace v1" || fingerprint || action) before
+ * any tier sees it, so an entry is found only through a store wrapped with
+ * the fingerprint it was stored under. An entry stored under another
+ * fingerprint, or with no namespace, is a plain miss, never a hit. Takes
+ * ownership of store (also on failure). Delete and get_or_build work
+ * through the wrapper as on any store.
+ */
+acache_status acache_namespace(acache_store *store, const acache_id *fingerprint,
+                               acache_store **out);
+
+/*
+ * acache_key_derive() under a fingerprint: derives an action id from parts
+ * with the fingerprint's hex id as the namespace. For keys handed to stores
+ * that cannot be wrapped (another process, the acache command).
+ */
+acache_status acache_fingerprint_key(acache_id *out, const acache_id *fingerprint,
+                                     const acache_part *parts, size_t nparts);
+
+/*
+ * Any GOCACHEPROG helper as a store (for acache_open(), alone or as a tier):
+ *
+ *   prog:COMMAND ARG...?OPTIONS     or    prog:?cmd=COMMAND ARG...&OPTIONS
+ *
+ * The command line is split on spaces and tabs, with no quoting or
+ * escapes: no argument can hold a space, and none can hold '?' (first
+ * form) or '&' (second form); wrap anything else in a script. COMMAND is
+ * looked up in PATH. The helper is started at open and must send its
+ * KnownCommands within start-timeout. Gets return the helper's DiskPath
+ * (checked for size, and with verify-reads for its SHA-256); puts are
+ * spooled (memory, then a temp file) and streamed to the helper as base64.
+ * A get on a helper without "get" is a miss; a put on one without "put" is
+ * dropped. A helper that exits, writes anything but responses, or does not
+ * answer a request within timeout is stopped and every later call fails at
+ * once with ACACHE_EIO: put it behind a local tier with acache_tiers().
+ * Delete is not in the protocol: it is ACACHE_MISS. Options:
+ *   timeout=DURATION        per request (default 10s)
+ *   start-timeout=DURATION  for the KnownCommands line (default 10s)
+ *   close-timeout=DURATION  for close's answer, then for the exit, before
+ *                           the helper is killed (default 10s)
+ *   verify-reads=on|off     hash every hit against its OutputID (on)
+ *   spool-dir=PATH          where puts larger than 256K wait (TMPDIR)
+ */
+
+/* ------------------------------------------------------------------ */
+/* Maintenance: limits, trim, verify, clear, counters of a disk store   */
+/* (docs/maintenance.md has the guarantees in full)                     */
+
+/*
+ * These operate on a disk store, or on a store whose first tier (its home)
+ * is one, also through acache_namespace(); any other store is
+ * ACACHE_EINVAL with a message saying so.
+ *
+ * A disk store keeps itself bounded with no daemon: a put that finds the
+ * last trim older than trim-interval starts one in a background thread,
+ * off the put's path, and acache_close() stops it promptly. One process at
+ * a time trims (an flock on ROOT/v1/trim.lock, dropped by the kernel if the
+ * holder dies). A trim removes, least recently used first, down to 90% of
+ * max-size; entries unused for max-age; and leftovers of processes that
+ * died. It never removes an entry used within the grace period (nor, as
+ * uses are recorded at most every 10 minutes, within 10 minutes more), so
+ * paths handed to a running build stay valid; and it removes an object only
+ * when no action it keeps refers to it. Without work to do it reads a few
+ * small files; with work, it reads only the part of the store it evicts
+ * from. A get racing with a removal is a miss, never an error.
+ */
+
+/* Pass for an option to use the store's own setting (its spec's, or the
+ * default): max-size 10G, max-age 30d, grace 10m. */
+#define ACACHE_DEFAULT (-1)
+
+/* Progress of a long operation: phase names what is being done ("sweep",
+ * "evict", "objects", "records", ...); total is 0 when unknown. */
+typedef struct acache_progress {
+    const char *phase;
+    uint64_t done, total;
+    uint64_t bytes_done, bytes_total;
+} acache_progress;
+
+/* Called now and then during a trim or verify. Returning non-zero stops the
+ * operation early, leaving the store consistent. */
+typedef int (*acache_progress_fn)(void *ctx, const acache_progress *progress);
+
+/* Flags for acache_trim_options.flags. */
+enum {
+    /* Report what would be removed; remove nothing. */
+    ACACHE_TRIM_DRY_RUN = 1u << 0,
+    /* Look at the whole store: enforce max-age on every entry, remove every
+     * leftover, and recount the size estimate. Without it a trim does what
+     * the automatic one does: a slice of the store at a time. */
+    ACACHE_TRIM_FULL = 1u << 1,
+    /* Return at once (report->busy set) if another trim is running, instead
+     * of waiting for it. */
+    ACACHE_TRIM_NOWAIT = 1u << 2,
+};
+
+typedef struct acache_trim_options {
+    int64_t max_size;   /* bytes to stay under, or ACACHE_DEFAULT */
+    int64_t max_age_ns; /* entries unused for longer go, or ACACHE_DEFAULT */
+    int64_t grace_ns;   /* what was used within this stays, or ACACHE_DEFAULT;
+                           0 protects nothing, not even paths a build holds */
+    unsigned flags;     /* ACACHE_TRIM_* */
+    acache_progress_fn progress; /* may be NULL */
+    void *progress_ctx;
+} acache_trim_options;
+
+/* Options that use every setting of the store: no flags, no progress. */
+#define ACACHE_TRIM_OPTIONS_INIT { ACACHE_DEFAULT, ACACHE_DEFAULT, ACACHE_DEFAULT, 0, NULL, NULL }
+
+typedef struct acache_trim_report {
+    uint64_t size_before;     /* estimated disk usage of the store before */
+    uint64_t size_after;      /* and after */
+    uint64_t max_size;        /* the limits the trim applied */
+    int64_t max_age_ns, grace_ns;
+    uint64_t entries_removed; /* action records (least recently used, or expired) */
+    uint64_t objects_removed; /* objects no kept action referred to any more */
+    uint64_t bytes_removed;   /* disk usage freed */
+    uint64_t leftovers_removed; /* temp files and references of dead processes */
+    uint64_t kept_in_grace;   /* entries the size limit wanted, kept as recent */
+    uint64_t dirs_listed;     /* the trim's cost: directories read, */
+    uint64_t files_examined;  /* files looked at (one stat or open each) */
+    int64_t duration_ns;
+    int busy;                 /* another trim was running (ACACHE_TRIM_NOWAIT) */
+    int stopped;              /* stopped early (progress callback, close) */
+    int counted;              /* the size estimate was recounted */
+} acache_trim_report;
+
+/*
+ * Trims the store now, in the calling thread (the automatic trim runs the
+ * same code in the background). opts may be NULL for the store's settings;
+ * report may be NULL. Waits for a trim running elsewhere unless
+ * ACACHE_TRIM_NOWAIT.
+ */
+acache_status acache_trim(acache_store *store, const acache_trim_options *opts,
+                          acache_trim_report *report);
+
+/* Flags for acache_verify_options.flags. */
+enum {
+    /* Remove what is bad: corrupt objects and the records that name them,
+     * malformed records, records whose object is missing or of the wrong
+     * size; and give every record its reference to its object again. */
+    ACACHE_VERIFY_REPAIR = 1u << 0,
+};
+
+typedef struct acache_verify_options {
+    unsigned flags;              /* ACACHE_VERIFY_* */
+    acache_progress_fn progress; /* may be NULL */
+    void *progress_ctx;
+    /* Called for each problem (path, what is wrong, and whether it was
+     * repaired); may be NULL. */
+    void (*problem)(void *ctx, const char *path, const char *what, int repaired);
+    void *problem_ctx;
+} acache_verify_options;
+
+typedef struct acache_verify_report {
+    uint64_t objects, records, bytes;  /* examined (bytes hashed) */
+    /* Problems: */
+    uint64_t corrupt_objects;   /* content whose SHA-256 is not its name */
+    uint64_t bad_records;       /* malformed, or not naming their own action */
+    uint64_t dangling_records;  /* object missing, corrupt, or not of the
+                                   recorded size */
+    uint64_t problems;          /* the sum of the three above */
+    uint64_t repaired;          /* problems removed (ACACHE_VERIFY_REPAIR) */
+    /* Not problems (a put killed between its steps leaves them; at worst an
+     * entry is evicted early, a miss), but repaired with REPAIR: */
+    uint64_t unreferenced;      /* records whose reference to their object is
+                                   missing or to other bytes */
+    uint64_t references_restored;
+    /* Not problems: what a trim removes in passing. */
+    uint64_t orphan_objects;    /* objects no action refers to */
+    uint64_t leftovers;         /* temp files, references without a record */
+    int stopped;                /* stopped early by the progress callback */
+} acache_verify_report;
+
+/*
+ * Recomputes every object's SHA-256 and checks every action record against
+ * its object. Returns ACACHE_OK when it could look at everything, whether
+ * or not it found problems (see report->problems); an error when it could
+ * not read the store. Safe while other processes use the store: what
+ * changes under it is looked at again before it is called a problem.
+ * opts may be NULL (check only); report may not.
+ */
+acache_status acache_verify(acache_store *store, const acache_verify_options *opts,
+                            acache_verify_report *report);
+
+/*
+ * Removes every entry of the store, in use or not (temp files of puts still
+ * running are left alone), and resets the size estimate. report may be
+ * NULL; entries_removed, objects_removed and bytes_removed are filled.
+ */
+acache_status acache_clear(acache_store *store, acache_trim_report *report);
+
+/* The store's counters, summed over every process that used it. */
+typedef struct acache_disk_counters {
+    char dir[ACACHE_PATH_MAX];  /* the store's directory (ROOT/v1) */
+    uint64_t max_size;          /* the store's settings */
+    int64_t max_age_ns, grace_ns;
+    int64_t trim_interval_ns;   /* -1 when automatic trims are off */
+    /* What it holds: an estimate kept up to date by every put and trim,
+     * exact after a full trim or a repairing verify. */
+    uint64_t entries, objects, bytes;
+    int64_t counted_ns;         /* when last counted in full; 0 never */
+    /* Since the store was created: */
+    uint64_t hits, misses, corrupt, errors, puts;
+    uint64_t bytes_written, bytes_read;
+    uint64_t trimmed_entries, trimmed_bytes;
+    /* The last trim (last_trim_ns 0: none yet): */
+    int64_t last_trim_ns, last_trim_duration_ns;
+    int last_trim_finished;     /* 0 while running, or if it was stopped */
+    uint64_t last_trim_entries_removed, last_trim_bytes_removed;
+    uint64_t last_trim_files_examined, last_trim_dirs_listed; /* its cost */
+} acache_disk_counters;
+
+/* Fills out with the store's counters (this process's included). */
+acache_status acache_disk_stats(acache_store *store, acache_disk_counters *out);
+
+/* Parses a size ("10G", "512M", "4096"; K/M/G/T are binary). */
+acache_status acache_parse_size(const char *text, uint64_t *out);
+/* Parses a duration ("30d", "10m", "90s", "300ms"; plain numbers are s). */
+acache_status acache_parse_duration(const char *text, int64_t *ns);
 
 #ifdef __cplusplus
 }

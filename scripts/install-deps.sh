@@ -9,7 +9,11 @@ PACKAGES=(
   libssl-dev libzstd-dev libjansson-dev   # libcrypto, zstd, JSON
   libhiredis-dev libcurl4-openssl-dev     # remote tiers
   libcmocka-dev python3                   # the tests
+  redis-server nginx                      # remote tier tests: a real Redis, and
+                                          # nginx (bookworm's nginx has WebDAV
+                                          # PUT: --with-http_dav_module)
   clang                                   # libFuzzer target
+  wabt                                    # wasm2c, wat2wasm: the wasm2c example
 )
 
 SUDO=""

@@ -48,6 +48,9 @@ typedef struct backend_ops {
      * keeps its files in (for a disk store, ROOT/v1), where cross-process
      * lock files can live. */
     const char *(*local_dir)(void *self);
+    /* Non-NULL for a remote store (Redis, HTTP): what the tier combinator
+     * needs beyond this table (remote.h). */
+    const struct remote_ops *remote;
 } backend_ops;
 
 /* Counters kept by the store layer, updated without locks. */
@@ -94,5 +97,6 @@ acache_status parse_bool(const char *key, const char *text, bool *out);
 /* Backend constructors (each in its own file). */
 acache_status disk_open(spec *s, void **self, const backend_ops **ops);
 acache_status mem_open(spec *s, void **self, const backend_ops **ops);
+acache_status prog_open(spec *s, void **self, const backend_ops **ops);
 
 #endif

@@ -6,21 +6,33 @@
  *   ROOT/v1/                     versioned namespace (format version 1)
  *   ROOT/v1/a/XX/<action hex>    action records, one line of text:
  *                                "acache-action-v1 <action> <output> <size> <time_ns>\n"
+ *   ROOT/v1/a/XX/<action hex>.out  the action's reference to its object: a
+ *                                hard link to it
  *   ROOT/v1/o/XX/<output hex>    objects: the raw bytes, no extension
  *   ROOT/v1/tmp/                 temp files of puts in progress
+ *   ROOT/v1/stats/               counters across processes (counters.c)
+ *   ROOT/v1/trim.lock, trim.state  the trim's lock and its record (trim.c)
  *
  * XX is the first two hex digits of the id. Every file is written once: to a
- * unique temp file, then renamed into place (object first, then its record),
- * so a reader sees a whole entry or none, and several processes can share
- * the directory with no lock. Temp files live in v1/tmp rather than beside
- * their final name because an object's name is only known after its last
- * byte; v1/tmp is on the same file system, so the rename stays atomic.
+ * unique temp file, then renamed into place, so a reader sees a whole entry
+ * or none, and several processes can share the directory with no lock. Temp
+ * files live in v1/tmp rather than beside their final name because an
+ * object's name is only known after its last byte; v1/tmp is on the same
+ * file system, so the rename stays atomic.
+ *
+ * Objects are shared by every action that produced the same bytes. Each
+ * action holds a hard link to its object, so the object's link count is the
+ * number of actions referring to it, kept by the kernel and exact across
+ * crashes: a trim removes an object only when no link but its own name is
+ * left. A put therefore links the bytes as the action's reference first,
+ * then gives them the object's name, then writes the record, so an object
+ * is never visible with no reference.
  *
  * This file must never rewrite a file in place (readers may have it mapped)
  * and never serve an object whose size (or, with verify-reads, SHA-256) does
  * not match its record: such entries are removed and reported as corrupt.
  */
-#include "backend.h"
+#include "disk.h"
 #include "error.h"
 #include "fsutil.h"
 #include "sha.h"
@@ -31,6 +43,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,23 +51,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#define RECORD_MAGIC "acache-action-v1"
-#define RECORD_MAX 256
-/* A used entry's time is refreshed at most this often (eviction reads it). */
-#define REFRESH_NS (3600LL * 1000000000LL)
-/* Temp files older than this belong to a process that died. */
-#define STALE_TMP_SEC (3600)
-
-typedef struct disk {
-    char root[ACACHE_PATH_MAX]; /* absolute path of ROOT/v1 */
-    size_t rootlen;
-    int rootfd;                 /* ROOT/v1, so lookups walk 3 components, not all */
-    bool fsync;
-    bool verify_reads;
-    uint64_t max_size;
-    int64_t max_age_ns;
-} disk;
 
 typedef struct disk_writer {
     backend_writer base;
@@ -67,10 +63,15 @@ typedef struct disk_writer {
 static const backend_ops disk_ops;
 
 /* An entry path relative to rootfd. */
-#define REL(d, path) ((path) + (d)->rootlen + 1)
+#define REL(d, path) disk_rel((d), (path))
+
+/* Every open disk store, so that maintenance calls can find the one behind
+ * a store handle (a tier chain or a namespace only shows its directory). */
+static pthread_mutex_t open_mu = PTHREAD_MUTEX_INITIALIZER;
+static disk *open_list;
 
 /* ROOT/v1/<kind>/XX/<hex>. The root length was checked at open. */
-static void entry_path(const disk *d, char kind, const acache_id *id, char *out)
+void disk_entry_path(const disk *d, char kind, const acache_id *id, char *out)
 {
     char hex[ACACHE_ID_HEX_SIZE];
     acache_id_to_hex(id, hex);
@@ -84,6 +85,15 @@ static void entry_path(const disk *d, char kind, const acache_id *id, char *out)
     *p++ = hex[1];
     *p++ = '/';
     memcpy(p, hex, ACACHE_ID_HEX_SIZE);
+}
+
+DIR *disk_opendir(const disk *d, const char *rel)
+{
+    int fd = openat(d->rootfd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *dp = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!dp && fd >= 0)
+        close(fd);
+    return dp;
 }
 
 /* Reads a decimal number of at most 19 digits ending at `stop`. */
@@ -102,14 +112,14 @@ static const char *parse_u63(const char *p, char stop, uint64_t *out)
 /* Parses a record read from the file named by ahex (the action's hex id).
  * This is on every get's path, hence no sscanf and no round trips through
  * binary: the action is compared as text, the output decoded once. */
-static acache_status parse_record(const char *buf, size_t n, const char *ahex,
-                                  acache_id *output, uint64_t *size, int64_t *time_ns)
+acache_status disk_parse_record(const char *buf, size_t n, const char *ahex,
+                                acache_id *output, uint64_t *size, int64_t *time_ns)
 {
     /* magic SP action SP output SP size SP time LF */
-    const size_t hexlen = 2 * ACACHE_ID_SIZE, mlen = sizeof RECORD_MAGIC - 1;
-    if (n < mlen + 2 * (hexlen + 1) + 4 || n > RECORD_MAX || buf[n - 1] != '\n')
+    const size_t hexlen = 2 * ACACHE_ID_SIZE, mlen = sizeof DISK_RECORD_MAGIC - 1;
+    if (n < mlen + 2 * (hexlen + 1) + 4 || n > DISK_RECORD_MAX || buf[n - 1] != '\n')
         return ACACHE_CORRUPT;
-    if (memcmp(buf, RECORD_MAGIC " ", mlen + 1) != 0)
+    if (memcmp(buf, DISK_RECORD_MAGIC " ", mlen + 1) != 0)
         return ACACHE_CORRUPT;
     const char *p = buf + mlen + 1;
     if (memcmp(p, ahex, hexlen) != 0 || p[hexlen] != ' ')
@@ -132,12 +142,23 @@ static void unmap_release(void *ctx, const void *data, uint64_t size)
     munmap((void *)data, (size_t)size);
 }
 
-/* Removes a bad entry so the next get is a plain miss, and says why. */
-static acache_status corrupt(const char *rpath, const char *opath, const char *why)
+/* Removes a bad entry (its record, the record's reference, and with opath
+ * the object's name) so the next get is a plain miss, and says why. */
+static acache_status corrupt(disk *d, const char *rpath, const char *opath, const char *why)
 {
-    unlink(rpath);
-    if (opath)
-        unlink(opath);
+    char ref[ACACHE_PATH_MAX + sizeof DISK_REF_SUFFIX];
+    snprintf(ref, sizeof ref, "%s" DISK_REF_SUFFIX, rpath);
+    if (unlinkat(d->rootfd, REL(d, rpath), 0) == 0) {
+        counters_add(&d->cnt, CNT_ENTRIES, -1);
+        counters_add(&d->cnt, CNT_SIZE, -(int64_t)disk_usage(DISK_RECORD_MAX));
+    }
+    unlinkat(d->rootfd, REL(d, ref), 0);
+    struct stat sb;
+    if (opath && fstatat(d->rootfd, REL(d, opath), &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+        unlinkat(d->rootfd, REL(d, opath), 0) == 0) {
+        counters_add(&d->cnt, CNT_OBJECTS, -1);
+        counters_add(&d->cnt, CNT_SIZE, -(int64_t)disk_usage((uint64_t)sb.st_size));
+    }
     return set_error(ACACHE_CORRUPT, "disk store: %s: %s; entry removed", rpath, why);
 }
 
@@ -158,7 +179,7 @@ static acache_status open_object(disk *d, const char *rpath, const char *opath,
     int fd = open(opath, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         if (errno == ENOENT)
-            return corrupt(rpath, NULL, "its object is missing");
+            return corrupt(d, rpath, NULL, "its object is missing");
         return set_errno_error(errno, "disk store: open %s", opath);
     }
     acache_status st = ACACHE_OK;
@@ -169,7 +190,7 @@ static acache_status open_object(disk *d, const char *rpath, const char *opath,
         goto out;
     }
     if (!S_ISREG(ost.st_mode) || (uint64_t)ost.st_size != res->size) {
-        st = corrupt(rpath, opath, "object size does not match its record");
+        st = corrupt(d, rpath, opath, "object size does not match its record");
         goto out;
     }
     if (res->size == 0) {
@@ -184,7 +205,7 @@ static acache_status open_object(disk *d, const char *rpath, const char *opath,
         goto out;
     }
     if (d->verify_reads && !bytes_match(map, res->size, &res->output_id)) {
-        st = corrupt(rpath, opath, "object content does not match its id");
+        st = corrupt(d, rpath, opath, "object content does not match its id");
         goto out;
     }
     if (flags & ACACHE_GET_DATA) {
@@ -199,14 +220,13 @@ out:
     return st;
 }
 
-static acache_status disk_get(void *self, const acache_id *action, unsigned flags,
-                              acache_result *res)
+static acache_status get_entry(disk *d, const acache_id *action, unsigned flags,
+                               acache_result *res)
 {
-    disk *d = self;
     char rpath[ACACHE_PATH_MAX];
-    char buf[RECORD_MAX + 1];
+    char buf[DISK_RECORD_MAX + 1];
     acache_status st = ACACHE_OK;
-    entry_path(d, 'a', action, rpath);
+    disk_entry_path(d, 'a', action, rpath);
 
     int fd = openat(d->rootfd, REL(d, rpath), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -224,12 +244,12 @@ static acache_status disk_get(void *self, const acache_id *action, unsigned flag
         goto out;
     }
     const char *ahex = rpath + strlen(rpath) - 2 * ACACHE_ID_SIZE;
-    st = parse_record(buf, (size_t)n, ahex, &res->output_id, &res->size, &res->time_ns);
+    st = disk_parse_record(buf, (size_t)n, ahex, &res->output_id, &res->size, &res->time_ns);
     if (st != ACACHE_OK) {
-        st = corrupt(rpath, NULL, "malformed action record");
+        st = corrupt(d, rpath, NULL, "malformed action record");
         goto out;
     }
-    entry_path(d, 'o', &res->output_id, res->path);
+    disk_entry_path(d, 'o', &res->output_id, res->path);
     if ((flags & ACACHE_GET_DATA) || d->verify_reads) {
         st = open_object(d, rpath, res->path, flags, res);
         if (st != ACACHE_OK)
@@ -238,25 +258,48 @@ static acache_status disk_get(void *self, const acache_id *action, unsigned flag
         struct stat ost;
         if (fstatat(d->rootfd, REL(d, res->path), &ost, 0) != 0) {
             if (errno == ENOENT)
-                st = corrupt(rpath, NULL, "its object is missing");
+                st = corrupt(d, rpath, NULL, "its object is missing");
             else
                 st = set_errno_error(errno, "disk store: stat %s", res->path);
             goto out;
         }
         if (!S_ISREG(ost.st_mode) || (uint64_t)ost.st_size != res->size) {
-            st = corrupt(rpath, res->path, "object size does not match its record");
+            st = corrupt(d, rpath, res->path, "object size does not match its record");
             goto out;
         }
     }
     /* Eviction reads the record's mtime as the last use; refresh it (and the
-     * object's) at most once an hour so hits stay read-only. */
+     * object's) at most every DISK_REFRESH_NS so hits stay read-only. A
+     * trim removes only what is older than that plus its grace period, so
+     * this hit may be racing with the removal of its object: if the object
+     * is gone by the time it is touched, the hit is a miss. */
     int64_t mtime_ns = (int64_t)rst.st_mtim.tv_sec * 1000000000 + rst.st_mtim.tv_nsec;
-    if (fs_now_ns() - mtime_ns > REFRESH_NS) {
+    if (fs_now_ns() - mtime_ns > DISK_REFRESH_NS) {
         futimens(fd, NULL);
-        utimensat(AT_FDCWD, res->path, NULL, 0);
+        if (utimensat(d->rootfd, REL(d, res->path), NULL, 0) != 0 && errno == ENOENT)
+            st = set_error(ACACHE_MISS, "disk store: %s was evicted", res->path);
     }
 out:
     close(fd);
+    return st;
+}
+
+static acache_status disk_get(void *self, const acache_id *action, unsigned flags,
+                              acache_result *res)
+{
+    disk *d = self;
+    acache_status st = get_entry(d, action, flags, res);
+    if (st == ACACHE_OK) {
+        counters_add(&d->cnt, CNT_HITS, 1);
+        counters_add(&d->cnt, CNT_BYTES_READ, (int64_t)res->size);
+    } else if (st == ACACHE_MISS || st == ACACHE_CORRUPT) {
+        counters_add(&d->cnt, CNT_MISSES, 1);
+        if (st == ACACHE_CORRUPT)
+            counters_add(&d->cnt, CNT_CORRUPT, 1);
+    } else {
+        counters_add(&d->cnt, CNT_ERRORS, 1);
+    }
+    counters_flush_due(&d->cnt, fs_now_ns());
     return st;
 }
 
@@ -282,6 +325,7 @@ static acache_status disk_put_begin(void *self, const acache_id *action, backend
     w->action = *action;
     acache_status st = make_temp(d, "put", w->tmp, &w->fd);
     if (st != ACACHE_OK) {
+        counters_add(&d->cnt, CNT_ERRORS, 1);
         free(w);
         return st;
     }
@@ -293,8 +337,10 @@ static acache_status disk_put_write(backend_writer *bw, const void *data, size_t
 {
     disk_writer *w = (disk_writer *)bw;
     int err = fs_write_all(w->fd, data, len);
-    if (err)
+    if (err) {
+        counters_add(&w->d->cnt, CNT_ERRORS, 1);
         return set_errno_error(err, "disk store: writing %s", w->tmp);
+    }
     return ACACHE_OK;
 }
 
@@ -311,12 +357,12 @@ static void disk_put_abort(backend_writer *bw)
 static acache_status write_record(disk *d, const acache_id *action, const acache_id *output,
                                   uint64_t size, int64_t time_ns)
 {
-    char tmp[ACACHE_PATH_MAX], rpath[ACACHE_PATH_MAX], line[RECORD_MAX];
+    char tmp[ACACHE_PATH_MAX], rpath[ACACHE_PATH_MAX], line[DISK_RECORD_MAX];
     char ahex[ACACHE_ID_HEX_SIZE], ohex[ACACHE_ID_HEX_SIZE];
     int fd = -1, err = 0;
     acache_id_to_hex(action, ahex);
     acache_id_to_hex(output, ohex);
-    int n = snprintf(line, sizeof line, RECORD_MAGIC " %s %s %" PRIu64 " %" PRId64 "\n", ahex,
+    int n = snprintf(line, sizeof line, DISK_RECORD_MAGIC " %s %s %" PRIu64 " %" PRId64 "\n", ahex,
                      ohex, size, time_ns);
     acache_status st = make_temp(d, "rec", tmp, &fd);
     if (st != ACACHE_OK)
@@ -330,7 +376,7 @@ static acache_status write_record(disk *d, const acache_id *action, const acache
         st = set_errno_error(err, "disk store: writing %s", tmp);
         goto fail;
     }
-    entry_path(d, 'a', action, rpath);
+    disk_entry_path(d, 'a', action, rpath);
     err = fs_rename_into(tmp, rpath, d->fsync);
     if (err) {
         st = set_errno_error(err, "disk store: renaming %s to %s", tmp, rpath);
@@ -342,15 +388,144 @@ fail:
     return st;
 }
 
+/* fsyncs the directory holding rel (below the root), under durability=fsync. */
+static int sync_parent(disk *d, const char *rel)
+{
+    char path[2 * ACACHE_PATH_MAX];
+    if (!d->fsync)
+        return 0;
+    snprintf(path, sizeof path, "%s/%s", d->root, rel);
+    return fs_fsync_parent(path);
+}
+
+/* Creates the shard directory of rel ("a/XX/..." or "o/XX/...") after an
+ * ENOENT; true when it is there now (made by us or by someone else). */
+static bool make_shard(disk *d, const char *rel)
+{
+    char dir[8];
+    memcpy(dir, rel, 4);
+    dir[4] = '\0';
+    return mkdirat(d->rootfd, dir, 0700) == 0 || errno == EEXIST;
+}
+
+/*
+ * Links (dirfd, name) as rel, replacing whatever rel names (through the
+ * unused temp name tmpref and a rename: link() itself never replaces).
+ * *created says whether rel is new. Returns 0 or an errno value; ENOENT
+ * means the source is gone.
+ */
+static int link_into(disk *d, int dirfd, const char *name, const char *rel, const char *tmpref,
+                     bool *created)
+{
+    for (int tries = 0; tries < 3; tries++) {
+        if (linkat(dirfd, name, d->rootfd, rel, 0) == 0) {
+            *created = true;
+            return sync_parent(d, rel);
+        }
+        int err = errno;
+        if (err == ENOENT) {
+            /* No shard directory yet, or the source is gone: the next try
+             * tells them apart. */
+            if (make_shard(d, rel))
+                continue;
+            return ENOENT;
+        }
+        if (err != EEXIST)
+            return err;
+        unlink(tmpref); /* left by a process that died, if anything */
+        if (linkat(dirfd, name, AT_FDCWD, tmpref, 0) != 0)
+            return errno;
+        err = renameat(AT_FDCWD, tmpref, d->rootfd, rel) == 0 ? 0 : errno;
+        /* Renaming a link over another link to the same file does nothing
+         * and leaves the temp name: it goes either way. */
+        unlink(tmpref);
+        if (err)
+            return err;
+        *created = false;
+        return sync_parent(d, rel);
+    }
+    return ENOENT;
+}
+
+/* Renames tmp to rel unless rel exists (EEXIST then, and tmp stays). */
+static int place_new(disk *d, const char *tmp, const char *rel)
+{
+    for (int tries = 0; tries < 3; tries++) {
+        if (renameat2(AT_FDCWD, tmp, d->rootfd, rel, RENAME_NOREPLACE) == 0)
+            return sync_parent(d, rel);
+        int err = errno;
+        if (err == EINVAL || err == ENOSYS) {
+            /* No RENAME_NOREPLACE here (some network file systems): a hard
+             * link fails on an existing name just as well. */
+            if (linkat(AT_FDCWD, tmp, d->rootfd, rel, 0) == 0) {
+                unlink(tmp);
+                return sync_parent(d, rel);
+            }
+            err = errno;
+        }
+        if (err != ENOENT || !make_shard(d, rel))
+            return err;
+    }
+    return ENOENT;
+}
+
+/* Reads the record rrel (for the action ahex): the output it names. */
+static bool read_output(disk *d, const char *rrel, const char *ahex, acache_id *output)
+{
+    char buf[DISK_RECORD_MAX + 1];
+    uint64_t size;
+    int64_t when;
+    int fd = openat(d->rootfd, rrel, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, sizeof buf);
+    close(fd);
+    return n > 0 && disk_parse_record(buf, (size_t)n, ahex, output, &size, &when) == ACACHE_OK;
+}
+
+/*
+ * Makes the action's reference a link to the object its record names.
+ * Two puts of one action with different bytes each replace the reference,
+ * then the record: interleaved, the last record may name one object and
+ * the reference hold the other. Each put calls this after its record, and
+ * goes round again after every change, so the last one leaves them agreed.
+ */
+static void match_ref(disk *d, const char *rpath, const char *ref, const char *tmpref)
+{
+    const char *ahex = rpath + strlen(rpath) - 2 * ACACHE_ID_SIZE;
+    for (int round = 0; round < 4; round++) {
+        acache_id out;
+        char opath[ACACHE_PATH_MAX];
+        struct stat os, rs;
+        bool created;
+        if (!read_output(d, REL(d, rpath), ahex, &out))
+            return;
+        disk_entry_path(d, 'o', &out, opath);
+        if (fstatat(d->rootfd, REL(d, opath), &os, AT_SYMLINK_NOFOLLOW) != 0)
+            return; /* evicted: the record will be too */
+        if (fstatat(d->rootfd, REL(d, ref), &rs, AT_SYMLINK_NOFOLLOW) == 0 &&
+            rs.st_ino == os.st_ino && rs.st_dev == os.st_dev)
+            return;
+        if (link_into(d, d->rootfd, REL(d, opath), REL(d, ref), tmpref, &created) != 0)
+            return;
+    }
+}
+
 static acache_status disk_put_commit(backend_writer *bw, const acache_id *output, uint64_t size,
                                      acache_result *res)
 {
     disk_writer *w = (disk_writer *)bw;
     disk *d = w->d;
-    char opath[ACACHE_PATH_MAX];
+    char opath[ACACHE_PATH_MAX], rpath[ACACHE_PATH_MAX];
+    char ref[ACACHE_PATH_MAX + sizeof DISK_REF_SUFFIX], tmpref[ACACHE_PATH_MAX];
+    char own[ACACHE_PATH_MAX];
     acache_status st = ACACHE_OK;
+    bool new_entry = false, new_object = false, linked = false, placed = false, owned = false;
+    struct stat sb, mine;
     int err = 0;
-    if (d->fsync && fsync(w->fd) != 0)
+    if (fstat(w->fd, &mine) != 0)
+        err = errno;
+    if (!err && d->fsync && fsync(w->fd) != 0)
         err = errno;
     if (close(w->fd) != 0 && !err)
         err = errno;
@@ -359,18 +534,91 @@ static acache_status disk_put_commit(backend_writer *bw, const acache_id *output
         st = set_errno_error(err, "disk store: writing %s", w->tmp);
         goto out;
     }
-    entry_path(d, 'o', output, opath);
-    /* Renaming over an existing object is safe: same name, same bytes, and
-     * a reader that has the old file open or mapped keeps its inode. */
-    err = fs_rename_into(w->tmp, opath, d->fsync);
+    disk_entry_path(d, 'o', output, opath);
+    disk_entry_path(d, 'a', &w->action, rpath);
+    snprintf(ref, sizeof ref, "%s" DISK_REF_SUFFIX, rpath);
+    /* Private names beside the temp file ("tmp/put-XXXXXX"): "ref-XXXXXX"
+     * for replacing the reference, "own-XXXXXX" for holding a shared
+     * object. Unique while the temp file lives. */
+    memcpy(tmpref, w->tmp, sizeof tmpref);
+    memcpy(strrchr(tmpref, '/') + 1, "ref", 3);
+    memcpy(own, w->tmp, sizeof own);
+    memcpy(strrchr(own, '/') + 1, "own", 3);
+
+    /* 1. The action's reference first: the bytes are never visible under
+     * their object name with no reference (a trim would take them for
+     * garbage). */
+    err = link_into(d, AT_FDCWD, w->tmp, REL(d, ref), tmpref, &new_entry);
     if (err) {
-        st = set_errno_error(err, "disk store: renaming %s to %s", w->tmp, opath);
+        st = set_errno_error(err, "disk store: linking %s to %s", w->tmp, ref);
         goto out;
     }
+    linked = true;
+    /* 2. The object's name. When the object exists already, the reference
+     * moves to it (objects are shared) and these bytes are dropped; when it
+     * vanishes meanwhile (a trim took it for garbage), ours take its place. */
+    for (int tries = 0; !placed; tries++) {
+        bool created;
+        err = tries < 4 ? place_new(d, w->tmp, REL(d, opath)) : EAGAIN;
+        if (err == 0) {
+            new_object = placed = true;
+        } else if (err != EEXIST) {
+            st = set_errno_error(err, "disk store: renaming %s to %s", w->tmp, opath);
+            goto out;
+        } else if (fstatat(d->rootfd, REL(d, opath), &sb, AT_SYMLINK_NOFOLLOW) != 0) {
+            continue;
+        } else if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != size) {
+            /* A damaged copy: ours replaces it. */
+            if (renameat(AT_FDCWD, w->tmp, d->rootfd, REL(d, opath)) != 0) {
+                st = set_errno_error(errno, "disk store: renaming %s to %s", w->tmp, opath);
+                goto out;
+            }
+            placed = true;
+        } else {
+            /* Used again: a trim must see it as recent. Held under a
+             * private name, so that its name can be given back to these
+             * very bytes if a trim removes it before our record is in. */
+            utimensat(d->rootfd, REL(d, opath), NULL, 0);
+            unlink(own);
+            if (linkat(d->rootfd, REL(d, opath), AT_FDCWD, own, 0) != 0) {
+                if (errno == ENOENT)
+                    continue;
+                if (errno != EMLINK) {
+                    st = set_errno_error(errno, "disk store: linking %s", opath);
+                    goto out;
+                }
+                /* Too many links to it: our own copy stays the
+                 * reference; the object's name serves the same bytes. */
+                unlink(w->tmp);
+                placed = true;
+                continue;
+            }
+            owned = true;
+            err = link_into(d, AT_FDCWD, own, REL(d, ref), tmpref, &created);
+            if (err && err != EMLINK) {
+                st = set_errno_error(err, "disk store: linking %s to %s", opath, ref);
+                goto out;
+            }
+            if (!err && fstatat(d->rootfd, REL(d, ref), &sb, AT_SYMLINK_NOFOLLOW) == 0)
+                mine = sb;
+            unlink(w->tmp);
+            placed = true;
+        }
+    }
+    /* 3. The record: from now on the entry is visible. */
     int64_t now = fs_now_ns();
     st = write_record(d, &w->action, output, size, now);
     if (st != ACACHE_OK)
         goto out;
+    /* A trim may have taken the shared object for garbage just before our
+     * link: its name comes back, from the bytes we hold. */
+    if (owned && fstatat(d->rootfd, REL(d, opath), &sb, AT_SYMLINK_NOFOLLOW) != 0 &&
+        errno == ENOENT)
+        linkat(AT_FDCWD, own, d->rootfd, REL(d, opath), 0);
+    /* Another put of this action may have replaced the reference since. */
+    if (fstatat(d->rootfd, REL(d, ref), &sb, AT_SYMLINK_NOFOLLOW) != 0 || sb.st_ino != mine.st_ino ||
+        sb.st_dev != mine.st_dev)
+        match_ref(d, rpath, ref, tmpref);
     if (res) {
         res->output_id = *output;
         res->size = size;
@@ -378,9 +626,33 @@ static acache_status disk_put_commit(backend_writer *bw, const acache_id *output
         memcpy(res->path, opath, sizeof opath);
         res->data = NULL;
     }
+    counters_add(&d->cnt, CNT_PUTS, 1);
+    counters_add(&d->cnt, CNT_BYTES_WRITTEN, (int64_t)size);
+    if (new_entry) {
+        counters_add(&d->cnt, CNT_ENTRIES, 1);
+        counters_add(&d->cnt, CNT_SIZE, (int64_t)disk_usage(DISK_RECORD_MAX));
+    }
+    if (new_object) {
+        counters_add(&d->cnt, CNT_OBJECTS, 1);
+        counters_add(&d->cnt, CNT_SIZE, (int64_t)disk_usage(size));
+    }
+    counters_flush(&d->cnt);
+    trim_after_put(d);
 out:
-    if (st != ACACHE_OK)
+    if (st != ACACHE_OK) {
+        /* Nothing partial stays: our reference (if it still is ours), and
+         * the object if we made it and nobody else refers to it. */
+        if (linked && fstatat(d->rootfd, REL(d, ref), &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+            sb.st_ino == mine.st_ino && sb.st_dev == mine.st_dev)
+            unlinkat(d->rootfd, REL(d, ref), 0);
+        if (new_object && fstatat(d->rootfd, REL(d, opath), &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+            sb.st_nlink == 1)
+            unlinkat(d->rootfd, REL(d, opath), 0);
         unlink(w->tmp);
+        counters_add(&d->cnt, CNT_ERRORS, 1);
+    }
+    if (owned)
+        unlink(own);
     free(w);
     return st;
 }
@@ -388,19 +660,37 @@ out:
 static acache_status disk_del(void *self, const acache_id *action)
 {
     disk *d = self;
-    char rpath[ACACHE_PATH_MAX];
-    entry_path(d, 'a', action, rpath);
-    if (unlink(rpath) != 0) {
+    char rpath[ACACHE_PATH_MAX], ref[ACACHE_PATH_MAX + sizeof DISK_REF_SUFFIX];
+    disk_entry_path(d, 'a', action, rpath);
+    snprintf(ref, sizeof ref, "%s" DISK_REF_SUFFIX, rpath);
+    if (unlinkat(d->rootfd, REL(d, rpath), 0) != 0) {
         if (errno == ENOENT || errno == ENOTDIR)
             return ACACHE_MISS;
+        counters_add(&d->cnt, CNT_ERRORS, 1);
         return set_errno_error(errno, "disk store: removing %s", rpath);
     }
+    /* The object, now perhaps unreferenced, is left to the trim: a build
+     * may still be reading it. */
+    unlinkat(d->rootfd, REL(d, ref), 0);
+    counters_add(&d->cnt, CNT_ENTRIES, -1);
+    counters_add(&d->cnt, CNT_SIZE, -(int64_t)disk_usage(DISK_RECORD_MAX));
     return ACACHE_OK;
 }
 
 static void disk_close(void *self)
 {
     disk *d = self;
+    trim_stop(d);
+    counters_close(&d->cnt);
+    pthread_mutex_lock(&open_mu);
+    for (disk **p = &open_list; *p; p = &(*p)->next_open) {
+        if (*p == d) {
+            *p = d->next_open;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&open_mu);
+    pthread_mutex_destroy(&d->at.mu);
     if (d->rootfd >= 0)
         close(d->rootfd);
     free(d);
@@ -417,7 +707,7 @@ static void remove_stale_temps(disk *d)
     DIR *dp = n > 0 && (size_t)n < sizeof dir ? opendir(dir) : NULL;
     if (!dp)
         return;
-    time_t cutoff = time(NULL) - STALE_TMP_SEC;
+    time_t cutoff = time(NULL) - (time_t)(DISK_STALE_NS / 1000000000LL);
     struct dirent *de;
     while ((de = readdir(dp)) != NULL) {
         if (de->d_name[0] == '.')
@@ -455,8 +745,10 @@ static acache_status parse_options(disk *d, spec *s)
 {
     const char *v;
     acache_status st = ACACHE_OK;
-    d->max_size = 10ull << 30;
-    d->max_age_ns = 30LL * 86400 * 1000000000LL;
+    d->max_size = DISK_DEFAULT_MAX_SIZE;
+    d->max_age_ns = DISK_DEFAULT_MAX_AGE_NS;
+    d->grace_ns = DISK_DEFAULT_GRACE_NS;
+    d->trim_interval_ns = DISK_DEFAULT_TRIM_INTERVAL_NS;
     if ((v = spec_get(s, "durability"))) {
         if (strcmp(v, "fsync") == 0)
             d->fsync = true;
@@ -469,12 +761,21 @@ static acache_status parse_options(disk *d, spec *s)
         return st;
     if ((v = spec_get(s, "max-age")) && (st = parse_duration_ns(v, &d->max_age_ns)))
         return st;
+    if ((v = spec_get(s, "grace")) && (st = parse_duration_ns(v, &d->grace_ns)))
+        return st;
+    if ((v = spec_get(s, "trim-interval"))) {
+        if (strcmp(v, "off") == 0)
+            d->trim_interval_ns = -1;
+        else if ((st = parse_duration_ns(v, &d->trim_interval_ns)))
+            return st;
+    }
     return ACACHE_OK;
 }
 
 acache_status disk_open(spec *s, void **self, const backend_ops **ops)
 {
-    static const char *const subdirs[] = { "", "/a", "/o", "/tmp" };
+    static const char *const subdirs[] = { "", "/a", "/o", "/tmp", "/stats" };
+    bool fresh = false;
     char given[ACACHE_PATH_MAX], real[PATH_MAX];
     acache_status st = ACACHE_OK;
     disk *d = calloc(1, sizeof *d);
@@ -515,7 +816,9 @@ acache_status disk_open(spec *s, void **self, const backend_ops **ops)
             st = set_error(ACACHE_EINVAL, "disk store: path too long: %s", d->root);
             goto fail;
         }
-        if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        if (mkdir(dir, 0700) == 0) {
+            fresh |= i == 0; /* a new store: its counters start exact */
+        } else if (errno != EEXIST) {
             st = set_errno_error(errno, "disk store: cannot create directory %s", dir);
             goto fail;
         }
@@ -530,12 +833,45 @@ acache_status disk_open(spec *s, void **self, const backend_ops **ops)
         goto fail;
     }
     remove_stale_temps(d);
+    counters_init(&d->cnt, d->root, d->rootfd);
+    if (fresh) {
+        counters_mark_counted(&d->cnt);
+        trim_mark_fresh(d);
+    }
+    pthread_mutex_init(&d->at.mu, NULL);
+    pthread_mutex_lock(&open_mu);
+    d->next_open = open_list;
+    open_list = d;
+    pthread_mutex_unlock(&open_mu);
     *self = d;
     *ops = &disk_ops;
     return ACACHE_OK;
 fail:
+    if (d->rootfd >= 0)
+        close(d->rootfd);
     free(d);
     return st;
+}
+
+disk *disk_of_store(acache_store *store, const char *what)
+{
+    if (!store) {
+        set_error(ACACHE_EINVAL, "%s: NULL store", what);
+        return NULL;
+    }
+    if (store->ops == &disk_ops)
+        return store->self;
+    const char *dir = store->ops->local_dir ? store->ops->local_dir(store->self) : NULL;
+    disk *found = NULL;
+    pthread_mutex_lock(&open_mu);
+    for (disk *d = open_list; d && dir; d = d->next_open)
+        if (d->root == dir)
+            found = d;
+    pthread_mutex_unlock(&open_mu);
+    if (!found)
+        set_error(ACACHE_EINVAL, "%s: the store is not a disk store and its first tier is not "
+                                 "one either (open it with a disk: spec)", what);
+    return found;
 }
 
 static const backend_ops disk_ops = {

@@ -173,3 +173,17 @@ acache_status parse_bool(const char *key, const char *text, bool *out)
         return set_error(ACACHE_EINVAL, "option %s: want on or off, got '%s'", key, text);
     return ACACHE_OK;
 }
+
+acache_status acache_parse_size(const char *text, uint64_t *out)
+{
+    if (!out)
+        return set_error(ACACHE_EINVAL, "acache_parse_size: NULL argument");
+    return parse_size(text, out);
+}
+
+acache_status acache_parse_duration(const char *text, int64_t *ns)
+{
+    if (!ns)
+        return set_error(ACACHE_EINVAL, "acache_parse_duration: NULL argument");
+    return parse_duration_ns(text, ns);
+}

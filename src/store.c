@@ -6,6 +6,7 @@
  */
 #include "backend.h"
 #include "error.h"
+#include "remote.h"
 #include "sha.h"
 
 #include <errno.h>
@@ -45,6 +46,11 @@ static const struct {
 } backends[] = {
     { "disk", disk_open },
     { "mem", mem_open },
+    { "prog", prog_open },
+    { "redis", redis_open },
+    { "redis+unix", redis_open },
+    { "http", http_open },
+    { "https", http_open },
 };
 
 acache_status acache_open(const char *text, acache_store **out)
@@ -63,7 +69,7 @@ acache_status acache_open(const char *text, acache_store **out)
         if (strcmp(sp.scheme, backends[i].scheme) == 0)
             open_fn = backends[i].open;
     if (!open_fn) {
-        st = set_error(ACACHE_EINVAL, "store spec '%s': unknown or unsupported scheme '%s' (known: disk, mem)",
+        st = set_error(ACACHE_EINVAL, "store spec '%s': unknown or unsupported scheme '%s' (known: disk, mem, prog, redis, redis+unix, http, https)",
                        text, sp.scheme);
         goto out;
     }
@@ -259,38 +265,19 @@ acache_status acache_put(acache_store *store, const acache_id *action, const voi
 acache_status acache_put_fd(acache_store *store, const acache_id *action, int fd,
                             acache_id *output)
 {
-    enum { CHUNK = 1 << 20 };
     acache_put_stream *ps = NULL;
     acache_result res;
-    acache_status st = ACACHE_OK;
-    char *buf = malloc(CHUNK);
-    if (!buf)
-        return set_error(ACACHE_ENOMEM, "out of memory");
-    st = acache_put_begin(store, action, &ps);
+    acache_status st = acache_put_begin(store, action, &ps);
     if (st != ACACHE_OK)
-        goto out;
-    for (;;) {
-        ssize_t n = read(fd, buf, CHUNK);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            st = set_errno_error(errno, "put: reading input");
-            acache_put_abort(ps);
-            goto out;
-        }
-        if (n == 0)
-            break;
-        st = acache_put_write(ps, buf, (size_t)n);
-        if (st != ACACHE_OK) {
-            acache_put_abort(ps);
-            goto out;
-        }
+        return st;
+    st = acache_put_write_fd(ps, fd);
+    if (st != ACACHE_OK) {
+        acache_put_abort(ps);
+        return st;
     }
     st = acache_put_commit(ps, NULL, ACACHE_SIZE_ANY, &res);
     if (st == ACACHE_OK && output)
         *output = res.output_id;
-out:
-    free(buf);
     return st;
 }
 

@@ -1,68 +1,212 @@
 /*
  * tiers.c - the tier combinator: an ordered list of stores behind the same
  * operations table. Get tries the tiers in order and copies a hit into the
- * earlier ones; put writes to every tier at once. The first tier decides:
- * a later tier that fails never fails a get an earlier tier answered, nor a
- * put the first tier took. It never reads or writes storage itself.
+ * earlier ones; put writes to every tier. The first tier decides: a later
+ * tier that fails never fails a get an earlier tier answered, nor a put the
+ * first tier took. It never reads or writes storage itself.
+ *
+ * Remote tiers (backend_ops.remote, see remote.h) are treated apart:
+ *   - a remote hit is streamed straight into a put on the *home* tier (the
+ *     first local tier with files, else the first local tier), which hashes
+ *     it and keeps it only if it matches its output id; the answer is then
+ *     the home tier's copy (its path). A remote's own bytes are never served.
+ *   - a remote that fails, or holds bad bytes, makes a get a miss, never an
+ *     error: its failures are counted and reported by the remote itself.
+ *   - after a put commits locally, remotes get the committed file to upload
+ *     in the background (put_file) instead of the bytes in line.
  */
 #include "backend.h"
 #include "error.h"
+#include "remote.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#define NO_TIER ((size_t)-1)
+
 typedef struct tiers {
     acache_store **stores;
     size_t n;
+    size_t file_tier; /* first local tier that keeps files, or NO_TIER */
 } tiers;
 
 typedef struct tiers_writer {
     backend_writer base;
     tiers *t;
-    backend_writer **ws; /* one per tier; NULL once a lower tier dropped out */
+    acache_id action;
+    backend_writer **ws; /* one per tier; NULL once a lower tier dropped out,
+                            and for remotes that upload from the file tier */
 } tiers_writer;
 
 static const backend_ops tiers_ops;
 
+#define COUNT(s, field, v) atomic_fetch_add_explicit(&(s)->counters.field, (v), memory_order_relaxed)
+
+static bool is_remote(const acache_store *s) { return s->ops->remote != NULL; }
+
 static void count_put(acache_store *s, uint64_t size)
 {
-    atomic_fetch_add_explicit(&s->counters.puts, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&s->counters.bytes_written, size, memory_order_relaxed);
+    COUNT(s, puts, 1);
+    COUNT(s, bytes_written, size);
 }
 
-static void count_error(acache_store *s)
+static void count_error(acache_store *s) { COUNT(s, errors, 1); }
+
+size_t tiers_list(acache_store *store, acache_store *const **out)
 {
-    atomic_fetch_add_explicit(&s->counters.errors, 1, memory_order_relaxed);
+    if (store->ops != &tiers_ops)
+        return 0;
+    tiers *t = store->self;
+    *out = t->stores;
+    return t->n;
 }
 
 static void tiers_close(void *self)
 {
     tiers *t = self;
-    for (size_t i = 0; i < t->n; i++)
+    /* Remotes drain their uploads at once, each within its flush-timeout. */
+    remote_flush_stores(t->stores, t->n, remote_now_ns());
+    for (size_t i = t->n; i-- > 0;)
         acache_close(t->stores[i]);
     free(t->stores);
     free(t);
 }
 
-/* Copies a hit found in tier `from` into tiers [0, from). Best effort,
- * except that the bytes are hashed on the way in: bytes that do not match
- * their output id return false and must not be served. */
+/* Copies a hit (its bytes in hit->data, or its file at hit->path for a
+ * remote) into dst. Best effort, except that the bytes are hashed on the
+ * way in: bytes that do not match their output id return false and must
+ * not be served. */
+static bool copy_to(acache_store *dst, const acache_id *action, const acache_result *hit,
+                    acache_result *out)
+{
+    if (is_remote(dst)) {
+        const remote_ops *rops = dst->ops->remote;
+        if (hit->path[0] && rops->put_file(dst->self, action, &hit->output_id, hit->size,
+                                           hit->time_ns, hit->path) == ACACHE_OK)
+            count_put(dst, hit->size);
+        return true;
+    }
+    acache_put_stream *ps = NULL;
+    if (acache_put_begin(dst, action, &ps) != ACACHE_OK)
+        return true;
+    if (acache_put_write(ps, hit->data, hit->size) != ACACHE_OK) {
+        acache_put_abort(ps);
+        return true;
+    }
+    return acache_put_commit(ps, &hit->output_id, hit->size, out) != ACACHE_EINVAL;
+}
+
+/* Copies a hit found in tier `from` into tiers [0, from); first receives
+ * tier 0's result. */
 static bool promote(tiers *t, size_t from, const acache_id *action, acache_result *hit,
                     acache_result *first)
 {
-    for (size_t j = 0; j < from; j++) {
-        acache_put_stream *ps = NULL;
-        if (acache_put_begin(t->stores[j], action, &ps) != ACACHE_OK)
-            continue;
-        if (acache_put_write(ps, hit->data, hit->size) != ACACHE_OK) {
-            acache_put_abort(ps);
-            continue;
-        }
-        if (acache_put_commit(ps, &hit->output_id, hit->size, j == 0 ? first : NULL) == ACACHE_EINVAL)
+    for (size_t j = 0; j < from; j++)
+        if (!copy_to(t->stores[j], action, hit, j == 0 ? first : NULL))
             return false;
-    }
     return true;
+}
+
+/* A put on the home tier, begun at the first byte of a remote hit: a
+ * remote miss (most lookups of a cold build) costs the home tier nothing. */
+typedef struct home_put {
+    acache_store *home;
+    const acache_id *action;
+    acache_put_stream *ps;
+} home_put;
+
+static acache_status home_begin(home_put *hp)
+{
+    return hp->ps ? ACACHE_OK : acache_put_begin(hp->home, hp->action, &hp->ps);
+}
+
+static acache_status home_write(void *ctx, const void *data, size_t len)
+{
+    home_put *hp = ctx;
+    acache_status st = home_begin(hp);
+    return st != ACACHE_OK ? st : acache_put_write(hp->ps, data, len);
+}
+
+/* The tier a hit in remote tier i is stored into: the file tier if it comes
+ * before i, else the first local tier before i, else NO_TIER. */
+static size_t home_for(const tiers *t, size_t i)
+{
+    if (t->file_tier < i)
+        return t->file_tier;
+    for (size_t j = 0; j < i; j++)
+        if (!is_remote(t->stores[j]))
+            return j;
+    return NO_TIER;
+}
+
+static void count_remote_get(acache_store *s, acache_status st, uint64_t size)
+{
+    COUNT(s, gets, 1);
+    if (st == ACACHE_OK) {
+        COUNT(s, hits, 1);
+        COUNT(s, bytes_read, size);
+    } else if (st < 0) {
+        COUNT(s, errors, 1);
+    } else {
+        if (st == ACACHE_CORRUPT)
+            COUNT(s, corrupt, 1);
+        COUNT(s, misses, 1);
+    }
+}
+
+/* Looks action up in remote tier i and, on a hit, stores it in the home
+ * tier, which checks it, and answers with the home tier's copy. Every
+ * failure is a miss. */
+static acache_status get_remote(tiers *t, size_t i, const acache_id *action, unsigned flags,
+                                acache_result *res)
+{
+    acache_store *s = t->stores[i];
+    size_t h = home_for(t, i);
+    if (h == NO_TIER) /* nowhere to keep it: the remote's own checked bytes */
+        return acache_get(s, action, flags, res) == ACACHE_OK ? ACACHE_OK : ACACHE_MISS;
+    acache_store *home = t->stores[h];
+    const remote_ops *rops = s->ops->remote;
+    home_put hp = { home, action, NULL };
+    acache_result meta;
+    memset(&meta, 0, sizeof meta);
+    remote_sink sink = { home_write, &hp };
+    acache_status st = rops->get_into(s->self, action, &meta, &sink);
+    if (st == ACACHE_OK)
+        st = home_begin(&hp); /* an empty object writes nothing */
+    if (st != ACACHE_OK) {
+        acache_put_abort(hp.ps);
+        count_remote_get(s, st, 0);
+        return ACACHE_MISS;
+    }
+    st = acache_put_commit(hp.ps, &meta.output_id, meta.size, res);
+    if (st == ACACHE_OK || st == ACACHE_EINVAL)
+        rops->verdict(s->self, &meta, st == ACACHE_OK);
+    count_remote_get(s, st == ACACHE_OK ? ACACHE_OK : st == ACACHE_EINVAL ? ACACHE_CORRUPT : st,
+                     meta.size);
+    if (st != ACACHE_OK)
+        return ACACHE_MISS;
+    /* The time it was first stored: what `go clean -testcache` compares. */
+    res->time_ns = meta.time_ns;
+    for (size_t j = 0; j < i; j++) {
+        if (j == h)
+            continue;
+        acache_result m;
+        memset(&m, 0, sizeof m);
+        if (is_remote(t->stores[j])) {
+            copy_to(t->stores[j], action, res, NULL);
+        } else if (home->ops->get(home->self, action, ACACHE_GET_DATA, &m) == ACACHE_OK) {
+            copy_to(t->stores[j], action, &m, NULL);
+            acache_result_release(&m);
+        }
+    }
+    if (flags & ACACHE_GET_DATA) {
+        if (home->ops->get(home->self, action, flags & ~(unsigned)ACACHE_GET_LOCAL, res) !=
+            ACACHE_OK)
+            return ACACHE_MISS;
+        res->time_ns = meta.time_ns;
+    }
+    return ACACHE_OK;
 }
 
 static acache_status tiers_get(void *self, const acache_id *action, unsigned flags,
@@ -72,6 +216,13 @@ static acache_status tiers_get(void *self, const acache_id *action, unsigned fla
     acache_status first_err = ACACHE_OK;
     char errmsg[1024] = "";
     for (size_t i = 0; i < t->n; i++) {
+        if (is_remote(t->stores[i])) {
+            if (flags & ACACHE_GET_LOCAL)
+                break;
+            if (get_remote(t, i, action, flags, res) == ACACHE_OK)
+                return ACACHE_OK;
+            continue;
+        }
         /* Promotion needs the bytes of a hit in a later tier. */
         unsigned want = i == 0 ? flags : flags | ACACHE_GET_DATA;
         acache_status st = acache_get(t->stores[i], action, want, res);
@@ -89,7 +240,7 @@ static acache_status tiers_get(void *self, const acache_id *action, unsigned fla
             first.path[0] = '\0';
             if (!promote(t, i, action, res, &first)) {
                 /* The later tier holds bytes that are not what they claim. */
-                atomic_fetch_add_explicit(&t->stores[i]->counters.corrupt, 1, memory_order_relaxed);
+                COUNT(t->stores[i], corrupt, 1);
                 acache_result_release(res);
                 continue;
             }
@@ -106,6 +257,12 @@ static acache_status tiers_get(void *self, const acache_id *action, unsigned fla
     return ACACHE_MISS;
 }
 
+/* Remotes after the first tier upload from the file tier's copy. */
+static bool uploads_from_file(const tiers *t, size_t i)
+{
+    return i > 0 && is_remote(t->stores[i]) && t->file_tier != NO_TIER;
+}
+
 static acache_status tiers_put_begin(void *self, const acache_id *action, backend_writer **out)
 {
     tiers *t = self;
@@ -116,8 +273,11 @@ static acache_status tiers_put_begin(void *self, const acache_id *action, backen
     }
     tw->base.ops = &tiers_ops;
     tw->t = t;
+    tw->action = *action;
     for (size_t i = 0; i < t->n; i++) {
         acache_store *s = t->stores[i];
+        if (uploads_from_file(t, i))
+            continue;
         acache_status st = s->ops->put_begin(s->self, action, &tw->ws[i]);
         if (st != ACACHE_OK) {
             count_error(s);
@@ -173,6 +333,11 @@ static acache_status tiers_put_commit(backend_writer *w, const acache_id *output
     tiers_writer *tw = (tiers_writer *)w;
     tiers *t = tw->t;
     backend_writer *first = tw->ws[0];
+    acache_result own, file;
+    if (!res)
+        res = &own;
+    res->path[0] = '\0';
+    file.path[0] = '\0';
     tw->ws[0] = NULL;
     acache_status st = first->ops->put_commit(first, output, size, res);
     if (st != ACACHE_OK) {
@@ -181,15 +346,20 @@ static acache_status tiers_put_commit(backend_writer *w, const acache_id *output
         return st;
     }
     count_put(t->stores[0], size);
+    if (t->file_tier == 0)
+        file = *res;
     for (size_t i = 1; i < t->n; i++) {
         backend_writer *bw = tw->ws[i];
         if (!bw)
             continue;
-        if (bw->ops->put_commit(bw, output, size, NULL) == ACACHE_OK)
+        if (bw->ops->put_commit(bw, output, size, i == t->file_tier ? &file : NULL) == ACACHE_OK)
             count_put(t->stores[i], size);
         else
             count_error(t->stores[i]);
     }
+    for (size_t i = 1; i < t->n; i++)
+        if (uploads_from_file(t, i) && file.path[0])
+            copy_to(t->stores[i], &tw->action, &file, NULL);
     tiers_writer_free(tw);
     return ACACHE_OK;
 }
@@ -248,6 +418,7 @@ acache_status acache_tiers(acache_store *const *stores, size_t n, acache_store *
         st = set_error(ACACHE_ENOMEM, "out of memory");
         goto fail;
     }
+    t->file_tier = NO_TIER;
     for (size_t i = 0; i < n; i++) {
         if (!stores[i]) {
             free(t->stores);
@@ -257,6 +428,8 @@ acache_status acache_tiers(acache_store *const *stores, size_t n, acache_store *
             goto fail;
         }
         t->stores[i] = stores[i];
+        if (t->file_tier == NO_TIER && !is_remote(stores[i]) && stores[i]->ops->local_dir)
+            t->file_tier = i;
     }
     t->n = n;
     return store_wrap(&tiers_ops, t, out);

@@ -221,10 +221,12 @@ def fresh_get_misses(cache_dir, act):
 
 
 def object_files(cache_dir):
-    """Every regular file under the cache directory."""
+    """Every regular file under the cache directory but the store's own
+    bookkeeping (its counters in v1/stats, the trim's lock and state)."""
     out = []
-    for root, _, files in os.walk(cache_dir):
-        out.extend(os.path.join(root, f) for f in files)
+    for root, dirs, files in os.walk(cache_dir):
+        dirs[:] = [x for x in dirs if x != "stats"]
+        out.extend(os.path.join(root, f) for f in files if not f.startswith("trim."))
     return out
 
 

@@ -4,12 +4,15 @@
 #include "testutil.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <time.h>
 #include <unistd.h>
 
 char *tu_mkdtemp(const char *tag)
@@ -102,10 +105,56 @@ static int count_one(const char *p, const struct stat *sb, int flag, struct FTW 
     return 0;
 }
 
+tu_disk *tu_disk_new(const char *tag, const char *opts)
+{
+    tu_disk *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    f->dir = tu_mkdtemp(tag);
+    f->s = tu_open_disk(f->dir, opts);
+    return f;
+}
+
+void tu_disk_free(tu_disk *f)
+{
+    acache_close(f->s);
+    tu_rmtree(f->dir);
+    free(f->dir);
+    free(f);
+}
+
+void tu_entry_path(const char *dir, char kind, const acache_id *id, const char *suffix,
+                   char *out, size_t size)
+{
+    char hex[ACACHE_ID_HEX_SIZE];
+    acache_id_to_hex(id, hex);
+    snprintf(out, size, "%s/v1/%c/%.2s/%s%s", dir, kind, hex, hex, suffix);
+}
+
+void tu_age(const char *path, long age)
+{
+    time_t t = time(NULL) - age;
+    struct timespec ts[2] = { { t, 0 }, { t, 0 } };
+    assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+}
+
 size_t tu_count_files(const char *dir, const char *prefix)
 {
     count_prefix = prefix;
     count_n = 0;
     nftw(dir, count_one, 16, FTW_PHYS);
     return count_n;
+}
+
+double tu_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void tu_sleep_ms(int ms)
+{
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
 }

@@ -30,4 +30,23 @@ void tu_write_file(const char *path, const void *data, size_t len);
 /* Number of regular files under dir whose name starts with prefix (recursive). */
 size_t tu_count_files(const char *dir, const char *prefix);
 
+/* A scratch directory with a disk store open on it (opts as for
+ * tu_open_disk), for cmocka setup and teardown. */
+typedef struct tu_disk {
+    char *dir;
+    acache_store *s;
+} tu_disk;
+tu_disk *tu_disk_new(const char *tag, const char *opts);
+void tu_disk_free(tu_disk *f);
+/* DIR/v1/<kind>/XX/<hex><suffix>: a record ('a', suffix "" or ".out") or
+ * an object ('o') of the disk store in dir. */
+void tu_entry_path(const char *dir, char kind, const acache_id *id, const char *suffix,
+                   char *out, size_t size);
+/* Sets a file's access and modification times to `age` seconds ago. */
+void tu_age(const char *path, long age);
+/* Seconds on the monotonic clock, for bounding how long a call takes. */
+double tu_now_s(void);
+/* Sleeps ms milliseconds, through signals. */
+void tu_sleep_ms(int ms);
+
 #endif

@@ -9,6 +9,8 @@
     gobench.py le A LIMIT            exit 0 if A <= LIMIT, else 1
     gobench.py summary LOG           the last `acache gocacheprog -v` summary in
                                      LOG, shortened ("" when there is none)
+    gobench.py remotes LOG           the remote lines of that summary, one per
+                                     remote ("" when there are none)
     gobench.py rss ACACHE DIR MIB    peak-RSS growth of `ACACHE gocacheprog
                                      --dir DIR` over one MIB MiB put, against a
                                      helper that only did a tiny put; prints
@@ -68,6 +70,18 @@ def cmd_summary(args):
         gets, hits, misses, puts, busy, wall = m[-1]
         print("%s gets (%s hits), %s puts, %s s in requests (summed) / %s s helper wall"
               % (gets, hits, puts, busy, wall))
+    return 0
+
+
+def cmd_remotes(args):
+    try:
+        text = open(args[0], errors="replace").read()
+    except OSError:
+        text = ""
+    # "remote N: NAME (MODE): STATE; counters" lines of the final summary
+    # (the ones at start have no counters).
+    lines = re.findall(r"gocacheprog: (remote \d+: .*? hits, .*)", text)
+    print("; ".join(lines))
     return 0
 
 
@@ -165,7 +179,7 @@ def cmd_rss(args):
 
 
 COMMANDS = {"time": cmd_time, "median": cmd_median, "ratio": cmd_ratio, "le": cmd_le,
-            "summary": cmd_summary, "rss": cmd_rss}
+            "summary": cmd_summary, "remotes": cmd_remotes, "rss": cmd_rss}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:

@@ -11,6 +11,15 @@
 #   * ratios acache/own for the cold time and the warm median.
 # Also the helper's peak RSS (VmHWM) growth over one 64 MiB put driven over a
 # pipe with the GOCACHEPROG framing, against a helper that did a tiny put.
+# With remotes (default for the std target; --remotes, --remote-targets), on
+# a redis-server and an nginx (WebDAV) that it starts on 127.0.0.1 through
+# tests/remote_servers.py, four more modes join the warm runs:
+#   (redis) (http) an empty --dir and GOCACHE every run, the remote full
+#                  (filled once, untimed, by a cold build uploading to both);
+#   (dead) (hang)  the acache mode's warm --dir with a remote configured that
+#                  refuses connections, or accepts them and never answers.
+# redis and http are compared with own (target: 1.5x), dead and hang with
+# acache (target: 1.05x).
 # Times come from a monotonic clock (Python time.monotonic) around the go
 # command. Verdicts against the targets are printed, never enforced: the exit
 # status is non-zero only when a build (or the RSS driver) fails.
@@ -21,6 +30,7 @@
 # touch the caller's GOCACHE or acache directory.
 #
 # Usage: bench/gobuild/run.sh [--runs N] [--cold-runs N] [--targets LIST]
+#                             [--remotes LIST] [--remote-targets LIST]
 #                             [--acache PATH] [--keep] [--help]
 set -euo pipefail
 
@@ -34,6 +44,8 @@ TARGETS="std,std cmd"
 ACACHE=""
 KEEP=0
 RSS_MIB=64
+REMOTES="redis,http,dead,hang"
+REMOTE_TARGETS="std"
 
 usage() {
   cat <<EOF
@@ -49,6 +61,10 @@ ratios; exits non-zero only if a build fails.
                    directories; the median is reported (default $COLD_RUNS)
   --targets LIST   comma-separated go build targets (default "std,std cmd";
                    e.g. --targets std)
+  --remotes LIST   remote modes, comma-separated, from redis,http,dead,hang
+                   (default all; "none" for none)
+  --remote-targets LIST
+                   the targets that get the remote modes (default "std")
   --acache PATH    the acache binary (default \$PWD/build/acache, built with
                    cmake in Release mode if missing)
   --keep           keep the temp directory (caches and logs)
@@ -70,6 +86,10 @@ while [ $# -gt 0 ]; do
     --cold-runs=*) posint --cold-runs "${1#*=}"; COLD_RUNS=${1#*=}; shift ;;
     --targets) [ $# -ge 2 ] || die "--targets needs a value"; TARGETS=$2; shift 2 ;;
     --targets=*) TARGETS=${1#*=}; shift ;;
+    --remotes) [ $# -ge 2 ] || die "--remotes needs a value"; REMOTES=$2; shift 2 ;;
+    --remotes=*) REMOTES=${1#*=}; shift ;;
+    --remote-targets) [ $# -ge 2 ] || die "--remote-targets needs a value"; REMOTE_TARGETS=$2; shift 2 ;;
+    --remote-targets=*) REMOTE_TARGETS=${1#*=}; shift ;;
     --acache) [ $# -ge 2 ] || die "--acache needs a value"; ACACHE=$2; shift 2 ;;
     --acache=*) ACACHE=${1#*=}; shift ;;
     --keep) KEEP=1; shift ;;
@@ -78,14 +98,45 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-# Targets: split on commas, squeeze blanks; each is the argument list of go build.
-declare -a TLIST=()
-IFS=',' read -r -a _raw <<<"$TARGETS"
-for t in "${_raw[@]}"; do
-  t=$(echo "$t" | xargs)
-  [ -n "$t" ] && TLIST+=("$t")
-done
+# split_list VAR TEXT: the comma-separated items of TEXT, blanks squeezed,
+# empty ones dropped, into the array VAR.
+split_list() {
+  local -n _out=$1
+  local item
+  _out=()
+  IFS=',' read -r -a _raw <<<"$2"
+  for item in "${_raw[@]}"; do
+    item=$(echo "$item" | xargs)
+    [ -n "$item" ] && _out+=("$item")
+  done
+  return 0
+}
+# Targets: each is the argument list of go build.
+declare -a TLIST=() RLIST=() _rt=()
+split_list TLIST "$TARGETS"
 [ ${#TLIST[@]} -gt 0 ] || die "--targets is empty"
+if [ "$REMOTES" != none ]; then
+  split_list RLIST "$REMOTES"
+  for r in "${RLIST[@]}"; do
+    case $r in
+      redis|http|dead|hang) ;;
+      *) die "--remotes: unknown mode '$r' (want redis, http, dead, hang or none)" ;;
+    esac
+  done
+fi
+declare -A HAS_REMOTES=()
+split_list _rt "$REMOTE_TARGETS"
+for t in "${_rt[@]}"; do HAS_REMOTES[$t]=1; done
+modes_of() { # modes_of TARGET -> the warm modes of a target, in run order:
+  # the modes that write nothing first, the ones that fill a store last
+  local m="own acache" r
+  if [ -n "${HAS_REMOTES[$1]:-}" ]; then
+    for r in dead hang redis http; do
+      if [[ " ${RLIST[*]} " == *" $r "* ]]; then m="$m $r"; fi
+    done
+  fi
+  echo "$m"
+}
 
 # The acache binary: default $PWD/build/acache, built if missing.
 if [ -z "$ACACHE" ]; then
@@ -108,8 +159,13 @@ GO=${ACACHE_GO:-$(bash "$ROOT/scripts/go-toolchain.sh")}
 [ -x "$GO" ] || die "no go command at '$GO'"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/acache-gobench-XXXXXX")
+SERVERS_PID=""
 # shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
+  if [ -n "$SERVERS_PID" ]; then # end of its input: the servers stop
+    exec {SERVERS_IN}>&- 2>/dev/null || true
+    wait "$SERVERS_PID" 2>/dev/null || true
+  fi
   if [ "$KEEP" = 1 ]; then
     echo "kept: $WORK" >&2
   else
@@ -135,14 +191,56 @@ GOROOT_DIR=$("$GO" env GOROOT)
 ACACHE_VERSION=$("$HELPER" version 2>&1) || die "$ACACHE version failed: $ACACHE_VERSION"
 ACACHE_VERSION=${ACACHE_VERSION%%$'\n'*}
 
+# The remote servers, if any remote mode runs: they live as long as this
+# script (remote_servers.py stops them at the end of its input).
+REDIS_SPEC="" HTTP_SPEC="" DEAD_SPEC="" HANG_SPEC=""
+need_servers=0
+for t in "${TLIST[@]}"; do
+  if [ ${#RLIST[@]} -gt 0 ] && [ -n "${HAS_REMOTES[$t]:-}" ]; then need_servers=1; fi
+done
+if [ "$need_servers" = 1 ]; then
+  for tool in redis-server nginx; do
+    command -v "$tool" >/dev/null || die "$tool is needed for the remote modes (scripts/install-deps.sh), or --remotes none"
+  done
+  mkfifo "$WORK/servers.in"
+  python3 "$ROOT/tests/remote_servers.py" serve "$WORK/servers" redis nginx hang dead \
+    <"$WORK/servers.in" >"$WORK/servers.out" 2>"$WORK/servers.log" &
+  SERVERS_PID=$!
+  exec {SERVERS_IN}>"$WORK/servers.in"
+  for _ in $(seq 600); do
+    grep -qx ready "$WORK/servers.out" 2>/dev/null && break
+    kill -0 "$SERVERS_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  grep -qx ready "$WORK/servers.out" || die "remote servers did not start: $(cat "$WORK/servers.log")"
+  port_of() { sed -n "s/^$1 .*port=\([0-9]*\).*/\1/p" "$WORK/servers.out"; }
+  REDIS_SPEC="redis://127.0.0.1:$(port_of redis)/0?prefix=bench"
+  HTTP_SPEC="http://127.0.0.1:$(port_of nginx)/cache/bench"
+  DEAD_SPEC="redis://127.0.0.1:$(port_of dead)/0"
+  HANG_SPEC="redis://127.0.0.1:$(port_of hang)/0"
+fi
+remote_spec() { # remote_spec MODE
+  case $1 in
+    redis) echo "$REDIS_SPEC" ;; http) echo "$HTTP_SPEC" ;;
+    dead) echo "$DEAD_SPEC" ;; hang) echo "$HANG_SPEC" ;;
+  esac
+}
+
 tdir() { echo "$WORK/t-${1// /_}"; }            # per-target directory
-prog() { echo "$HELPER gocacheprog --dir $(tdir "$1")/acache/dir -v"; }
+prog() { # prog TARGET [MODE]: the GOCACHEPROG of acache and the remote modes
+  local mode=${2:-acache}
+  if [ "$mode" = acache ]; then
+    echo "$HELPER gocacheprog --dir $(tdir "$1")/acache/dir -v"
+  else
+    echo "$HELPER gocacheprog --dir $(tdir "$1")/$mode/dir -v --remote $(remote_spec "$mode")"
+  fi
+}
 cmdline() { # cmdline TARGET MODE -> the exact command, for printing
   local d; d=$(tdir "$1")
   if [ "$2" = own ]; then
     echo "GOCACHE=$d/own/gocache GOCACHEPROG= $GO build $1"
   else
-    echo "GOCACHE=$d/acache/gocache GOCACHEPROG='$(prog "$1")' $GO build $1"
+    echo "GOCACHE=$d/$2/gocache GOCACHEPROG='$(prog "$1" "$2")' $GO build $1"
   fi
 }
 
@@ -151,12 +249,18 @@ echo "date:     $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 echo "go:       $GO_VERSION ($GO)"
 echo "acache:   $ACACHE_VERSION ($ACACHE${BUILD_TYPE:+, CMAKE_BUILD_TYPE=$BUILD_TYPE}; run from the copy $HELPER)"
 echo "nproc:    $(nproc)   kernel: $(uname -r)   temp dir: $WORK ($(df -T "$WORK" | awk 'NR==2{print $2}'))"
-echo "plan:     per target and mode $COLD_RUNS cold run(s) from empty directories, then $RUNS warm runs interleaved own/acache"
+echo "plan:     per target and mode $COLD_RUNS cold run(s) from empty directories, then $RUNS warm runs interleaved own/acache[/remote modes]"
 echo "env:      GOTOOLCHAIN=local GOFLAGS= GOENV=off GOPATH=$WORK/gopath, cwd $WORK"
 echo "commands:"
 for t in "${TLIST[@]}"; do
-  echo "  own:    $(cmdline "$t" own)"
-  echo "  acache: $(cmdline "$t" acache)"
+  for mode in $(modes_of "$t"); do
+    printf '  %-7s %s\n' "$mode:" "$(cmdline "$t" "$mode")"
+  done
+  if [ "$(modes_of "$t")" != "own acache" ]; then
+    echo "  (redis, http: --dir and GOCACHE emptied before every run; dead, hang: a copy of the"
+    echo "   acache mode's directories after its cold run; the remotes are filled once, untimed, by"
+    echo "   GOCACHEPROG='$HELPER gocacheprog --dir <empty> --remote $REDIS_SPEC --remote $HTTP_SPEC' $GO build $t)"
+  fi
 done
 echo "  rss:    python3 $PY rss $HELPER $WORK/rss $RSS_MIB   (drives '$HELPER gocacheprog --dir D' over a pipe)"
 echo
@@ -173,7 +277,7 @@ run_build() { # run_build TARGET MODE LOG -> prints seconds; exits on failure
     secs=$(env -u GOCACHEPROG GOCACHE="$d/own/gocache" python3 "$PY" time "$log" -- "$GO" build $t) || {
       echo "run.sh: go build $t ($mode) failed; log $log:" >&2; tail -n 30 "$log" >&2; exit 1; }
   else
-    secs=$(GOCACHE="$d/acache/gocache" GOCACHEPROG="$(prog "$t")" python3 "$PY" time "$log" -- "$GO" build $t) || {
+    secs=$(GOCACHE="$d/$mode/gocache" GOCACHEPROG="$(prog "$t" "$mode")" python3 "$PY" time "$log" -- "$GO" build $t) || {
       echo "run.sh: go build $t ($mode) failed; log $log:" >&2; tail -n 30 "$log" >&2; exit 1; }
   fi
   echo "$secs"
@@ -185,7 +289,7 @@ fresh() { # fresh TARGET MODE: empty cache directories for a cold run
   mkdir -p "$d/gocache" "$d/dir"
 }
 
-declare -A COLD WARM WARMS SUMMARY_COLD SUMMARY_WARM
+declare -A COLD WARM WARMS SUMMARY_COLD SUMMARY_WARM STD_RATIO
 STD_COLD_RATIO="" STD_WARM_RATIO=""
 
 for t in "${TLIST[@]}"; do
@@ -203,14 +307,46 @@ for t in "${TLIST[@]}"; do
     done
   done
   SUMMARY_COLD[$t]=$(python3 "$PY" summary "$d/logs/acache-cold-$COLD_RUNS.log")
-  warms_own=() warms_ac=()
+  modes=$(modes_of "$t")
+  for mode in $modes; do
+    case $mode in
+      dead|hang) # the acache mode's warm state, with a remote that fails
+        rm -rf "${d:?}/$mode"; cp -a "$d/acache" "$d/$mode" ;;
+    esac
+  done
+  if [[ " $modes " == *" redis "* || " $modes " == *" http "* ]]; then
+    fresh "$t" fill
+    fill_log="$d/logs/fill.log"
+    # shellcheck disable=SC2086  # the target is a list of package patterns
+    s=$(GOCACHE="$d/fill/gocache" GOCACHEPROG="$HELPER gocacheprog --dir $d/fill/dir -v --remote $REDIS_SPEC --remote $HTTP_SPEC" \
+        python3 "$PY" time "$fill_log" -- "$GO" build $t) || {
+      echo "run.sh: filling the remotes failed; log $fill_log:" >&2; tail -n 30 "$fill_log" >&2; exit 1; }
+    printf '  fill    remotes %7.3f s (not in the results)\n' "$s"
+    python3 "$PY" remotes "$fill_log" | sed 's/^/    /'
+  fi
+  declare -A runs=()
   for ((i = 1; i <= RUNS; i++)); do
-    for mode in own acache; do
+    for mode in $modes; do
+      case $mode in redis|http) fresh "$t" "$mode" ;; esac
       s=$(run_build "$t" "$mode" "$d/logs/$mode-warm-$i.log")
       printf '  warm %d  %-6s %8.3f s\n' "$i" "$mode" "$s"
-      if [ "$mode" = own ]; then warms_own+=("$s"); else warms_ac+=("$s"); fi
+      runs[$mode]="${runs[$mode]:-} $s"
+      # A run that filled a store leaves ~150 MiB to write back: not on the
+      # clock of the next one.
+      case $mode in redis|http) sync; sleep 0.5 ;; esac
     done
   done
+  # shellcheck disable=SC2206  # the run lists are numbers
+  warms_own=(${runs[own]}) warms_ac=(${runs[acache]})
+  for mode in $modes; do
+    case $mode in own|acache) continue ;; esac
+    # shellcheck disable=SC2206
+    rr=(${runs[$mode]})
+    WARM[$t,$mode]=$(python3 "$PY" median "${rr[@]}")
+    WARMS[$t,$mode]="${rr[*]}"
+    SUMMARY_WARM[$t,$mode]="$(python3 "$PY" summary "$d/logs/$mode-warm-$RUNS.log") | $(python3 "$PY" remotes "$d/logs/$mode-warm-$RUNS.log")"
+  done
+  unset runs
   SUMMARY_WARM[$t]=$(python3 "$PY" summary "$d/logs/acache-warm-$RUNS.log")
   COLD[$t,own]=$(python3 "$PY" median "${colds_own[@]}")
   COLD[$t,acache]=$(python3 "$PY" median "${colds_ac[@]}")
@@ -220,6 +356,16 @@ for t in "${TLIST[@]}"; do
   if [ "$t" = std ]; then
     STD_COLD_RATIO=$(python3 "$PY" ratio "${COLD[$t,acache]}" "${COLD[$t,own]}")
     STD_WARM_RATIO=$(python3 "$PY" ratio "${WARM[$t,acache]}" "${WARM[$t,own]}")
+    for mode in redis http; do
+      if [ -n "${WARM[$t,$mode]:-}" ]; then
+        STD_RATIO[$mode]=$(python3 "$PY" ratio "${WARM[$t,$mode]}" "${WARM[$t,own]}")
+      fi
+    done
+    for mode in dead hang; do
+      if [ -n "${WARM[$t,$mode]:-}" ]; then
+        STD_RATIO[$mode]=$(python3 "$PY" ratio "${WARM[$t,$mode]}" "${WARM[$t,acache]}")
+      fi
+    done
   fi
   du_own=$(du -sm "$d/own" | cut -f1); du_ac=$(du -sm "$d/acache" | cut -f1)
   echo "  cache size: own ${du_own} MiB; acache ${du_ac} MiB (dir + gocache)"
@@ -245,6 +391,12 @@ for t in "${TLIST[@]}"; do
   printf '%-10s %-7s %8.3fx %10.3fx\n' "$t" "ac/own" "$cr" "$wr"
   echo "  helper, last cold run: ${SUMMARY_COLD[$t]:-(no -v summary)}"
   echo "  helper, last warm run: ${SUMMARY_WARM[$t]:-(no -v summary)}"
+  for mode in $(modes_of "$t"); do
+    case $mode in own|acache) continue ;; redis|http) base=own ;; *) base=acache ;; esac
+    rr=$(python3 "$PY" ratio "${WARM[$t,$mode]}" "${WARM[$t,$base]}")
+    printf '%-10s %-7s %9s %11.3f   %s   (%.3fx %s)\n' "$t" "$mode" "-" "${WARM[$t,$mode]}" "${WARMS[$t,$mode]}" "$rr" "$base"
+    echo "  helper, last $mode run: ${SUMMARY_WARM[$t,$mode]:-(no -v summary)}"
+  done
 done
 echo
 
@@ -265,4 +417,14 @@ echo "== targets (report only: the exit status ignores them) =="
 verdict "warm go build std, acache/own median" "$STD_WARM_RATIO" "<=" 1.00 x
 verdict "cold go build std, acache/own" "$STD_COLD_RATIO" "<=" 1.02 x
 verdict "$RSS_MIB MiB put, helper peak RSS growth" "$RSS_DELTA" "<" 32 " MiB"
+if [ -n "${HAS_REMOTES[std]:-}" ] && [[ " ${TLIST[*]} " == *" std "* ]]; then
+  for mode in "${RLIST[@]}"; do
+    case $mode in
+      redis) verdict "warm std, empty dir + full Redis / own" "${STD_RATIO[redis]:-}" "<=" 1.50 x ;;
+      http) verdict "warm std, empty dir + full HTTP / own" "${STD_RATIO[http]:-}" "<=" 1.50 x ;;
+      dead) verdict "warm std, dead remote / no remote" "${STD_RATIO[dead]:-}" "<=" 1.05 x ;;
+      hang) verdict "warm std, hanging remote / no remote" "${STD_RATIO[hang]:-}" "<=" 1.05 x ;;
+    esac
+  done
+fi
 exit 0

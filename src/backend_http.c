@@ -1,0 +1,288 @@
+/*
+ * backend_http.c - the HTTP transport of a remote store, through libcurl,
+ * for caches in the bazel-remote layout: bazel-remote itself, nginx with
+ * WebDAV PUT, or anything else that answers GET, PUT and HEAD.
+ *
+ *   http://[USER:PASSWORD@]HOST[:PORT]/BASE?...   (https:// too)
+ *
+ * Names are BASE/ac/<hex> and BASE/cas/<hex>. GET 200 is a value, 404 a
+ * miss; PUT answered 2xx is stored, 4xx refused; DELETE removes a poisoned
+ * object. Any other answer, a connection that fails, or one that stalls
+ * longer than the timeout is a failure.
+ *
+ * Each request takes a curl easy handle from a small pool shared by all
+ * threads and gives it back after, so connections are reused. Every
+ * request has a connect timeout, a total time limit (the timeout plus the
+ * time its bytes take at 1 MB/s) and a stall limit. The body of a GET
+ * streams straight into the caller's sink, and only once the status is
+ * known to be 200. This file must never follow redirects, use signals
+ * (CURLOPT_NOSIGNAL), or print.
+ */
+#include "error.h"
+#include "remote.h"
+
+#include <curl/curl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The slowest transfer rate allowed for, in bytes per millisecond. */
+#define MIN_RATE_BYTES_PER_MS 1000
+/* Bytes of an error page read before giving up on it. */
+#define ERROR_BODY_MAX ((size_t)64 << 10)
+#define URL_MAX 2048
+
+typedef struct http_t {
+    char base[URL_MAX - 80];   /* scheme://authority/BASE, no trailing '/' */
+    char where[ACACHE_REMOTE_NAME_SIZE];
+    long connect_ms, timeout_ms;
+    struct curl_slist *headers;
+    remote_pool pool;
+} http_t;
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc;
+
+static void curl_init(void) { curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+typedef enum method { M_GET, M_HEAD, M_PUT, M_DELETE } method;
+static const char *const method_names[] = { "GET", "HEAD", "PUT", "DELETE" };
+
+/* One request's state, seen by the callbacks. */
+typedef struct request {
+    CURL *e;
+    const remote_sink *sink;
+    uint64_t limit, got;
+    long code;                /* status, once the body starts */
+    acache_status st;         /* why a callback stopped the transfer */
+    size_t discarded;
+    const unsigned char *up;  /* PUT body */
+    size_t up_len, up_pos;
+    const atomic_bool *cancel;
+} request;
+
+static size_t on_body(char *data, size_t size, size_t n, void *arg)
+{
+    request *rq = arg;
+    size_t len = size * n;
+    if (rq->code == 0)
+        curl_easy_getinfo(rq->e, CURLINFO_RESPONSE_CODE, &rq->code);
+    if (rq->code != 200 || !rq->sink) {
+        /* An error page: read (a little of) it so the connection stays usable. */
+        rq->discarded += len;
+        return rq->discarded > ERROR_BODY_MAX ? 0 : len;
+    }
+    if (len > rq->limit - rq->got) {
+        rq->st = set_error(ACACHE_CORRUPT, "more than the %" PRIu64 " bytes expected", rq->limit);
+        return 0;
+    }
+    rq->got += len;
+    rq->st = rq->sink->write(rq->sink->ctx, data, len);
+    return rq->st == ACACHE_OK ? len : 0;
+}
+
+static size_t on_upload(char *buf, size_t size, size_t n, void *arg)
+{
+    request *rq = arg;
+    size_t room = size * n, left = rq->up_len - rq->up_pos;
+    size_t take = left < room ? left : room;
+    memcpy(buf, rq->up + rq->up_pos, take);
+    rq->up_pos += take;
+    return take;
+}
+
+static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+    (void)dt;
+    (void)dn;
+    (void)ut;
+    (void)un;
+    request *rq = arg;
+    return rq->cancel && atomic_load(rq->cancel) ? 1 : 0;
+}
+
+static void handle_free(void *e) { curl_easy_cleanup(e); }
+
+/* Runs one request on a pooled handle. Returns ACACHE_OK with *code set
+ * when the server answered, a callback's status, or an error. */
+static acache_status perform(http_t *h, method m, remote_ns ns, const char *hex, request *rq,
+                             long *code)
+{
+    char url[URL_MAX];
+    snprintf(url, sizeof url, "%s/%s/%s", h->base, ns == REMOTE_AC ? "ac" : "cas", hex);
+    CURL *e = remote_pool_take(&h->pool);
+    if (!e && !(e = curl_easy_init()))
+        return set_error(ACACHE_ENOMEM, "http %s: cannot make a curl handle", h->where);
+    /* Reset clears the options but keeps the handle's live connections. */
+    curl_easy_reset(e);
+    rq->e = e;
+    uint64_t bytes = m == M_PUT ? rq->up_len : m == M_GET ? rq->limit : 0;
+    uint64_t total_ms =
+        (uint64_t)h->connect_ms + (uint64_t)h->timeout_ms + bytes / MIN_RATE_BYTES_PER_MS;
+    char errbuf[CURL_ERROR_SIZE] = "";
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, h->connect_ms);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(total_ms > LONG_MAX ? LONG_MAX : total_ms));
+    /* A transfer that moves nothing for the timeout (rounded up to a
+     * second, curl's unit here) has stalled. */
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (h->timeout_ms + 999) / 1000);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h->headers);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, rq);
+    curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(e, CURLOPT_XFERINFODATA, rq);
+    switch (m) {
+    case M_GET:
+        break;
+    case M_HEAD:
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+        break;
+    case M_PUT:
+        curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(e, CURLOPT_READFUNCTION, on_upload);
+        curl_easy_setopt(e, CURLOPT_READDATA, rq);
+        curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)rq->up_len);
+        break;
+    case M_DELETE:
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "DELETE");
+        break;
+    }
+    CURLcode rc = curl_easy_perform(e);
+    acache_status st = ACACHE_OK;
+    *code = 0;
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, code);
+    if (rc == CURLE_WRITE_ERROR && rq->st != ACACHE_OK) {
+        st = rq->st;
+        if (st == ACACHE_CORRUPT) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", acache_last_error());
+            st = set_error(ACACHE_CORRUPT, "http %s: %s %s: %s", h->where, method_names[m], url,
+                           why);
+        }
+    } else if (rc == CURLE_ABORTED_BY_CALLBACK) {
+        st = set_error(ACACHE_EIO, "http %s: %s cancelled", h->where, method_names[m]);
+    } else if (rc != CURLE_OK) {
+        st = set_error(ACACHE_EIO, "http %s: %s %s: %s", h->where, method_names[m], url,
+                       errbuf[0] ? errbuf : curl_easy_strerror(rc));
+    }
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, NULL);
+    if (!remote_pool_give(&h->pool, e))
+        curl_easy_cleanup(e);
+    return st;
+}
+
+/* Runs the request and says what its answer means: for GET and HEAD, 200
+ * is there and 404 is not; for PUT and DELETE, 2xx is done, 404 (DELETE)
+ * is not there, and another 4xx is a refusal. Anything else is a failure. */
+static acache_status request_run(http_t *h, method m, remote_ns ns, const char *hex, request *rq)
+{
+    long code = 0;
+    bool writes = m == M_PUT || m == M_DELETE;
+    acache_status st = perform(h, m, ns, hex, rq, &code);
+    if (st != ACACHE_OK)
+        return st;
+    if (writes ? code >= 200 && code < 300 : code == 200)
+        return ACACHE_OK;
+    if (code == 404 && m != M_PUT)
+        return ACACHE_MISS;
+    if (writes && code >= 400 && code < 500)
+        return set_error(REMOTE_REFUSED, "http %s: %s %s refused: HTTP status %ld", h->where,
+                         method_names[m], hex, code);
+    return set_error(ACACHE_EIO, "http %s: %s %s: HTTP status %ld", h->where, method_names[m],
+                     hex, code);
+}
+
+static acache_status http_fetch(void *t, remote_ns ns, const char *hex, uint64_t limit,
+                                const remote_sink *sink)
+{
+    request rq = { .sink = sink, .limit = limit };
+    return request_run(t, M_GET, ns, hex, &rq);
+}
+
+static acache_status http_exists(void *t, remote_ns ns, const char *hex)
+{
+    request rq = { .sink = NULL };
+    return request_run(t, M_HEAD, ns, hex, &rq);
+}
+
+static acache_status http_store(void *t, remote_ns ns, const char *hex, const void *data,
+                                size_t len, const atomic_bool *cancel)
+{
+    request rq = { .up = data, .up_len = len, .cancel = cancel };
+    return request_run(t, M_PUT, ns, hex, &rq);
+}
+
+static acache_status http_remove(void *t, remote_ns ns, const char *hex)
+{
+    request rq = { .sink = NULL };
+    return request_run(t, M_DELETE, ns, hex, &rq);
+}
+
+static void http_close(void *t)
+{
+    http_t *h = t;
+    remote_pool_destroy(&h->pool, handle_free);
+    curl_slist_free_all(h->headers);
+    free(h);
+}
+
+static const transport_ops http_transport = {
+    .fetch = http_fetch,
+    .exists = http_exists,
+    .store = http_store,
+    .remove = http_remove,
+    .close = http_close,
+};
+
+acache_status http_open(spec *s, void **self, const backend_ops **ops)
+{
+    remote_config cfg;
+    acache_status st = remote_config_parse(s, &cfg);
+    if (st != ACACHE_OK)
+        return st;
+    /* Everything in the URL must stay in it: no spaces, no fragment. */
+    const char *p = s->path;
+    if (strncmp(p, "//", 2) != 0 || p[2] == '\0' || p[2] == '/' || strpbrk(p, " \t\r\n#")) {
+        char shown[ACACHE_REMOTE_NAME_SIZE];
+        remote_display_name(s->scheme, p, shown, sizeof shown);
+        return set_error(ACACHE_EINVAL, "http spec: want %s://HOST[:PORT]/BASE, got '%s'",
+                         s->scheme, shown);
+    }
+    pthread_once(&curl_once, curl_init);
+    if (curl_init_rc != CURLE_OK)
+        return set_error(ACACHE_EIO, "http: libcurl failed to initialise: %s",
+                         curl_easy_strerror(curl_init_rc));
+    http_t *h = calloc(1, sizeof *h);
+    if (!h)
+        return set_error(ACACHE_ENOMEM, "out of memory");
+    size_t len = strlen(p);
+    while (len > 2 && p[len - 1] == '/')
+        len--;
+    if (strlen(s->scheme) + 1 + len >= sizeof h->base) {
+        free(h);
+        return set_error(ACACHE_EINVAL, "http spec: URL too long");
+    }
+    size_t slen = strlen(s->scheme);
+    memcpy(h->base, s->scheme, slen);
+    h->base[slen] = ':';
+    memcpy(h->base + slen + 1, p, len);
+    h->base[slen + 1 + len] = '\0';
+    remote_display_name(s->scheme, s->path, h->where, sizeof h->where);
+    h->connect_ms = (long)((cfg.connect_timeout_ns + 999999) / 1000000);
+    h->timeout_ms = (long)((cfg.timeout_ns + 999999) / 1000000);
+    /* No "Expect: 100-continue": it costs a round trip (or a wait) per PUT. */
+    h->headers = curl_slist_append(NULL, "Expect:");
+    if (!h->headers) {
+        free(h);
+        return set_error(ACACHE_ENOMEM, "out of memory");
+    }
+    remote_pool_init(&h->pool);
+    return remote_create(&cfg, &http_transport, h, h->where, self, ops);
+}

@@ -1,0 +1,106 @@
+/*
+ * disk.h - the disk store's internals, shared by the files that implement
+ * it: backend_disk.c (open, get, put, delete; the layout is described at
+ * its top), counters.c (counts across processes), trim.c (eviction),
+ * verify.c and clear.c (maintenance). Nothing outside these files may
+ * depend on it.
+ */
+#ifndef ACACHE_DISK_H
+#define ACACHE_DISK_H
+
+#include "backend.h"
+#include "counters.h"
+
+#include <dirent.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#define DISK_RECORD_MAGIC "acache-action-v1"
+#define DISK_RECORD_MAX 256
+/* An action's reference to its object: a/XX/<action hex> DISK_REF_SUFFIX,
+ * a hard link to the object, so that the object's link count says how many
+ * actions refer to it. */
+#define DISK_REF_SUFFIX ".out"
+/* A used entry's time is refreshed at most this often; a trim therefore
+ * keeps everything whose time is within grace + DISK_REFRESH_NS. */
+#define DISK_REFRESH_NS (10LL * 60 * 1000000000LL)
+/* Temp files and unreferenced links this old belong to a process that
+ * died; younger ones may belong to a put still running elsewhere. */
+#define DISK_STALE_NS (3600LL * 1000000000LL)
+/* Defaults of the spec options. */
+#define DISK_DEFAULT_MAX_SIZE (10ull << 30)
+#define DISK_DEFAULT_MAX_AGE_NS (30LL * 86400 * 1000000000LL)
+#define DISK_DEFAULT_GRACE_NS (10LL * 60 * 1000000000LL)
+#define DISK_DEFAULT_TRIM_INTERVAL_NS (3600LL * 1000000000LL)
+
+/* The automatic trim of one open store: at most one background thread. */
+typedef struct auto_trim {
+    pthread_mutex_t mu;         /* guards started/thread */
+    bool started;               /* a thread was created and not yet joined */
+    pthread_t thread;
+    pid_t pid;                  /* the process that created it (fork) */
+    atomic_bool stop;           /* set by close: the thread stops promptly */
+    atomic_bool done;           /* the thread has finished */
+    atomic_int_least64_t next_check_ns;
+} auto_trim;
+
+typedef struct disk {
+    char root[ACACHE_PATH_MAX]; /* absolute path of ROOT/v1 */
+    size_t rootlen;
+    int rootfd;                 /* ROOT/v1, so lookups walk 3 components, not all */
+    bool fsync;
+    bool verify_reads;
+    uint64_t max_size;
+    int64_t max_age_ns;
+    int64_t grace_ns;
+    int64_t trim_interval_ns;   /* < 0: no automatic trim */
+    counters cnt;
+    auto_trim at;
+    struct disk *next_open;     /* the list of open disk stores */
+} disk;
+
+/* Disk usage of a file of this size, as the estimate counts it: whole
+ * 4 KiB blocks (what ext4, xfs and tmpfs allocate). */
+static inline uint64_t disk_usage(uint64_t size) { return (size + 4095) & ~(uint64_t)4095; }
+
+/* ROOT/v1/<kind>/XX/<hex> into out (ACACHE_PATH_MAX bytes). */
+void disk_entry_path(const disk *d, char kind, const acache_id *id, char *out);
+
+/* The part of an absolute entry path below ROOT/v1/, for *at() calls. */
+static inline const char *disk_rel(const disk *d, const char *path)
+{
+    return path + d->rootlen + 1;
+}
+
+/* Parses a record read from the file named by ahex (the action's hex id).
+ * ACACHE_CORRUPT unless it is whole and names that action. */
+acache_status disk_parse_record(const char *buf, size_t n, const char *ahex,
+                                acache_id *output, uint64_t *size, int64_t *time_ns);
+
+/* Opens the directory rel below ROOT/v1 ("a/3f", "tmp") for reading; NULL
+ * if it cannot (it does not exist, most often). */
+DIR *disk_opendir(const disk *d, const char *rel);
+
+/* trim.c: takes the trim lock (ROOT/v1/trim.lock), waiting for it or not.
+ * Returns the descriptor holding it (close it to let go), or -1 with errno
+ * (EWOULDBLOCK: another process holds it). Trims, clear and repairs take
+ * it, so that they never run at once. */
+int disk_trim_lock(disk *d, bool wait);
+
+/* The disk store a store handle is, or whose home tier is (NULL otherwise,
+ * with an error message naming `what`). */
+disk *disk_of_store(acache_store *store, const char *what);
+
+/* trim.c: starts a background trim when one is due (called after a put). */
+void trim_after_put(disk *d);
+/* trim.c: stops the background trim, if any, and waits for it (close). */
+void trim_stop(disk *d);
+/* trim.c: records a new, empty store as just trimmed (the first trim is
+ * due one interval later). */
+void trim_mark_fresh(disk *d);
+/* trim.c: fills the last_trim_* fields from ROOT/v1/trim.state. */
+void trim_last(disk *d, acache_disk_counters *out);
+
+#endif

@@ -1,0 +1,372 @@
+#!/usr/bin/env python3
+"""remote_servers.py - the remote servers acache's tests and benchmarks run
+against, started on 127.0.0.1 with free ports, with configurations written to
+a temp directory, and always stopped.
+
+Kinds of server:
+  redis      redis-server (also on a unix socket), no persistence
+  redisauth  redis-server that wants the password "acache-test-pw"
+  nginx      nginx with WebDAV PUT/DELETE: a bazel-remote layout under /cache;
+             /readonly/ refuses PUT (405), /broken/ answers 500
+  hang       a listener that accepts connections and never answers
+  closer     a listener that reads a little of each connection, answers ":0"
+             (Redis for "not there"), reads a little more and closes it: a
+             client still writing gets EPIPE (SIGPIPE, unless it guards)
+  dead       a port nothing listens on
+
+As a module:
+    with Servers(workdir, ["redis", "nginx"]) as srv:
+        srv.spec("redis", "timeout=2s")  ->  "redis://127.0.0.1:PORT/0?timeout=2s"
+        srv.kill("redis")
+        redis_command(srv.port("redis"), "DBSIZE")
+
+As a command (for the C tests, which drive it over a pipe):
+    remote_servers.py serve DIR KIND...
+prints "KIND key=value ..." for each server, then "ready"; then reads commands
+on stdin, one per line: "kill KIND" (answers "ok"); "stop" or end of input
+stops everything and exits. The servers also die with this process
+(PR_SET_PDEATHSIG), so a test that crashes leaves nothing running.
+
+Never touches anything outside its directory; never waits without a bound.
+"""
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+START_TIMEOUT = 15.0
+REDIS_PASSWORD = "acache-test-pw"
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent():
+    # PR_SET_PDEATHSIG = 1: the server gets SIGKILL when this process ends.
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------- RESP
+def _resp_encode(args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if isinstance(a, str):
+            a = a.encode()
+        elif isinstance(a, int):
+            a = str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+def _resp_read(f):
+    line = f.readline()
+    if not line:
+        raise ConnectionError("redis closed the connection")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        raise RuntimeError("redis error: " + rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)
+        return data[:-2]
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [_resp_read(f) for _ in range(n)]
+    raise RuntimeError("bad RESP reply: %r" % line)
+
+
+def redis_command(port, *args, password=None, timeout=5.0):
+    """Runs one command on the redis at 127.0.0.1:port and returns its reply."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        f = s.makefile("rb")
+        if password:
+            s.sendall(_resp_encode(["AUTH", password]))
+            _resp_read(f)
+        s.sendall(_resp_encode(list(args)))
+        return _resp_read(f)
+
+
+# ---------------------------------------------------------------- servers
+class _Hang:
+    """Accepts connections and holds them, never sending a byte; with
+    close_after_read, reads a little of each and closes it instead."""
+
+    def __init__(self, close_after_read=False):
+        self.close_after_read = close_after_read
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        self.held = []
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        self.sock.settimeout(0.2)
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if not self.close_after_read:
+                self.held.append(conn)
+                continue
+            try:
+                # Say "0" (a Redis EXISTS: not there), so that the client
+                # goes on to write a value, then stop reading it.
+                conn.settimeout(1)
+                conn.recv(1024)
+                conn.sendall(b":0\r\n")
+                conn.recv(1024)
+            except OSError:
+                pass
+            conn.close()
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join(timeout=2)
+        for c in self.held:
+            c.close()
+        self.sock.close()
+
+
+def _wait_until(check, what, proc=None, log=None):
+    deadline = time.monotonic() + START_TIMEOUT
+    last = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            break
+        try:
+            if check():
+                return
+        except Exception as e:  # not up yet
+            last = e
+        time.sleep(0.05)
+    detail = ""
+    if log and os.path.exists(log):
+        with open(log, errors="replace") as f:
+            detail = "\n" + f.read()[-2000:]
+    raise RuntimeError("%s did not start within %.0fs (%s)%s" % (what, START_TIMEOUT, last, detail))
+
+
+class Servers:
+    """Starts the servers named in kinds under workdir; stop() (or leaving a
+    with block) stops them all."""
+
+    def __init__(self, workdir, kinds):
+        self.dir = os.path.abspath(workdir)
+        os.makedirs(self.dir, exist_ok=True)
+        self.procs = {}
+        self.info = {}
+        self.listeners = {}
+        try:
+            for k in kinds:
+                getattr(self, "_start_" + k)()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def port(self, kind):
+        return self.info[kind]["port"]
+
+    def spec(self, kind, options=""):
+        """A store spec for kind, with options ("a=b&c=d") appended."""
+        i = self.info[kind]
+        if kind == "redis":
+            base = "redis://127.0.0.1:%d/0" % i["port"]
+        elif kind == "redisauth":
+            base = "redis://:%s@127.0.0.1:%d/0" % (REDIS_PASSWORD, i["port"])
+        elif kind == "redis-unix":
+            base = "redis+unix://%s" % self.info["redis"]["sock"]
+        elif kind == "nginx":
+            base = "http://127.0.0.1:%d/cache" % i["port"]
+        else:  # hang, closer, dead: spoken to as Redis
+            base = "redis://127.0.0.1:%d/0" % i["port"]
+        return base + ("?" + options if options else "")
+
+    def _spawn(self, kind, argv, log):
+        with open(log, "ab") as out:
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                 preexec_fn=_die_with_parent, close_fds=True)
+        self.procs[kind] = p
+        return p
+
+    def _start_redis(self, kind="redis", password=None):
+        d = os.path.join(self.dir, kind)
+        os.makedirs(d, exist_ok=True)
+        log = os.path.join(d, "redis.log")
+        for attempt in range(3):
+            port = free_port()
+            sock = os.path.join(d, "redis.sock")
+            argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                    "--save", "", "--appendonly", "no", "--dir", d, "--daemonize", "no",
+                    "--protected-mode", "no", "--unixsocket", sock, "--unixsocketperm", "700",
+                    "--maxclients", "1000", "--logfile", log]
+            if password:
+                argv += ["--requirepass", password]
+            p = self._spawn(kind, argv, log)
+            try:
+                _wait_until(lambda: redis_command(port, "PING", password=password,
+                                                  timeout=1) == "PONG",
+                            "redis-server", p, log)
+            except RuntimeError:
+                self._kill(kind)
+                if attempt == 2:
+                    raise
+                continue
+            self.info[kind] = {"port": port, "sock": sock, "pid": p.pid}
+            return
+
+    def _start_redisauth(self):
+        self._start_redis("redisauth", REDIS_PASSWORD)
+
+    def _start_nginx(self):
+        d = os.path.join(self.dir, "nginx")
+        root = os.path.join(d, "root")
+        for sub in ("root/cache", "root/readonly", "body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            os.makedirs(os.path.join(d, sub), exist_ok=True)
+        log = os.path.join(d, "error.log")
+        for attempt in range(3):
+            port = free_port()
+            conf = os.path.join(d, "nginx.conf")
+            with open(conf, "w") as f:
+                f.write(NGINX_CONF % {"dir": d, "root": root, "port": port})
+            p = self._spawn("nginx", ["nginx", "-p", d + "/", "-c", conf, "-e", log], log)
+
+            def up():
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                    s.sendall(b"HEAD / HTTP/1.0\r\n\r\n")
+                    return s.recv(16).startswith(b"HTTP/")
+            try:
+                _wait_until(up, "nginx", p, log)
+            except RuntimeError:
+                self._kill("nginx")
+                if attempt == 2:
+                    raise
+                continue
+            self.info["nginx"] = {"port": port, "root": root, "pid": p.pid}
+            return
+
+    def _start_hang(self):
+        self.listeners["hang"] = _Hang()
+        self.info["hang"] = {"port": self.listeners["hang"].port}
+
+    def _start_closer(self):
+        self.listeners["closer"] = _Hang(close_after_read=True)
+        self.info["closer"] = {"port": self.listeners["closer"].port}
+
+    def _start_dead(self):
+        self.info["dead"] = {"port": free_port()}
+
+    def _kill(self, kind):
+        p = self.procs.pop(kind, None)
+        if p is not None and p.poll() is None:
+            p.kill()
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def kill(self, kind):
+        """Kills a server at once (SIGKILL), as a crash would."""
+        if kind in self.listeners:
+            self.listeners.pop(kind).stop()
+        else:
+            self._kill(kind)
+
+    def stop(self):
+        for kind in list(self.procs):
+            self._kill(kind)
+        for kind in list(self.listeners):
+            self.listeners.pop(kind).stop()
+
+
+NGINX_CONF = """
+daemon off;
+master_process off;
+worker_processes 1;
+pid %(dir)s/nginx.pid;
+error_log %(dir)s/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    default_type application/octet-stream;
+    client_body_temp_path %(dir)s/body;
+    proxy_temp_path %(dir)s/proxy;
+    fastcgi_temp_path %(dir)s/fastcgi;
+    uwsgi_temp_path %(dir)s/uwsgi;
+    scgi_temp_path %(dir)s/scgi;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:%(port)d;
+        root %(root)s;
+        client_max_body_size 0;
+        location /cache/ {
+            dav_methods PUT DELETE;
+            create_full_put_path on;
+            dav_access user:rw;
+        }
+        location /readonly/ { }
+        location /broken/ { return 500; }
+    }
+}
+"""
+
+
+def serve(argv):
+    """The command mode: see the module's text."""
+    if len(argv) < 2:
+        sys.exit("usage: remote_servers.py serve DIR KIND...")
+    srv = Servers(argv[0], argv[1:])
+    try:
+        for kind in argv[1:]:
+            fields = " ".join("%s=%s" % kv for kv in sorted(srv.info[kind].items()))
+            print(kind, fields, flush=True)
+        print("ready", flush=True)
+        for line in sys.stdin:
+            words = line.split()
+            if not words:
+                continue
+            if words[0] == "stop":
+                break
+            if words[0] == "kill" and len(words) == 2:
+                srv.kill(words[1])
+                print("ok", flush=True)
+            else:
+                print("unknown command", flush=True)
+    finally:
+        srv.stop()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 2 and sys.argv[1] == "serve":
+        signal.signal(signal.SIGTERM, lambda *a: sys.exit(1))
+        serve(sys.argv[2:])
+    else:
+        sys.exit(__doc__)

@@ -1,0 +1,1209 @@
+/*
+ * test_remote.c - remote tiers against real servers: redis-server and nginx
+ * with WebDAV, started on 127.0.0.1 with free ports by remote_servers.py
+ * (driven over a pipe, so they die with this process), plus a listener that
+ * accepts and never answers, and a port nothing listens on.
+ *
+ * Every failure path of the remote issue is triggered here: a poisoned
+ * object, unsigned or forged records with a key set, read-only mode, mixed
+ * compressed and raw objects, a dead remote switched off after consecutive
+ * failures, a hanging one bounded by its timeouts, a full upload queue, a
+ * flush deadline, refused uploads, server errors, a server killed while in
+ * use. Each test bounds its own time.
+ */
+#include "testutil.h"
+
+#include "backend.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------ */
+/* The servers                                                          */
+
+typedef struct servers {
+    pid_t pid;
+    int to, from;
+    char *dir;
+    int redis, redisauth, nginx, hang, closer, dead;   /* ports */
+    char redis_sock[1024];
+    char nginx_root[1024];
+} servers;
+
+static servers S; /* shared by the tests; one test starts its own set */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Reads one line from fd within the deadline; false at end or timeout. */
+static bool read_line(int fd, char *buf, size_t size, double deadline)
+{
+    size_t n = 0;
+    while (n + 1 < size) {
+        struct pollfd p = { fd, POLLIN, 0 };
+        int left = (int)((deadline - now_s()) * 1000);
+        if (left <= 0 || poll(&p, 1, left) <= 0)
+            return false;
+        char c;
+        if (read(fd, &c, 1) != 1)
+            return false;
+        if (c == '\n')
+            break;
+        buf[n++] = c;
+    }
+    buf[n] = '\0';
+    return true;
+}
+
+static const char *field(const char *line, const char *key, char *out, size_t size)
+{
+    char pat[32];
+    snprintf(pat, sizeof pat, " %s=", key);
+    const char *p = strstr(line, pat);
+    if (!p)
+        return NULL;
+    p += strlen(pat);
+    size_t n = strcspn(p, " ");
+    snprintf(out, size, "%.*s", (int)n, p);
+    return out;
+}
+
+static void servers_start(servers *s, const char *kinds)
+{
+    char script[PATH_MAX], argbuf[256], *argv[16];
+    const char *src = getenv("ACACHE_SOURCE_DIR");
+    if (src && *src) {
+        snprintf(script, sizeof script, "%s/tests/remote_servers.py", src);
+    } else {
+        snprintf(script, sizeof script, "%s", __FILE__);
+        snprintf(strrchr(script, '/'), sizeof script - (size_t)(strrchr(script, '/') - script),
+                 "/remote_servers.py");
+    }
+    memset(s, 0, sizeof *s);
+    s->dir = tu_mkdtemp("servers");
+    int in[2], out[2];
+    assert_int_equal(pipe(in), 0);
+    assert_int_equal(pipe(out), 0);
+    size_t argc = 0;
+    argv[argc++] = "python3";
+    argv[argc++] = script;
+    argv[argc++] = "serve";
+    argv[argc++] = s->dir;
+    snprintf(argbuf, sizeof argbuf, "%s", kinds);
+    for (char *save = NULL, *k = strtok_r(argbuf, " ", &save); k && argc < 15;
+         k = strtok_r(NULL, " ", &save))
+        argv[argc++] = k;
+    argv[argc] = NULL;
+    s->pid = fork();
+    assert_true(s->pid >= 0);
+    if (s->pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[0]);
+        close(in[1]);
+        close(out[0]);
+        close(out[1]);
+        execvp("python3", argv);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    s->to = in[1];
+    s->from = out[0];
+    char line[PATH_MAX + 200], v[PATH_MAX];
+    double deadline = now_s() + 60;
+    for (;;) {
+        if (!read_line(s->from, line, sizeof line, deadline))
+            fail_msg("remote_servers.py did not start the servers (%s)", kinds);
+        if (!strcmp(line, "ready"))
+            break;
+        int port = field(line, "port", v, sizeof v) ? atoi(v) : 0;
+        if (!strncmp(line, "redis ", 6)) {
+            s->redis = port;
+            field(line, "sock", s->redis_sock, sizeof s->redis_sock);
+        } else if (!strncmp(line, "redisauth ", 10)) {
+            s->redisauth = port;
+        } else if (!strncmp(line, "nginx ", 6)) {
+            s->nginx = port;
+            field(line, "root", s->nginx_root, sizeof s->nginx_root);
+        } else if (!strncmp(line, "hang ", 5)) {
+            s->hang = port;
+        } else if (!strncmp(line, "closer ", 7)) {
+            s->closer = port;
+        } else if (!strncmp(line, "dead ", 5)) {
+            s->dead = port;
+        }
+    }
+}
+
+/* Writes to the helper's pipe; a helper that died must not kill the test
+ * with SIGPIPE, which otherwise stays at its default: the library must
+ * never let one through (hiredis writes to sockets with write(2)). */
+static ssize_t to_helper(servers *s, const char *text, size_t len)
+{
+    void (*old)(int) = signal(SIGPIPE, SIG_IGN);
+    ssize_t n = write(s->to, text, len);
+    signal(SIGPIPE, old);
+    return n;
+}
+
+static void servers_kill(servers *s, const char *kind)
+{
+    char cmd[64], line[64];
+    int n = snprintf(cmd, sizeof cmd, "kill %s\n", kind);
+    assert_int_equal(to_helper(s, cmd, (size_t)n), n);
+    assert_true(read_line(s->from, line, sizeof line, now_s() + 20));
+    assert_string_equal(line, "ok");
+}
+
+static void servers_stop(servers *s)
+{
+    if (s->pid <= 0)
+        return;
+    (void)to_helper(s, "stop\n", 5); /* it may be gone already */
+    close(s->to);
+    close(s->from);
+    double deadline = now_s() + 20;
+    int status;
+    while (waitpid(s->pid, &status, WNOHANG) == 0) {
+        if (now_s() > deadline) {
+            kill(s->pid, SIGKILL);
+            waitpid(s->pid, &status, 0);
+            break;
+        }
+        usleep(20000);
+    }
+    s->pid = 0;
+    tu_rmtree(s->dir);
+    free(s->dir);
+    s->dir = NULL;
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    signal(SIGPIPE, SIG_DFL);
+    servers_start(&S, "redis redisauth nginx hang closer dead");
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    servers_stop(&S);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Helpers                                                              */
+
+typedef enum kind { REDIS, HTTP } kind;
+
+typedef struct fixture {
+    kind k;
+    char prefix[32];
+    char *dir1, *dir2;
+} fixture;
+
+static atomic_int test_no;
+
+static int setup(void **state)
+{
+    static fixture redis_fx, http_fx;
+    kind k = *state ? *(kind *)*state : REDIS;
+    fixture *f = k == REDIS ? &redis_fx : &http_fx;
+    memset(f, 0, sizeof *f);
+    f->k = k;
+    snprintf(f->prefix, sizeof f->prefix, "t%d", atomic_fetch_add(&test_no, 1));
+    f->dir1 = tu_mkdtemp("remote1");
+    f->dir2 = tu_mkdtemp("remote2");
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    tu_rmtree(f->dir1);
+    tu_rmtree(f->dir2);
+    free(f->dir1);
+    free(f->dir2);
+    acache_set_log(NULL, NULL);
+    return 0;
+}
+
+static kind REDIS_K = REDIS, HTTP_K = HTTP;
+
+/* The spec of this test's remote on a port of kind k; opts may be "". */
+static void spec_for(const fixture *f, kind k, int port, const char *opts, char *out, size_t size)
+{
+    if (k == REDIS)
+        snprintf(out, size, "redis://127.0.0.1:%d/0?prefix=%s%s%s", port, f->prefix,
+                 *opts ? "&" : "", opts);
+    else
+        snprintf(out, size, "http://127.0.0.1:%d/cache/%s%s%s", port, f->prefix, *opts ? "?" : "",
+                 opts);
+}
+
+static acache_store *open_spec(const char *spec)
+{
+    acache_store *s = NULL;
+    acache_status st = acache_open(spec, &s);
+    if (st != ACACHE_OK)
+        fail_msg("acache_open(%s): %s", spec, acache_last_error());
+    return s;
+}
+
+static acache_store *open_remote(const fixture *f, const char *opts)
+{
+    char spec[512];
+    spec_for(f, f->k, f->k == REDIS ? S.redis : S.nginx, opts, spec, sizeof spec);
+    return open_spec(spec);
+}
+
+/* disk:dir, then the remote. */
+static acache_store *tiered(const char *dir, acache_store *remote)
+{
+    acache_store *stores[2] = { tu_open_disk(dir, ""), remote }, *t = NULL;
+    assert_int_equal(acache_tiers(stores, 2, &t), ACACHE_OK);
+    return t;
+}
+
+static acache_remote_info info_of(acache_store *s)
+{
+    acache_remote_info info;
+    assert_int_equal(acache_remotes(s, &info, 1), 1);
+    return info;
+}
+
+static redisContext *redis_conn(void)
+{
+    struct timeval tv = { 5, 0 };
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", S.redis, tv);
+    assert_non_null(c);
+    assert_int_equal(c->err, 0);
+    return c;
+}
+
+/* Path of a value in nginx's root. */
+static void http_path(const fixture *f, const char *ns, const char *hex, char *out, size_t size)
+{
+    snprintf(out, size, "%s/cache/%s/%s/%s", S.nginx_root, f->prefix, ns, hex);
+}
+
+/* Sets a value on the remote behind acache's back. */
+static void raw_set(const fixture *f, const char *ns, const acache_id *id, const void *data,
+                    size_t len)
+{
+    char hex[ACACHE_ID_HEX_SIZE];
+    acache_id_to_hex(id, hex);
+    if (f->k == REDIS) {
+        redisContext *c = redis_conn();
+        redisReply *r = redisCommand(c, "SET %s:%s:%s %b", f->prefix, ns, hex, data, len);
+        assert_non_null(r);
+        freeReplyObject(r);
+        redisFree(c);
+    } else {
+        char path[PATH_MAX], dir[PATH_MAX];
+        http_path(f, ns, hex, path, sizeof path);
+        snprintf(dir, sizeof dir, "%s/cache/%s/%s", S.nginx_root, f->prefix, ns);
+        char cmd[PATH_MAX + 16];
+        snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
+        assert_int_equal(system(cmd), 0);
+        tu_write_file(path, data, len);
+    }
+}
+
+/* Length of a value on the remote, or -1 if it has none. */
+static long raw_len(const fixture *f, const char *ns, const acache_id *id)
+{
+    char hex[ACACHE_ID_HEX_SIZE];
+    acache_id_to_hex(id, hex);
+    if (f->k == REDIS) {
+        redisContext *c = redis_conn();
+        redisReply *r = redisCommand(c, "EXISTS %s:%s:%s", f->prefix, ns, hex);
+        long exists = r ? (long)r->integer : 0;
+        freeReplyObject(r);
+        r = redisCommand(c, "STRLEN %s:%s:%s", f->prefix, ns, hex);
+        long len = r ? (long)r->integer : -1;
+        freeReplyObject(r);
+        redisFree(c);
+        return exists ? len : -1;
+    }
+    char path[PATH_MAX];
+    http_path(f, ns, hex, path, sizeof path);
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (long)sb.st_size : -1;
+}
+
+/* Number of values this test has on the remote. */
+static size_t raw_count(const fixture *f)
+{
+    if (f->k == REDIS) {
+        redisContext *c = redis_conn();
+        redisReply *r = redisCommand(c, "KEYS %s:*", f->prefix);
+        size_t n = r ? r->elements : 0;
+        freeReplyObject(r);
+        redisFree(c);
+        return n;
+    }
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/cache/%s", S.nginx_root, f->prefix);
+    return tu_count_files(dir, "");
+}
+
+static void put_bytes(acache_store *s, uint32_t n, size_t size, acache_id *out)
+{
+    unsigned char *buf = malloc(size ? size : 1);
+    tu_fill(buf, size, n);
+    acache_id action = tu_id(n);
+    assert_int_equal(acache_put(s, &action, buf, size, out), ACACHE_OK);
+    free(buf);
+}
+
+static void expect_bytes(acache_store *s, uint32_t n, size_t size)
+{
+    unsigned char *buf = malloc(size ? size : 1);
+    tu_fill(buf, size, n);
+    acache_id action = tu_id(n);
+    acache_result r;
+    acache_status st = acache_get(s, &action, ACACHE_GET_DATA, &r);
+    if (st != ACACHE_OK)
+        fail_msg("get %u: %s: %s", n, acache_status_str(st), acache_last_error());
+    assert_int_equal(r.size, size);
+    assert_memory_equal(r.data, buf, size);
+    acache_result_release(&r);
+    free(buf);
+}
+
+/* Log lines the library sent. */
+static atomic_int log_count;
+static char log_last[1024];
+
+static void log_capture(void *ctx, const char *msg)
+{
+    (void)ctx;
+    atomic_fetch_add(&log_count, 1);
+    snprintf(log_last, sizeof log_last, "%s", msg);
+}
+
+static void capture_logs(void)
+{
+    atomic_store(&log_count, 0);
+    log_last[0] = '\0';
+    acache_set_log(log_capture, NULL);
+}
+
+/* Gets of ids [first, first + n) through t: every one a miss. */
+static void expect_misses(acache_store *t, uint32_t first, uint32_t n)
+{
+    for (uint32_t i = first; i < first + n; i++) {
+        acache_id action = tu_id(i);
+        acache_result res;
+        assert_int_equal(acache_get(t, &action, 0, &res), ACACHE_MISS);
+    }
+}
+
+/* The remote of t is switched off, says why (reason names `why`), and one
+ * line went to the log; failures counted, unless 0 is passed. */
+static acache_remote_info expect_switched_off(acache_store *t, uint64_t failures, const char *why)
+{
+    acache_remote_info info = info_of(t);
+    assert_int_equal(info.switched_off, 1);
+    if (failures)
+        assert_int_equal(info.failures, failures);
+    if (!strstr(info.reason, why))
+        fail_msg("reason '%s' does not say '%s'", info.reason, why);
+    assert_int_equal(log_count, 1);
+    assert_non_null(strstr(log_last, "switched off for the rest of this process"));
+    return info;
+}
+
+/* ------------------------------------------------------------------ */
+/* Round trips                                                          */
+
+/* The remote alone: sizes around every boundary (empty, shorter than the
+ * frame magic, one Redis chunk and more), raw bytes that look like a frame,
+ * missing entries, delete. */
+static void test_roundtrip(void **state)
+{
+    fixture *f = *state;
+    acache_store *r = open_remote(f, "");
+    const size_t sizes[] = { 0, 1, 7, 1000, (4u << 20) + 123 };
+    for (uint32_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        acache_id out;
+        put_bytes(r, 100 + i, sizes[i], &out);
+        expect_bytes(r, 100 + i, sizes[i]);
+        assert_int_equal(raw_len(f, "cas", &out), (long)sizes[i]);
+    }
+    unsigned char magic[64] = { 0x89, 'A', 'C', 'A', 'C', 'H', 'E', 0x1a };
+    acache_id action = tu_id(200), out;
+    assert_int_equal(acache_put(r, &action, magic, sizeof magic, &out), ACACHE_OK);
+    acache_result res;
+    assert_int_equal(acache_get(r, &action, ACACHE_GET_DATA, &res), ACACHE_OK);
+    assert_memory_equal(res.data, magic, sizeof magic);
+    assert_string_equal(res.path, "");
+    acache_result_release(&res);
+
+    action = tu_id(999);
+    assert_int_equal(acache_get(r, &action, 0, &res), ACACHE_MISS);
+    action = tu_id(100);
+    assert_int_equal(acache_get(r, &action, ACACHE_GET_LOCAL, &res), ACACHE_MISS);
+    assert_int_equal(acache_delete(r, &action), ACACHE_OK);
+    assert_int_equal(acache_get(r, &action, 0, &res), ACACHE_MISS);
+    acache_remote_info info = info_of(r);
+    assert_int_equal(info.failures, 0);
+    assert_int_equal(info.rejected, 0);
+    assert_int_equal(info.switched_off, 0);
+    acache_close(r);
+}
+
+/* What one machine stores, another with an empty disk store gets from the
+ * remote: the answer is a path in its own store, and the next get stays
+ * local. */
+static void test_tiered_serves_from_remote(void **state)
+{
+    fixture *f = *state;
+    acache_store *a = tiered(f->dir1, open_remote(f, ""));
+    for (uint32_t i = 0; i < 20; i++)
+        put_bytes(a, i, 1000 * i, NULL);
+    acache_flush(a);
+    acache_remote_info info = info_of(a);
+    assert_int_equal(info.uploads, 20);
+    assert_int_equal(info.dropped, 0);
+    assert_int_equal(info.pending, 0);
+    acache_close(a);
+
+    acache_store *b = tiered(f->dir2, open_remote(f, ""));
+    acache_id action = tu_id(3);
+    acache_result res;
+    assert_int_equal(acache_get(b, &action, ACACHE_GET_LOCAL, &res), ACACHE_MISS);
+    for (uint32_t i = 0; i < 20; i++) {
+        action = tu_id(i);
+        assert_int_equal(acache_get(b, &action, 0, &res), ACACHE_OK);
+        assert_int_equal(strncmp(res.path, f->dir2, strlen(f->dir2)), 0);
+        assert_int_equal(res.size, 1000 * i);
+        expect_bytes(b, i, 1000 * i);
+    }
+    info = info_of(b);
+    assert_int_equal(info.hits, 20);
+    /* Now local: found without the remote. */
+    action = tu_id(5);
+    assert_int_equal(acache_get(b, &action, ACACHE_GET_LOCAL, &res), ACACHE_OK);
+    acache_close(b);
+    acache_store *local = tu_open_disk(f->dir2, "");
+    assert_int_equal(acache_get(local, &action, 0, &res), ACACHE_OK);
+    acache_close(local);
+}
+
+/* Behind a memory tier and a disk tier: the hit lands in the disk tier
+ * (the one with files), is copied up into memory, and keeps the time it
+ * was first stored, which `go clean -testcache` compares against. */
+static void test_three_tiers(void **state)
+{
+    fixture *f = *state;
+    acache_store *a = tiered(f->dir1, open_remote(f, ""));
+    put_bytes(a, 1, 4096, NULL);
+    acache_id action = tu_id(1);
+    acache_result first;
+    assert_int_equal(acache_get(a, &action, 0, &first), ACACHE_OK);
+    acache_close(a);
+    usleep(20000);
+
+    acache_store *mem = NULL;
+    assert_int_equal(acache_open("mem:?max-size=8M", &mem), ACACHE_OK);
+    acache_store *stores[3] = { mem, tu_open_disk(f->dir2, ""), open_remote(f, "") }, *t = NULL;
+    assert_int_equal(acache_tiers(stores, 3, &t), ACACHE_OK);
+    acache_result res;
+    assert_int_equal(acache_get(t, &action, ACACHE_GET_DATA, &res), ACACHE_OK);
+    assert_int_equal(strncmp(res.path, f->dir2, strlen(f->dir2)), 0);
+    assert_int_equal(res.time_ns, first.time_ns);
+    unsigned char want[4096];
+    tu_fill(want, sizeof want, 1);
+    assert_memory_equal(res.data, want, sizeof want);
+    acache_result_release(&res);
+    /* Now in memory: answered there, without the remote. */
+    assert_int_equal(acache_get(t, &action, ACACHE_GET_LOCAL | ACACHE_GET_DATA, &res), ACACHE_OK);
+    assert_string_equal(res.path, "");
+    acache_result_release(&res);
+    assert_int_equal(info_of(t).hits, 1);
+    acache_close(t);
+}
+
+/* Gets of different ids from many threads at once. */
+typedef struct par_arg {
+    acache_store *s;
+    uint32_t first;
+    atomic_int *ok;
+} par_arg;
+
+static void *par_get(void *arg)
+{
+    par_arg *p = arg;
+    for (uint32_t i = p->first; i < p->first + 25; i++) {
+        acache_id action = tu_id(i);
+        acache_result res;
+        if (acache_get(p->s, &action, 0, &res) == ACACHE_OK && res.size == 3000 + i)
+            atomic_fetch_add(p->ok, 1);
+    }
+    return NULL;
+}
+
+static void test_parallel_gets(void **state)
+{
+    fixture *f = *state;
+    acache_store *a = tiered(f->dir1, open_remote(f, ""));
+    for (uint32_t i = 0; i < 200; i++)
+        put_bytes(a, 1000 + i, 3000 + 1000 + i, NULL);
+    acache_close(a);
+    acache_store *b = tiered(f->dir2, open_remote(f, ""));
+    pthread_t th[8];
+    par_arg args[8];
+    atomic_int ok = 0;
+    for (int i = 0; i < 8; i++) {
+        args[i] = (par_arg){ b, 1000 + 25 * (uint32_t)i, &ok };
+        pthread_create(&th[i], NULL, par_get, &args[i]);
+    }
+    for (int i = 0; i < 8; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(ok, 200);
+    assert_int_equal(info_of(b).hits, 200);
+    assert_int_equal(info_of(b).failures, 0);
+    acache_close(b);
+}
+
+/* ------------------------------------------------------------------ */
+/* What a remote holds is not trusted                                   */
+
+/* Wrong bytes under a valid name are never served, counted, and removed
+ * (so that the next upload can replace them) unless read-only. */
+static void test_poisoned_object(void **state)
+{
+    fixture *f = *state;
+    acache_store *a = tiered(f->dir1, open_remote(f, ""));
+    acache_id out1, out2;
+    put_bytes(a, 1, 5000, &out1);
+    put_bytes(a, 2, 5000, &out2);
+    acache_close(a);
+    unsigned char bad[5000];
+    tu_fill(bad, sizeof bad, 77);
+    raw_set(f, "cas", &out1, bad, sizeof bad);
+    raw_set(f, "cas", &out2, bad, sizeof bad);
+
+    acache_store *b = tiered(f->dir2, open_remote(f, "mode=ro"));
+    acache_id action = tu_id(2);
+    acache_result res;
+    assert_int_equal(acache_get(b, &action, 0, &res), ACACHE_MISS);
+    assert_int_equal(acache_get(b, &action, ACACHE_GET_DATA, &res), ACACHE_MISS);
+    assert_int_equal(info_of(b).rejected, 2);
+    assert_int_equal(info_of(b).hits, 0);
+    assert_int_equal(raw_len(f, "cas", &out2), 5000); /* read-only: left alone */
+    acache_close(b);
+
+    b = tiered(f->dir2, open_remote(f, ""));
+    action = tu_id(1);
+    assert_int_equal(acache_get(b, &action, 0, &res), ACACHE_MISS);
+    assert_int_equal(info_of(b).rejected, 1);
+    assert_int_equal(info_of(b).failures, 0);
+    assert_int_equal(raw_len(f, "cas", &out1), -1); /* removed */
+    acache_stats st;
+    acache_get_stats(b, &st);
+    assert_int_equal(st.hits, 0);
+    acache_close(b);
+    /* Nothing reached the local store. */
+    acache_store *local = tu_open_disk(f->dir2, "");
+    assert_int_equal(acache_get(local, &action, 0, &res), ACACHE_MISS);
+    acache_close(local);
+
+    /* The remote alone does the same check. */
+    acache_store *r = open_remote(f, "mode=ro");
+    action = tu_id(2);
+    assert_int_equal(acache_get(r, &action, ACACHE_GET_DATA, &res), ACACHE_MISS);
+    acache_close(r);
+    /* A fresh upload replaces the removed object. */
+    a = tiered(f->dir1, open_remote(f, ""));
+    action = tu_id(1);
+    acache_store *one = tu_open_disk(f->dir1, "");
+    assert_int_equal(acache_delete(one, &action), ACACHE_OK);
+    acache_close(one);
+    put_bytes(a, 1, 5000, NULL);
+    acache_close(a);
+    b = tiered(f->dir2, open_remote(f, ""));
+    expect_bytes(b, 1, 5000);
+    acache_close(b);
+}
+
+/* A record that is not ours, or names an object the remote lost. */
+static void test_bad_records(void **state)
+{
+    fixture *f = *state;
+    acache_id action = tu_id(1);
+    raw_set(f, "ac", &action, "garbage, not a record", 21);
+    unsigned char big[4000];
+    tu_fill(big, sizeof big, 1);
+    acache_id action2 = tu_id(2);
+    raw_set(f, "ac", &action2, big, sizeof big);
+    acache_store *b = tiered(f->dir2, open_remote(f, ""));
+    acache_result res;
+    assert_int_equal(acache_get(b, &action, 0, &res), ACACHE_MISS);
+    assert_int_equal(acache_get(b, &action2, 0, &res), ACACHE_MISS);
+    assert_int_equal(info_of(b).rejected, 2);
+    acache_close(b);
+
+    acache_store *a = tiered(f->dir1, open_remote(f, ""));
+    acache_id out;
+    put_bytes(a, 3, 100, &out);
+    acache_close(a);
+    char hex[ACACHE_ID_HEX_SIZE];
+    acache_id_to_hex(&out, hex);
+    if (f->k == REDIS) {
+        redisContext *c = redis_conn();
+        freeReplyObject(redisCommand(c, "DEL %s:cas:%s", f->prefix, hex));
+        redisFree(c);
+    } else {
+        char path[PATH_MAX];
+        http_path(f, "cas", hex, path, sizeof path);
+        assert_int_equal(unlink(path), 0);
+    }
+    b = tiered(f->dir2, open_remote(f, ""));
+    action = tu_id(3);
+    assert_int_equal(acache_get(b, &action, 0, &res), ACACHE_MISS);
+    assert_int_equal(info_of(b).misses, 1);
+    assert_int_equal(info_of(b).rejected, 0);
+    acache_close(b);
+}
+
+static void write_key(const char *dir, const char *name, const char *key, char *path, size_t size)
+{
+    snprintf(path, size, "%s/%s", dir, name);
+    tu_write_file(path, key, strlen(key));
+}
+
+/* A get of action from an empty disk store in front of the remote opened
+ * with opts; rejected receives the remote's count of refused entries. */
+static acache_status fresh_get(fixture *f, const char *opts, const acache_id *action,
+                               uint64_t *rejected)
+{
+    acache_result res;
+    tu_rmtree(f->dir2);
+    acache_store *b = tiered(f->dir2, open_remote(f, opts));
+    acache_status st = acache_get(b, action, 0, &res);
+    *rejected = info_of(b).rejected;
+    acache_close(b);
+    return st;
+}
+
+/* With a key, records must carry its signature; objects need none. */
+static void test_signed_records(void **state)
+{
+    fixture *f = *state;
+    char k1[PATH_MAX], k2[PATH_MAX], shortk[PATH_MAX], opts1[PATH_MAX + 16], opts[PATH_MAX + 16];
+    uint64_t rejected;
+    write_key(f->dir1, "k1", "first-secret-key-0123456789\n", k1, sizeof k1);
+    write_key(f->dir1, "k2", "second-secret-key-0123456789", k2, sizeof k2);
+    write_key(f->dir1, "short", "tooshort\n", shortk, sizeof shortk);
+    snprintf(opts1, sizeof opts1, "key-file=%s", k1);
+
+    /* Unsigned writer, keyed reader: refused. */
+    acache_store *a = tiered(f->dir1, open_remote(f, ""));
+    put_bytes(a, 1, 100, NULL);
+    acache_close(a);
+    acache_id action = tu_id(1);
+    assert_int_equal(fresh_get(f, opts1, &action, &rejected), ACACHE_MISS);
+    assert_int_equal(rejected, 1);
+
+    /* Signed writer (key from the environment): the same key reads it, a
+     * reader without a key reads it, another key does not. */
+    setenv("ACACHE_REMOTE_KEY_FILE", k1, 1);
+    a = tiered(f->dir1, open_remote(f, ""));
+    unsetenv("ACACHE_REMOTE_KEY_FILE");
+    put_bytes(a, 2, 100, NULL);
+    acache_close(a);
+    action = tu_id(2);
+    assert_int_equal(fresh_get(f, opts1, &action, &rejected), ACACHE_OK);
+    assert_int_equal(fresh_get(f, "", &action, &rejected), ACACHE_OK);
+    snprintf(opts, sizeof opts, "key-file=%s", k2);
+    assert_int_equal(fresh_get(f, opts, &action, &rejected), ACACHE_MISS);
+    assert_int_equal(rejected, 1);
+
+    /* A signed record copied under another action's name: refused. */
+    if (f->k == REDIS) {
+        char hex[ACACHE_ID_HEX_SIZE], mhex[ACACHE_ID_HEX_SIZE];
+        acache_id moved = tu_id(3);
+        acache_id_to_hex(&action, hex);
+        acache_id_to_hex(&moved, mhex);
+        redisContext *c = redis_conn();
+        redisReply *rep = redisCommand(c, "GET %s:ac:%s", f->prefix, hex);
+        assert_int_equal(rep->type, REDIS_REPLY_STRING);
+        freeReplyObject(redisCommand(c, "SET %s:ac:%s %b", f->prefix, mhex, rep->str, rep->len));
+        freeReplyObject(rep);
+        redisFree(c);
+        assert_int_equal(fresh_get(f, opts1, &moved, &rejected), ACACHE_MISS);
+        assert_int_equal(rejected, 1);
+    }
+
+    /* A key file that is too short, or missing, is refused at open. */
+    char spec[PATH_MAX + 200];
+    snprintf(opts, sizeof opts, "key-file=%s", shortk);
+    spec_for(f, f->k, 1, opts, spec, sizeof spec);
+    acache_store *s = NULL;
+    assert_int_equal(acache_open(spec, &s), ACACHE_EINVAL);
+    assert_non_null(strstr(acache_last_error(), "at least"));
+    snprintf(opts, sizeof opts, "key-file=%s/none", f->dir1);
+    spec_for(f, f->k, 1, opts, spec, sizeof spec);
+    assert_true(acache_open(spec, &s) < 0);
+}
+
+/* mode=ro writes nothing, not even when it finds bad bytes; mode=wo
+ * uploads but never asks. */
+static void test_modes(void **state)
+{
+    fixture *f = *state;
+    acache_store *a = tiered(f->dir1, open_remote(f, "mode=ro"));
+    for (uint32_t i = 0; i < 5; i++)
+        put_bytes(a, i, 500, NULL);
+    acache_id action = tu_id(0);
+    assert_int_equal(acache_delete(a, &action), ACACHE_OK); /* local only */
+    acache_flush(a);
+    acache_remote_info info = info_of(a);
+    assert_int_equal(info.writable, 0);
+    assert_int_equal(info.uploads, 0);
+    assert_int_equal(info.dropped, 0);
+    acache_close(a);
+    assert_int_equal(raw_count(f), 0);
+    acache_store *r = open_remote(f, "mode=ro");
+    assert_int_equal(acache_put(r, &action, "x", 1, NULL), ACACHE_EINVAL);
+    acache_close(r);
+
+    a = tiered(f->dir1, open_remote(f, "mode=wo"));
+    put_bytes(a, 10, 500, NULL);
+    acache_close(a);
+    assert_int_equal(raw_count(f), 2);
+    acache_store *b = tiered(f->dir2, open_remote(f, "mode=wo"));
+    action = tu_id(10);
+    acache_result res;
+    assert_int_equal(acache_get(b, &action, 0, &res), ACACHE_MISS);
+    assert_int_equal(info_of(b).misses, 0); /* never asked */
+    acache_close(b);
+    b = tiered(f->dir2, open_remote(f, "mode=ro"));
+    assert_int_equal(acache_get(b, &action, 0, &res), ACACHE_OK);
+    acache_close(b);
+    assert_int_equal(raw_count(f), 2);
+}
+
+/* compress=zstd stores less; every reader takes both forms. */
+static void test_compression(void **state)
+{
+    fixture *f = *state;
+    size_t size = 200000;
+    unsigned char *text = malloc(size);
+    for (size_t i = 0; i < size; i++)
+        text[i] = (unsigned char)"compressible text, compressible text\n"[i % 37];
+    acache_id a1 = tu_id(1), a2 = tu_id(2), o1, o2;
+    acache_store *zw = tiered(f->dir1, open_remote(f, "compress=zstd:5"));
+    assert_int_equal(acache_put(zw, &a1, text, size, &o1), ACACHE_OK);
+    put_bytes(zw, 3, 100000, NULL); /* random bytes: stored raw */
+    acache_close(zw);
+    text[0] = 'X';
+    acache_store *rw = tiered(f->dir1, open_remote(f, ""));
+    assert_int_equal(acache_put(rw, &a2, text, size, &o2), ACACHE_OK);
+    acache_close(rw);
+    assert_true(raw_len(f, "cas", &o1) < (long)size / 10);
+    assert_int_equal(raw_len(f, "cas", &o2), (long)size);
+
+    /* A plain reader and a compressing reader both read both. */
+    const char *readers[] = { "", "compress=zstd" };
+    for (int i = 0; i < 2; i++) {
+        tu_rmtree(f->dir2);
+        acache_store *b = tiered(f->dir2, open_remote(f, readers[i]));
+        acache_result res;
+        assert_int_equal(acache_get(b, &a1, ACACHE_GET_DATA, &res), ACACHE_OK);
+        assert_int_equal(res.size, size);
+        assert_int_equal(((const unsigned char *)res.data)[0], 'c');
+        assert_memory_equal((const unsigned char *)res.data + 1, text + 1, size - 1);
+        acache_result_release(&res);
+        assert_int_equal(acache_get(b, &a2, ACACHE_GET_DATA, &res), ACACHE_OK);
+        assert_memory_equal(res.data, text, size);
+        acache_result_release(&res);
+        expect_bytes(b, 3, 100000);
+        assert_int_equal(info_of(b).rejected, 0);
+        acache_close(b);
+    }
+    free(text);
+}
+
+/* An object over max-object is neither uploaded nor fetched. */
+static void test_max_object(void **state)
+{
+    fixture *f = *state;
+    acache_store *a = tiered(f->dir1, open_remote(f, "max-object=1K"));
+    put_bytes(a, 1, 2048, NULL);
+    put_bytes(a, 2, 512, NULL);
+    acache_flush(a);
+    assert_int_equal(info_of(a).dropped, 1);
+    assert_int_equal(info_of(a).uploads, 1);
+    acache_close(a);
+    a = tiered(f->dir1, open_remote(f, ""));
+    acache_id action = tu_id(1);
+    acache_store *one = tu_open_disk(f->dir1, "");
+    assert_int_equal(acache_delete(one, &action), ACACHE_OK);
+    acache_close(one);
+    put_bytes(a, 1, 2048, NULL);
+    acache_close(a);
+    acache_store *b = tiered(f->dir2, open_remote(f, "max-object=1K"));
+    acache_result res;
+    assert_int_equal(acache_get(b, &action, 0, &res), ACACHE_MISS);
+    expect_bytes(b, 2, 512);
+    acache_close(b);
+}
+
+/* ------------------------------------------------------------------ */
+/* Dead, hanging, failing, killed                                       */
+
+/* Nothing listens: each call fails at once; after `failures` in a row
+ * the remote is off, with one log line, and later calls cost nothing. */
+static void test_dead_remote_switched_off(void **state)
+{
+    fixture *f = *state;
+    char spec[512];
+    capture_logs();
+    spec_for(f, f->k, S.dead, "failures=3&timeout=2s", spec, sizeof spec);
+    double t0 = now_s();
+    acache_store *t = tiered(f->dir1, open_spec(spec));
+    expect_misses(t, 0, 3);
+    acache_remote_info info = expect_switched_off(t, 3, "3 consecutive failures");
+    assert_non_null(strstr(log_last, "127.0.0.1"));
+    acache_result res;
+    for (uint32_t i = 10; i < 100; i++) {
+        acache_id action = tu_id(i);
+        assert_int_equal(acache_get(t, &action, 0, &res), ACACHE_MISS);
+        put_bytes(t, i, 100, NULL); /* the local store takes it */
+        assert_int_equal(acache_get(t, &action, 0, &res), ACACHE_OK);
+    }
+    info = info_of(t);
+    assert_int_equal(info.failures, 3);
+    assert_int_equal(info.dropped, 90);
+    assert_int_equal(log_count, 1);
+    acache_close(t);
+    assert_true(now_s() - t0 < 5.0);
+}
+
+/* Accepts and never answers: every call ends at its timeout; the remote
+ * is switched off after three; puts return at once and close drops what
+ * is left when flush-timeout runs out. */
+static void test_hanging_remote(void **state)
+{
+    fixture *f = *state;
+    char spec[512];
+    capture_logs();
+    spec_for(f, f->k, S.hang, "timeout=200ms&flush-timeout=300ms", spec, sizeof spec);
+    acache_store *t = tiered(f->dir1, open_spec(spec));
+    double t0 = now_s();
+    for (uint32_t i = 0; i < 10; i++)
+        put_bytes(t, i, 1000, NULL);
+    assert_true(now_s() - t0 < 1.0); /* puts do not wait for the remote */
+    t0 = now_s();
+    expect_misses(t, 100, 10);
+    double gets = now_s() - t0;
+    /* At most a few timeouts before it is switched off (the uploads may
+     * have failed first). */
+    assert_true(gets < 1.5);
+    expect_switched_off(t, 0, "consecutive failures");
+    t0 = now_s();
+    acache_close(t);
+    assert_true(now_s() - t0 < 1.5);
+}
+
+/* A full queue drops (and counts) rather than blocks; a flush that runs out
+ * of time drops the rest. */
+static void test_queue_full_and_flush_deadline(void **state)
+{
+    fixture *f = *state;
+    char spec[512];
+    spec_for(f, f->k, S.hang,
+             "timeout=300ms&failures=1000&upload-queue=2&flush-timeout=200ms", spec, sizeof spec);
+    acache_store *t = tiered(f->dir1, open_spec(spec));
+    double t0 = now_s();
+    for (uint32_t i = 0; i < 20; i++)
+        put_bytes(t, i, 1000, NULL);
+    assert_true(now_s() - t0 < 1.0);
+    acache_remote_info info = info_of(t);
+    assert_true(info.dropped >= 16);
+    assert_true(info.pending <= 4);
+    t0 = now_s();
+    acache_flush(t);
+    double took = now_s() - t0;
+    assert_true(took < 1.5);
+    info = info_of(t);
+    assert_int_equal(info.pending, 0);
+    assert_int_equal(info.dropped, 20);
+    assert_int_equal(info.uploads, 0);
+    assert_int_equal(info.switched_off, 0); /* failures=1000 */
+    acache_close(t);
+}
+
+/* The server answers PUT with 405: uploads are switched off, gets go on. */
+static void test_uploads_refused(void **state)
+{
+    fixture *f = *state;
+    (void)f;
+    char spec[512];
+    capture_logs();
+    /* nginx serves /readonly/ without WebDAV. Put an entry there by hand. */
+    acache_store *w = tiered(f->dir1, open_remote(f, ""));
+    put_bytes(w, 1, 300, NULL);
+    acache_close(w);
+    char cmd[3 * PATH_MAX];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s/readonly' && cp -r '%s/cache/%s/ac' '%s/cache/%s/cas' "
+             "'%s/readonly/'", S.nginx_root, S.nginx_root, f->prefix, S.nginx_root, f->prefix,
+             S.nginx_root);
+    assert_int_equal(system(cmd), 0);
+    snprintf(spec, sizeof spec, "http://127.0.0.1:%d/readonly", S.nginx);
+    acache_store *t = tiered(f->dir2, open_spec(spec));
+    for (uint32_t i = 10; i < 15; i++)
+        put_bytes(t, i, 100, NULL);
+    acache_flush(t);
+    acache_remote_info info = info_of(t);
+    assert_int_equal(info.uploads_off, 1);
+    assert_int_equal(info.switched_off, 0);
+    assert_int_equal(info.uploads, 0);
+    assert_int_equal(info.dropped, 5);
+    assert_int_equal(log_count, 1);
+    assert_non_null(strstr(log_last, "uploads switched off"));
+    assert_non_null(strstr(info.reason, "405"));
+    expect_bytes(t, 1, 300); /* gets still served */
+    acache_close(t);
+}
+
+/* 500 for everything: failures, then off. */
+static void test_server_errors(void **state)
+{
+    fixture *f = *state;
+    char spec[512];
+    capture_logs();
+    snprintf(spec, sizeof spec, "http://127.0.0.1:%d/broken", S.nginx);
+    acache_store *t = tiered(f->dir1, open_spec(spec));
+    expect_misses(t, 0, 5);
+    expect_switched_off(t, 3, "500");
+    acache_close(t);
+}
+
+/* A server that closes the connection while a large value is still being
+ * written: the writer gets EPIPE, which must be an error, never a SIGPIPE
+ * that kills the process (SIGPIPE is at its default in this test). */
+static void test_closed_mid_write(void **state)
+{
+    fixture *f = *state;
+    char spec[512];
+    spec_for(f, f->k, S.closer, "timeout=2s", spec, sizeof spec);
+    acache_store *r = open_spec(spec);
+    size_t size = 6u << 20;
+    unsigned char *buf = malloc(size);
+    tu_fill(buf, size, 5);
+    acache_id action = tu_id(1);
+    for (int i = 0; i < 3; i++)
+        assert_true(acache_put(r, &action, buf, size, NULL) < 0);
+    assert_true(info_of(r).failures >= 1);
+    free(buf);
+    acache_close(r);
+}
+
+/* Killed while in use: nothing fails, the remote goes off, close is quick. */
+typedef struct kill_arg {
+    acache_store *s;
+    atomic_bool *stop;
+    atomic_int *errors;
+    uint32_t base;
+} kill_arg;
+
+static void *kill_worker(void *arg)
+{
+    kill_arg *k = arg;
+    for (uint32_t i = 0; !atomic_load(k->stop) && i < 100000; i++) {
+        acache_id action = tu_id(k->base + i % 400);
+        acache_result res;
+        acache_status st = acache_get(k->s, &action, 0, &res);
+        if (st < 0)
+            atomic_fetch_add(k->errors, 1);
+        if (st == ACACHE_MISS) {
+            unsigned char buf[20000];
+            tu_fill(buf, sizeof buf, k->base + i);
+            if (acache_put(k->s, &action, buf, sizeof buf, NULL) != ACACHE_OK)
+                atomic_fetch_add(k->errors, 1);
+        }
+    }
+    return NULL;
+}
+
+static void test_killed_while_in_use(void **state)
+{
+    fixture *f = *state;
+    servers own;
+    servers_start(&own, f->k == REDIS ? "redis" : "nginx");
+    char spec[512];
+    capture_logs();
+    spec_for(f, f->k, f->k == REDIS ? own.redis : own.nginx, "timeout=500ms", spec, sizeof spec);
+    /* Fill the remote a bit, then work against it from an empty store. */
+    acache_store *a = tiered(f->dir1, open_spec(spec));
+    for (uint32_t i = 0; i < 200; i++)
+        put_bytes(a, 5000 + i, 20000, NULL);
+    acache_close(a);
+    acache_store *t = tiered(f->dir2, open_spec(spec));
+    atomic_bool stop = false;
+    atomic_int errors = 0;
+    pthread_t th[4];
+    kill_arg args[4];
+    for (int i = 0; i < 4; i++) {
+        args[i] = (kill_arg){ t, &stop, &errors, 5000 + 100 * (uint32_t)i };
+        pthread_create(&th[i], NULL, kill_worker, &args[i]);
+    }
+    usleep(100000);
+    servers_kill(&own, f->k == REDIS ? "redis" : "nginx");
+    usleep(500000);
+    atomic_store(&stop, true);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(errors, 0);
+    /* If the workers found everything locally by then, new ids reach it. */
+    for (uint32_t i = 9000; i < 9010 && !info_of(t).switched_off; i++) {
+        acache_id action = tu_id(i);
+        acache_result res;
+        assert_int_equal(acache_get(t, &action, 0, &res), ACACHE_MISS);
+    }
+    expect_switched_off(t, 0, "consecutive failures");
+    double t0 = now_s();
+    acache_close(t);
+    assert_true(now_s() - t0 < 2.0);
+    servers_stop(&own);
+}
+
+/* ------------------------------------------------------------------ */
+/* Redis specifics, specs                                               */
+
+static void test_redis_auth_and_unix(void **state)
+{
+    fixture *f = *state;
+    char spec[PATH_MAX + 200];
+    snprintf(spec, sizeof spec, "redis://:acache-test-pw@127.0.0.1:%d/2?prefix=%s", S.redisauth,
+             f->prefix);
+    acache_store *r = open_spec(spec);
+    put_bytes(r, 1, 100, NULL);
+    expect_bytes(r, 1, 100);
+    acache_remote_info info = info_of(r);
+    assert_null(strstr(info.name, "acache-test-pw"));
+    assert_non_null(strstr(info.name, ":***@127.0.0.1"));
+    acache_close(r);
+
+    capture_logs();
+    snprintf(spec, sizeof spec, "redis://:wrong@127.0.0.1:%d?prefix=%s&failures=1", S.redisauth,
+             f->prefix);
+    r = tiered(f->dir1, open_spec(spec));
+    expect_misses(r, 1, 1);
+    expect_switched_off(r, 1, "AUTH");
+    assert_null(strstr(log_last, ":wrong@"));
+    acache_close(r);
+
+    snprintf(spec, sizeof spec, "redis+unix://%s?prefix=%s&db=3", S.redis_sock, f->prefix);
+    r = open_spec(spec);
+    put_bytes(r, 2, 100000, NULL);
+    expect_bytes(r, 2, 100000);
+    acache_close(r);
+}
+
+static void test_specs(void **state)
+{
+    (void)state;
+    static const char *const good[] = {
+        "redis://127.0.0.1", "redis://localhost:6380/1", "redis://[::1]:6379/0",
+        "redis://user:pw@host:1/2?prefix=a&timeout=300ms&connect-timeout=1s",
+        "redis+unix:///run/redis.sock?db=1", "http://127.0.0.1:8080", "http://h/a/b/",
+        "https://u:p@h:8443/cache?mode=ro&compress=zstd:19&flush-timeout=0",
+        "http://h/c?failures=1&upload-queue=1&max-object=1G&mode=wo",
+    };
+    static const char *const bad[] = {
+        "redis:", "redis://", "redis://h:0", "redis://h:99999", "redis://h:x", "redis://h/x",
+        "redis://[::1", "redis+unix://relative.sock", "redis://h?prefix=", "redis://h?db=x",
+        "http:", "http://", "http:///x", "http://h/a?mode=rx", "http://h?compress=lz4",
+        "http://h?compress=zstd:99", "http://h?timeout=0", "http://h?timeout=5x",
+        "http://h?failures=0", "http://h?upload-queue=0", "http://h?max-object=0",
+        "http://h?flush-timeout=2h", "http://h?nosuch=1", "redis://h?key-file=/nonexistent",
+    };
+    double t0 = now_s();
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        acache_store *s = NULL;
+        acache_status st = acache_open(good[i], &s);
+        if (st != ACACHE_OK)
+            fail_msg("%s: %s", good[i], acache_last_error());
+        acache_close(s);
+    }
+    /* Opening touches no network: all of the above took no time. */
+    assert_true(now_s() - t0 < 0.5);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        acache_store *s = NULL;
+        if (acache_open(bad[i], &s) == ACACHE_OK)
+            fail_msg("%s was accepted", bad[i]);
+        assert_null(s);
+        assert_true(strlen(acache_last_error()) > 0);
+    }
+    acache_store *s = NULL;
+    assert_int_equal(acache_open("https://user:secret@h:1/c?mode=ro", &s), ACACHE_OK);
+    acache_remote_info info = info_of(s);
+    assert_string_equal(info.name, "https://user:***@h:1/c");
+    assert_int_equal(info.readable, 1);
+    assert_int_equal(info.writable, 0);
+    acache_close(s);
+    /* Not remotes. */
+    acache_store *m = NULL;
+    assert_int_equal(acache_open("mem:", &m), ACACHE_OK);
+    assert_int_equal(acache_remotes(m, NULL, 0), 0);
+    acache_flush(m);
+    acache_close(m);
+}
+
+#define BOTH(fn)                                                                    \
+    cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, &REDIS_K),         \
+        cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, &HTTP_K)
+#define ONE(fn, k) cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, &k)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        BOTH(test_roundtrip),
+        BOTH(test_tiered_serves_from_remote),
+        BOTH(test_three_tiers),
+        BOTH(test_parallel_gets),
+        BOTH(test_poisoned_object),
+        BOTH(test_bad_records),
+        BOTH(test_signed_records),
+        BOTH(test_modes),
+        BOTH(test_compression),
+        BOTH(test_max_object),
+        BOTH(test_dead_remote_switched_off),
+        BOTH(test_hanging_remote),
+        BOTH(test_queue_full_and_flush_deadline),
+        ONE(test_uploads_refused, HTTP_K),
+        ONE(test_server_errors, HTTP_K),
+        BOTH(test_closed_mid_write),
+        BOTH(test_killed_while_in_use),
+        ONE(test_redis_auth_and_unix, REDIS_K),
+        ONE(test_specs, REDIS_K),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
