@@ -49,7 +49,12 @@ cold, warm, log, cache = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3], sy
 text = open(log).read()
 m = re.search(r"(\d+) gets \((\d+) hits, (\d+) misses\)", text)
 gets, hits = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
-size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(cache) for f in fs)
+seen = {}  # objects are hard-linked from their actions: count each file once
+for d, _, fs in os.walk(cache):
+    for f in fs:
+        st = os.lstat(os.path.join(d, f))
+        seen[(st.st_dev, st.st_ino)] = st.st_size
+size = sum(seen.values())
 print()
 print(f"warm build: {hits} of {gets} gets were hits ({100.0 * hits / max(gets, 1):.1f}%)")
 print(f"time saved: {cold - warm:.2f} s of {cold:.2f} s ({100.0 * (cold - warm) / cold:.1f}%), "
