@@ -8,13 +8,15 @@
  *   fill     N entries of 64-191 bytes through acache_put (one object each)
  *   age      the first half made to look last used two hours ago
  *   gets     baseline: get-hits (flags 0, the GOCACHEPROG server's lookup)
- *            of random keys of the recent half, each timed
+ *            of random keys of the recent half, each timed, after as many
+ *            untimed to warm the caches
  *   idle     an explicit trim with nothing to evict (under max-size): what
  *            every automatic trim of a store in bounds costs
  *   auto     the automatic trim, for real: a handle with max-size at 60% of
  *            the store and trim-interval=0 puts one entry, which starts the
  *            background trim (lowest priority thread) down to 90% of that;
  *            the same gets run, timed, until it has finished
+ *   after    the baseline gets again, with no trim running
  *   full     an explicit full trim (ACACHE_TRIM_FULL): the whole store looked
  *            at, as `acache trim` does
  * Reported: time and rate of each phase; for each trim its duration, what
@@ -193,9 +195,11 @@ int main(int argc, char **argv)
     acache_store *s = NULL, *a = NULL;
     latencies base = { calloc(MAX_SAMPLES, sizeof(uint32_t)), 0, 0, 0 };
     latencies during = { calloc(MAX_SAMPLES, sizeof(uint32_t)), 0, 0, 0 };
+    latencies after = { calloc(MAX_SAMPLES, sizeof(uint32_t)), 0, 0, 0 };
+    latencies warm = { calloc(MAX_SAMPLES, sizeof(uint32_t)), 0, 0, 0 };
     unsigned char buf[256];
     snprintf(spec, sizeof spec, "disk:%s?trim-interval=off", dir);
-    if (!base.ns || !during.ns || acache_open(spec, &s) != ACACHE_OK) {
+    if (!base.ns || !during.ns || !after.ns || !warm.ns || acache_open(spec, &s) != ACACHE_OK) {
         fprintf(stderr, "bench_trim: cannot open %s: %s\n", spec, acache_last_error());
         goto out;
     }
@@ -239,13 +243,13 @@ int main(int argc, char **argv)
     printf("store    %" PRIu64 " entries, %" PRIu64 " objects, %.1f MiB\n", c.entries, c.objects,
            (double)size / 1048576.0);
     if (fill_only) {
-        acache_close(s);
-        free(base.ns);
-        free(during.ns);
-        return 0;
+        rc = 0;
+        goto out;
     }
 
-    /* baseline gets */
+    /* baseline gets, after as many to warm the caches */
+    for (uint64_t i = 0; i < gets; i++)
+        timed_get(s, n, &warm);
     t0 = now_ns();
     for (uint64_t i = 0; i < gets; i++) {
         if (!timed_get(s, n, &base)) {
@@ -304,6 +308,8 @@ int main(int argc, char **argv)
            c.last_trim_entries_removed ? (double)c.last_trim_files_examined / (double)c.last_trim_entries_removed : 0.0);
     acache_close(a);
     a = NULL;
+    for (uint64_t i = 0; i < gets; i++)
+        timed_get(s, n, &after);
 
     /* full trim */
     o = (acache_trim_options)ACACHE_TRIM_OPTIONS_INIT;
@@ -314,12 +320,18 @@ int main(int argc, char **argv)
 
     qsort(base.ns, base.n, sizeof *base.ns, cmp_u32);
     qsort(during.ns, during.n, sizeof *during.ns, cmp_u32);
+    qsort(after.ns, after.n, sizeof *after.ns, cmp_u32);
     double b50 = pct(&base, 0.5), b99 = pct(&base, 0.99), bmean = base.sum / (double)base.seen;
     double d50 = pct(&during, 0.5), d99 = pct(&during, 0.99), dmean = during.sum / (double)during.seen;
+    double a50 = pct(&after, 0.5), a99 = pct(&after, 0.99), amean = after.sum / (double)after.seen;
     printf("\nget-hit latency      p50        p99       mean      gets\n");
     printf("no trim        %8.0f ns %8.0f ns %8.0f ns %9zu\n", b50, b99, bmean, base.seen);
     printf("during trim    %8.0f ns %8.0f ns %8.0f ns %9zu\n", d50, d99, dmean, during.seen);
-    printf("ratio          %8.2fx   %8.2fx   %8.2fx\n", d50 / b50, d99 / b99, dmean / bmean);
+    printf("no trim, after %8.0f ns %8.0f ns %8.0f ns %9zu\n", a50, a99, amean, after.seen);
+    printf("during/before  %8.2fx   %8.2fx   %8.2fx\n", d50 / b50, d99 / b99, dmean / bmean);
+    printf("during/after   %8.2fx   %8.2fx   %8.2fx\n", d50 / a50, d99 / a99, dmean / amean);
+    /* The worse of the two no-trim baselines is not taken: the better one. */
+    b50 = a50 < b50 ? a50 : b50;
     printf("\ntarget: get-hit latency during a trim within %.0fx of without (p50): %.2fx %s\n",
            TARGET_GET_RATIO, d50 / b50, d50 / b50 <= TARGET_GET_RATIO ? "PASS" : "MISS");
     printf("idle trim: looked at %.2f%% of the store's %" PRIu64 " files (its sweep of a few shards "
@@ -335,6 +347,8 @@ out:
     acache_close(s);
     free(base.ns);
     free(during.ns);
+    free(after.ns);
+    free(warm.ns);
     if (!fill_only) {
         fprintf(stderr, "removing %s\n", dir);
         nftw(dir, rm_one, 64, FTW_DEPTH | FTW_PHYS);

@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SHARDS 256
@@ -50,6 +52,14 @@
 /* A trim that was stopped is taken up again after this long. */
 #define RETRY_NS (60 * SEC)
 #define HEXLEN (2 * ACACHE_ID_SIZE)
+/* The automatic trim works in bursts of BURST_NS. After each it looks at
+ * what the rest of the machine does: while other processes keep more than
+ * a quarter of a CPU busy, it rests BUSY_REST times as long as it worked
+ * (1% of one CPU: its share of the cores, caches, locks and disk the
+ * builds it serves use too); on an idle machine it goes on at once. */
+#define BURST_NS (2 * 1000000LL)
+#define BUSY_REST 99
+#define BUSY_CPUS 0.25
 
 /* What trim.state holds: the last trim, and where the next one goes on. */
 typedef struct trim_state {
@@ -82,6 +92,12 @@ typedef struct trim_run {
     /* Survivors of a full sweep: what the store holds afterwards. */
     int64_t seen_entries, seen_objects, seen_size;
     bool stopped;
+    int64_t burst_start;   /* automatic trims: when the current burst began */
+    unsigned calls;
+    int64_t look_ns;       /* when it last looked at the machine's load */
+    int64_t cpu_busy_ns;   /* the machine's busy CPU time then */
+    int64_t own_cpu_ns;    /* this thread's, then */
+    bool busy;             /* what it saw */
 } trim_run;
 
 /* A record met while listing a shard. */
@@ -190,10 +206,87 @@ static void state_write(disk *d, const trim_state *s)
 /* ------------------------------------------------------------------ */
 /* Removing things                                                      */
 
+/* CPU time all processors have spent busy since boot (/proc/stat), and
+ * this thread's; false if it cannot tell. */
+static bool cpu_times(int64_t *busy_ns, int64_t *own_ns)
+{
+    char buf[256];
+    unsigned long long v[8] = { 0 };
+    int fd = open("/proc/stat", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    /* cpu user nice system idle iowait irq softirq steal */
+    if (sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+               &v[4], &v[5], &v[6], &v[7]) != 8)
+        return false;
+    long hz = sysconf(_SC_CLK_TCK);
+    struct timespec ts;
+    if (hz <= 0 || clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+        return false;
+    unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+    *busy_ns = (int64_t)(busy * (SEC / (unsigned long long)hz));
+    *own_ns = (int64_t)ts.tv_sec * SEC + ts.tv_nsec;
+    return true;
+}
+
+/* Whether other processes keep the machine busy. /proc/stat counts in
+ * ticks (4-10 ms), so it looks over 50 ms at least; until then, the last
+ * answer stands. Before its first look it assumes busy. */
+static bool machine_busy(trim_run *t, int64_t now)
+{
+    int64_t busy, own;
+    if (t->look_ns && now - t->look_ns < 50 * 1000000LL)
+        return t->busy;
+    if (!cpu_times(&busy, &own))
+        return t->busy = true; /* cannot tell: assume the builds need it */
+    if (t->look_ns) {
+        int64_t others = (busy - t->cpu_busy_ns) - (own - t->own_cpu_ns);
+        t->busy = (double)others > BUSY_CPUS * (double)(now - t->look_ns);
+    } else {
+        t->busy = true;
+    }
+    t->look_ns = now;
+    t->cpu_busy_ns = busy;
+    t->own_cpu_ns = own;
+    return t->busy;
+}
+
+/* Rests after a burst of work (automatic trims) while the machine is busy,
+ * waking to look at the stop flag every 20 ms so that close never waits
+ * long. */
+static void pace(trim_run *t)
+{
+    int64_t now = fs_now_ns();
+    if (now - t->burst_start < BURST_NS)
+        return;
+    if (!machine_busy(t, now)) {
+        t->burst_start = now;
+        return;
+    }
+    int64_t rest = (now - t->burst_start) * BUSY_REST;
+    if (rest > 500 * 1000000LL)
+        rest = 500 * 1000000LL; /* a burst the thread was preempted in */
+    for (int64_t slept = 0; slept < rest; slept += 20000000LL) {
+        if (atomic_load_explicit(t->p->stop, memory_order_relaxed))
+            break;
+        struct timespec ts = { 0, rest - slept < 20000000LL ? rest - slept : 20000000LL };
+        nanosleep(&ts, NULL);
+    }
+    t->burst_start = fs_now_ns();
+}
+
+/* Checked before every file: a stop asked for (close), and the pace of an
+ * automatic trim. */
 static bool stopping(trim_run *t)
 {
     if (!t->stopped && t->p->stop && atomic_load_explicit(t->p->stop, memory_order_relaxed))
         t->stopped = true;
+    if (!t->stopped && t->p->automatic && (++t->calls & 63) == 0)
+        pace(t);
     return t->stopped;
 }
 
@@ -607,7 +700,7 @@ static void trim_locked(disk *d, const trim_params *p, acache_trim_report *r)
     size_t cap = 0;
     trim_state st;
     trim_run t = { .d = d, .p = p, .r = r, .dry = p->flags & ACACHE_TRIM_DRY_RUN };
-    t.now = fs_now_ns();
+    t.now = t.burst_start = fs_now_ns();
     /* A use is recorded at most every DISK_REFRESH_NS: what was used within
      * the grace period may look that much older. Grace 0 keeps nothing. */
     t.protect_from = p->grace_ns > 0 ? t.now - p->grace_ns - DISK_REFRESH_NS : t.now + 1;
@@ -694,11 +787,16 @@ int disk_trim_lock(disk *d, bool wait)
 static void *auto_trim_main(void *arg)
 {
     disk *d = arg;
-    /* Below the builds it serves: the lowest CPU and I/O priority of the
-     * best-effort class, for this thread only. */
+    /* Below the builds it serves, for this thread only: it runs when a CPU
+     * has nothing else to do (SCHED_IDLE; else the lowest nice), and its
+     * I/O when the disk has nothing else to do (the idle class; else the
+     * lowest best-effort priority). */
     pid_t tid = (pid_t)syscall(SYS_gettid);
-    setpriority(PRIO_PROCESS, (id_t)tid, 19);
-    syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, tid, (2 << 13) | 7 /* BE, 7 */);
+    struct sched_param sp = { 0 };
+    if (sched_setscheduler(tid, SCHED_IDLE, &sp) != 0)
+        setpriority(PRIO_PROCESS, (id_t)tid, 19);
+    if (syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, tid, 3 << 13 /* IDLE */) != 0)
+        syscall(SYS_ioprio_set, 1, tid, (2 << 13) | 7 /* BE, 7 */);
 
     int fd = disk_trim_lock(d, false);
     if (fd >= 0) {

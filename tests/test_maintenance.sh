@@ -124,6 +124,10 @@ run verify --dir "$D" 2>"$WORK/err" >/dev/null
 [ ! -s "$WORK/err" ] || fail "progress on a pipe: $(cat "$WORK/err")"
 script -qec "timeout 60 $A verify --dir $D" /dev/null >"$WORK/tty" </dev/null || fail "verify on a terminal"
 grep -q "acache: objects" "$WORK/tty" || fail "no progress on a terminal: $(cat -v "$WORK/tty")"
+script -qec "timeout 60 $A trim --dir $D" /dev/null >"$WORK/tty" </dev/null || fail "trim on a terminal"
+grep -q "acache: sweep" "$WORK/tty" || fail "no trim progress on a terminal: $(cat -v "$WORK/tty")"
+run trim --dir "$D" 2>"$WORK/err" >/dev/null
+[ ! -s "$WORK/err" ] || fail "trim progress on a pipe: $(cat "$WORK/err")"
 
 echo "== clear"
 run clear --dir "$D" >"$WORK/out"
@@ -152,6 +156,10 @@ grep -q "^remotes  *none" "$WORK/out" || fail "config remotes"
 grep -q "^remote 1  *mem:  (ACACHE_REMOTE)" "$WORK/out" || { cat "$WORK/out"; fail "config remote 1"; }
 grep -q "refused: .*bogus" "$WORK/out" || fail "config did not show why a remote is refused"
 [ "$(ACACHE_REMOTE="bogus:x" rc config --dir "$D" --remote mem:)" = 0 ] || fail "--remote overrides ACACHE_REMOTE"
+# Credentials in a remote's spec are never printed, accepted or refused.
+rc config --dir "$D" --remote 'redis://bob:s3cret@127.0.0.1:1/0' --remote 'nosuch://bob:s3cret@h/x' >/dev/null
+! grep -q s3cret "$WORK/out" "$WORK/err" || fail "config printed a password: $(cat "$WORK/out")"
+grep -q 'redis://\*\*\*@127.0.0.1' "$WORK/out" || fail "config did not show the redacted remote"
 
 echo "== --help and bad arguments"
 for cmd in put get stats trim verify clear config gocacheprog; do

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -183,13 +184,17 @@ static void test_counts_across_processes(void **state)
                 if (acache_put(s, &a, buf, sizeof buf, NULL) != ACACHE_OK)
                     _exit(1);
             }
-            if (round == 1)
-                acache_close(s);
-            _exit(0); /* round 0: killed, in effect: no close */
+            if (round == 0)
+                kill(getpid(), SIGKILL); /* dies without closing */
+            acache_close(s);
+            _exit(0);
         }
         int status;
         assert_int_equal(waitpid(pid, &status, 0), pid);
-        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        if (round == 0)
+            assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        else
+            assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     }
     acache_disk_counters c = stats(f->s);
     assert_int_equal(c.puts, 20);
@@ -685,6 +690,14 @@ static void test_needs_disk_store(void **state)
     assert_int_equal(acache_trim(t, NULL, &r), ACACHE_OK);
     assert_int_equal(acache_verify(t, NULL, &v), ACACHE_OK);
     acache_close(t);
+    /* And through a namespace. */
+    acache_id fp = tu_id(77);
+    acache_store *ns = NULL;
+    assert_int_equal(acache_namespace(tu_open_disk(f->dir, ""), &fp, &ns), ACACHE_OK);
+    assert_int_equal(acache_disk_stats(ns, &c), ACACHE_OK);
+    assert_int_equal(c.entries, 1);
+    assert_int_equal(acache_trim(ns, NULL, &r), ACACHE_OK);
+    acache_close(ns);
     /* Negative limits other than ACACHE_DEFAULT are refused. */
     acache_trim_options o = ACACHE_TRIM_OPTIONS_INIT;
     o.max_size = -5;
