@@ -1,7 +1,7 @@
 /*
  * bench_trim.c - what keeping a large disk store bounded costs: a trim of a
  * store of 1,000,000 small entries (--entries N to run smaller), and the
- * latency of get-hits while that trim runs, against the same gets with no
+ * latency of get-hits while a trim runs, against the same gets with no
  * trim, measured in the same run on the same store.
  *
  * Phases:
@@ -10,29 +10,35 @@
  *   gets     baseline: get-hits (flags 0, the GOCACHEPROG server's lookup)
  *            of random keys of the recent half, each timed, after as many
  *            untimed to warm the caches
- *   idle     an explicit trim with nothing to evict (under max-size): what
- *            every automatic trim of a store in bounds costs
- *   auto     the automatic trim, for real: a handle with max-size at 60% of
- *            the store and trim-interval=0 puts one entry, which starts the
- *            background trim (lowest priority thread) down to 90% of that;
- *            the same gets run, timed, until it has finished
- *   after    the baseline gets again, with no trim running
- *   full     an explicit full trim (ACACHE_TRIM_FULL): the whole store looked
- *            at, as `acache trim` does
+ *   idle     a trim with nothing to evict (the store under max-size): what
+ *            the hourly automatic trim of a store in bounds costs
+ *   trim     the trim an automatic one does (no ACACHE_TRIM_FULL) with
+ *            max-size at 60% of the store, so it evicts down to 54%: in a
+ *            thread of its own at the automatic trim's CPU priority (idle)
+ *            but at full speed (the automatic trim, while other tasks run,
+ *            works 1% of the time: this is the worst case for the gets),
+ *            while the same gets run, timed, until it has finished
+ *   after    the baseline gets again, no trim running
+ *   auto     the automatic trim itself, for up to --auto-seconds (60): a
+ *            handle with a lower max-size and trim-interval=0 puts one
+ *            entry, which starts it; nothing else runs meanwhile; what it
+ *            removed per second
+ *   full     ACACHE_TRIM_FULL, as `acache trim` does: the whole store looked
+ *            at and recounted
  * Reported: time and rate of each phase; for each trim its duration, what
  * it removed and what it looked at (files examined, directories listed);
- * get latency (p50, p99, mean) during the automatic trim and its ratio to
- * the baseline; target verdicts. Timings are never asserted: the exit
- * status is 0 whenever the benchmark ran, 1 when it could not (a store did
- * not open, a recent entry missed), 2 for a bad option.
+ * get latency (p50, p99, mean) before, during and after the trim and the
+ * ratios; target verdicts. Timings are never asserted: the exit status is 0
+ * whenever the benchmark ran, 1 when it could not (a store did not open, a
+ * recent entry missed), 2 for a bad option.
  *
  * It never removes anything it did not create: everything lives in a fresh
  * directory (under --dir, else $TMPDIR, else /tmp) removed at the end. A
  * million entries take about 8 GB of disk (two 4 KiB blocks each).
  *
  * --fill-only DIR makes the store in DIR (fill and age, nothing else) and
- * keeps it: bench/trim_gobuild.sh gives it to a trim that runs while the
- * go command builds.
+ * keeps it: bench/trim_gobuild.sh gives it to the automatic trim that runs
+ * while the go command builds.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -43,11 +49,15 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -139,6 +149,30 @@ static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ft
     return 0;
 }
 
+/* A trim run in a thread of its own. */
+typedef struct trim_job {
+    acache_store *s;
+    acache_trim_options opts;
+    acache_trim_report r;
+    int64_t ns;
+    atomic_bool done;
+} trim_job;
+
+static void *run_trim(void *arg)
+{
+    trim_job *j = arg;
+    /* The automatic trim's CPU priority (idle), so that what is measured is
+     * what a trim does to gets, not a second busy thread's preemption. */
+    struct sched_param sp = { 0 };
+    if (sched_setscheduler(0, SCHED_IDLE, &sp) != 0)
+        setpriority(PRIO_PROCESS, 0, 19);
+    int64_t t0 = now_ns();
+    acache_trim(j->s, &j->opts, &j->r);
+    j->ns = now_ns() - t0;
+    atomic_store(&j->done, true);
+    return NULL;
+}
+
 static void print_trim(const char *name, int64_t ns, const acache_trim_report *r)
 {
     printf("%-8s %10.4f s  %" PRIu64 " files examined, %" PRIu64 " directories listed, %" PRIu64
@@ -152,12 +186,13 @@ static void usage(FILE *f)
                "  --entries N     entries in the store (default 1000000)\n"
                "  --gets N        timed gets of the baseline (default 200000)\n"
                "  --dir DIR       where the store goes (default $TMPDIR, else /tmp)\n"
+               "  --auto-seconds N  how long to watch the automatic trim (default 60)\n"
                "  --fill-only DIR make the store in DIR (fill and age only) and keep it\n");
 }
 
 int main(int argc, char **argv)
 {
-    uint64_t n = 1000000, gets = 200000;
+    uint64_t n = 1000000, gets = 200000, auto_seconds = 60;
     const char *fill_only = NULL;
     const char *parent = getenv("TMPDIR");
     if (!parent || !*parent)
@@ -169,6 +204,8 @@ int main(int argc, char **argv)
             gets = strtoull(argv[++i], NULL, 10);
         } else if (!strcmp(argv[i], "--dir") && i + 1 < argc) {
             parent = argv[++i];
+        } else if (!strcmp(argv[i], "--auto-seconds") && i + 1 < argc) {
+            auto_seconds = strtoull(argv[++i], NULL, 10);
         } else if (!strcmp(argv[i], "--fill-only") && i + 1 < argc) {
             fill_only = argv[++i];
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -268,15 +305,39 @@ int main(int argc, char **argv)
     acache_trim(s, &o, &idle);
     print_trim("idle", now_ns() - t0, &idle);
 
-    /* the automatic trim, with gets running */
-    uint64_t max = size * 6 / 10;
-    snprintf(auto_spec, sizeof auto_spec, "disk:%s?max-size=%" PRIu64 "&trim-interval=0", dir, max);
+    /* a trim at full speed, with gets running */
+    trim_job job = { s, ACACHE_TRIM_OPTIONS_INIT, { 0 }, 0, 0 };
+    job.opts.max_size = (int64_t)(size * 6 / 10);
+    pthread_t th;
+    t0 = now_ns();
+    if (pthread_create(&th, NULL, run_trim, &job) != 0) {
+        fprintf(stderr, "bench_trim: cannot start a thread\n");
+        goto out;
+    }
+    while (!atomic_load(&job.done)) {
+        if (!timed_get(s, n, &during)) {
+            fprintf(stderr, "bench_trim: a recent entry missed during the trim\n");
+            pthread_join(th, NULL);
+            goto out;
+        }
+    }
+    pthread_join(th, NULL);
+    print_trim("trim", job.ns, &job.r);
+    printf("         %.0f entries removed per second, %.2f files looked at per entry removed\n",
+           (double)job.r.entries_removed / ((double)job.ns / 1e9),
+           job.r.entries_removed ? (double)job.r.files_examined / (double)job.r.entries_removed : 0.0);
+    for (uint64_t i = 0; i < gets; i++)
+        timed_get(s, n, &after);
+
+    /* the automatic trim itself, nothing else running */
+    acache_disk_stats(s, &c);
+    uint64_t trimmed = c.trimmed_entries;
+    snprintf(auto_spec, sizeof auto_spec, "disk:%s?max-size=%" PRIu64 "&trim-interval=0", dir,
+             c.bytes * 8 / 10);
     if (acache_open(auto_spec, &a) != ACACHE_OK) {
         fprintf(stderr, "bench_trim: cannot open %s: %s\n", auto_spec, acache_last_error());
         goto out;
     }
-    acache_disk_stats(s, &c);
-    int64_t before = c.last_trim_ns;
     acache_id k = key_of(n + 1);
     size_t len = value_of(n + 1, buf);
     t0 = now_ns();
@@ -284,32 +345,22 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_trim: put: %s\n", acache_last_error());
         goto out;
     }
-    for (uint64_t i = 0;; i++) {
-        if (!timed_get(s, n, &during)) {
-            fprintf(stderr, "bench_trim: a recent entry missed during the trim\n");
-            goto out;
-        }
-        if (i % 20000 == 0) {
-            acache_disk_stats(s, &c);
-            if (c.last_trim_ns != before && c.last_trim_finished)
-                break;
-            if (now_ns() - t0 > 3600LL * 1000000000LL) {
-                fprintf(stderr, "bench_trim: the automatic trim took over an hour\n");
-                goto out;
-            }
-        }
+    bool finished = false;
+    while (!finished && now_ns() - t0 < (int64_t)auto_seconds * 1000000000LL) {
+        struct timespec pause = { 0, 100000000 };
+        nanosleep(&pause, NULL);
+        acache_disk_stats(s, &c);
+        finished = c.last_trim_finished;
     }
-    double auto_s = (double)c.last_trim_duration_ns / 1e9;
-    printf("%-8s %10.2f s  removed %" PRIu64 " entries (%.1f MiB) of %" PRIu64 "; %" PRIu64
-           " files examined, %" PRIu64 " directories listed (%.2f per entry removed)\n",
-           "auto", auto_s, c.last_trim_entries_removed,
-           (double)c.last_trim_bytes_removed / 1048576.0, n, c.last_trim_files_examined,
-           c.last_trim_dirs_listed,
-           c.last_trim_entries_removed ? (double)c.last_trim_files_examined / (double)c.last_trim_entries_removed : 0.0);
-    acache_close(a);
+    int64_t auto_ns = now_ns() - t0;
+    acache_close(a); /* stops it if it is still running */
     a = NULL;
-    for (uint64_t i = 0; i < gets; i++)
-        timed_get(s, n, &after);
+    acache_disk_stats(s, &c);
+    printf("%-8s %10.2f s  removed %" PRIu64 " entries, %.0f per second (%s; its pace depends on "
+           "what else runs)\n",
+           "auto", (double)auto_ns / 1e9, c.trimmed_entries - trimmed,
+           (double)(c.trimmed_entries - trimmed) / ((double)auto_ns / 1e9),
+           finished ? "finished" : "stopped at the time limit");
 
     /* full trim */
     o = (acache_trim_options)ACACHE_TRIM_OPTIONS_INIT;
@@ -332,15 +383,14 @@ int main(int argc, char **argv)
     printf("during/after   %8.2fx   %8.2fx   %8.2fx\n", d50 / a50, d99 / a99, dmean / amean);
     /* The worse of the two no-trim baselines is not taken: the better one. */
     b50 = a50 < b50 ? a50 : b50;
-    printf("\ntarget: get-hit latency during a trim within %.0fx of without (p50): %.2fx %s\n",
-           TARGET_GET_RATIO, d50 / b50, d50 / b50 <= TARGET_GET_RATIO ? "PASS" : "MISS");
+    bmean = amean < bmean ? amean : bmean;
+    printf("\ntarget: get-hit latency during a trim within %.0fx of without: p50 %.2fx %s, "
+           "mean %.2fx %s\n",
+           TARGET_GET_RATIO, d50 / b50, d50 / b50 <= TARGET_GET_RATIO ? "PASS" : "MISS",
+           dmean / bmean, dmean / bmean <= TARGET_GET_RATIO ? "PASS" : "MISS");
     printf("idle trim: looked at %.2f%% of the store's %" PRIu64 " files (its sweep of a few shards "
            "for expired entries and garbage; the whole store every max-age/10)\n",
            100.0 * (double)idle.files_examined / (double)(2 * n), 2 * n);
-    printf("auto trim: %.2f files looked at per entry removed\n",
-           c.last_trim_entries_removed
-               ? (double)c.last_trim_files_examined / (double)c.last_trim_entries_removed
-               : 0.0);
     rc = 0;
 out:
     acache_close(a);

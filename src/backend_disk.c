@@ -11,7 +11,8 @@
  *   ROOT/v1/o/XX/<output hex>    objects: the raw bytes, no extension
  *   ROOT/v1/tmp/                 temp files of puts in progress
  *   ROOT/v1/stats/               counters across processes (counters.c)
- *   ROOT/v1/trim.lock, trim.state  the trim's lock and its record (trim.c)
+ *   ROOT/v1/trim.lock, trim.state, trim.stop  the trim's lock, its record,
+ *                                and a waiter's request that it stop (trim.c)
  *
  * XX is the first two hex digits of the id. Every file is written once: to a
  * unique temp file, then renamed into place, so a reader sees a whole entry
@@ -299,7 +300,7 @@ static acache_status disk_get(void *self, const acache_id *action, unsigned flag
     } else {
         counters_add(&d->cnt, CNT_ERRORS, 1);
     }
-    counters_flush_due(&d->cnt, fs_now_ns());
+    counters_flush_due(&d->cnt, fs_now_ns(), COUNTERS_GET_FLUSH_NS);
     return st;
 }
 
@@ -636,7 +637,7 @@ static acache_status disk_put_commit(backend_writer *bw, const acache_id *output
         counters_add(&d->cnt, CNT_OBJECTS, 1);
         counters_add(&d->cnt, CNT_SIZE, (int64_t)disk_usage(size));
     }
-    counters_flush(&d->cnt);
+    counters_flush_due(&d->cnt, fs_now_ns(), COUNTERS_PUT_FLUSH_NS);
     trim_after_put(d);
 out:
     if (st != ACACHE_OK) {

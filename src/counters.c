@@ -26,8 +26,6 @@
 #define SHARDS 8
 #define MAGIC "acache-counters-v1"
 #define FILE_MAX 2048
-/* A get writes the process's counts at most this often. */
-#define FLUSH_NS (5LL * 1000000000LL)
 /* After failing to create its file, a process tries again this much later. */
 #define RETRY_NS (10LL * 1000000000LL)
 /* An unreadable process file this old is not being created: removed. */
@@ -334,10 +332,10 @@ void counters_flush(counters *c)
     pthread_mutex_unlock(&c->mu);
 }
 
-void counters_flush_due(counters *c, int64_t now)
+void counters_flush_due(counters *c, int64_t now, int64_t every_ns)
 {
-    int64_t due = atomic_load_explicit(&c->next_flush_ns, memory_order_relaxed);
-    if (now < due || !atomic_compare_exchange_strong(&c->next_flush_ns, &due, now + FLUSH_NS))
+    int64_t last = atomic_load_explicit(&c->last_flush_ns, memory_order_relaxed);
+    if (now - last < every_ns || !atomic_compare_exchange_strong(&c->last_flush_ns, &last, now))
         return;
     counters_flush(c);
 }

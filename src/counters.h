@@ -5,7 +5,8 @@
  * whether it has work to do.
  *
  * Each process counts in memory and writes its running totals to its own
- * file, ROOT/v1/stats/proc-<pid>-<random>, with one pwrite and no lock. It
+ * file, ROOT/v1/stats/proc-<pid>-<random>, with one pwrite and no lock (a
+ * put at most every 50 ms, a get at most every 5 s). It
  * holds an flock on that file for as long as it lives. At close it folds
  * its totals into one of a few shard files (ROOT/v1/stats/shard-N, chosen
  * by its file's name) under that shard's lock file, then removes its file.
@@ -16,7 +17,8 @@
  *
  * Readers sum the shards and the live process files. Nothing here is ever
  * on the path of a get except adding to in-memory atomics (and, at most
- * every few seconds, one pwrite).
+ * every few seconds, one pwrite). A put writes at most every 50 ms, so a
+ * process killed loses at most its last 50 ms of counts.
  */
 #ifndef ACACHE_COUNTERS_H
 #define ACACHE_COUNTERS_H
@@ -51,7 +53,7 @@ typedef struct counters {
     const char *root;                 /* ROOT/v1 (absolute; the store's) */
     int rootfd;                       /* ROOT/v1 */
     atomic_int_least64_t v[CNT_COUNT]; /* this process's totals */
-    atomic_int_least64_t next_flush_ns;
+    atomic_int_least64_t last_flush_ns;
     pthread_mutex_t mu;               /* guards the fields below */
     pid_t pid;                        /* the process counting (fork) */
     int procfd;                       /* our file in stats/, or -1 */
@@ -77,8 +79,12 @@ static inline void counters_add(counters *c, enum counter_field f, int64_t n)
  * Best effort: a store that cannot write its counters still works. */
 void counters_flush(counters *c);
 
-/* counters_flush() at most every few seconds; now is fs_now_ns(). */
-void counters_flush_due(counters *c, int64_t now);
+/* counters_flush() unless the last one was less than every_ns ago; now is
+ * fs_now_ns(). */
+void counters_flush_due(counters *c, int64_t now, int64_t every_ns);
+/* How often gets (and trims) and puts write the process's counts. */
+#define COUNTERS_GET_FLUSH_NS (5LL * 1000000000LL)
+#define COUNTERS_PUT_FLUSH_NS (50LL * 1000000LL)
 
 /* Folds this process's totals into a shard and removes its file. */
 void counters_close(counters *c);

@@ -86,7 +86,9 @@ DIR *disk_opendir(const disk *d, const char *rel);
 /* trim.c: takes the trim lock (ROOT/v1/trim.lock), waiting for it or not.
  * Returns the descriptor holding it (close it to let go), or -1 with errno
  * (EWOULDBLOCK: another process holds it). Trims, clear and repairs take
- * it, so that they never run at once. */
+ * it, so that they never run at once. One that waits first asks an
+ * automatic trim holding it to stop (ROOT/v1/trim.stop), as that one may
+ * be slow on a busy machine. */
 int disk_trim_lock(disk *d, bool wait);
 
 /* The disk store a store handle is, or whose home tier is (NULL otherwise,

@@ -13,6 +13,8 @@
  * most) until the estimate is under the low-water mark. Expiry and garbage
  * collection look at a few shards per trim, in turn, so that the whole
  * store is looked at every max-age/10. Its cost follows what it removes.
+ * The automatic trim runs at idle CPU and I/O priority, in 2 ms bursts, and
+ * while other tasks run it rests 99 times as long after each burst.
  *
  * What it must never do: remove an entry used within the grace period
  * (uses are recorded at most every DISK_REFRESH_NS, which is added to it);
@@ -53,13 +55,12 @@
 #define RETRY_NS (60 * SEC)
 #define HEXLEN (2 * ACACHE_ID_SIZE)
 /* The automatic trim works in bursts of BURST_NS. After each it looks at
- * what the rest of the machine does: while other processes keep more than
- * a quarter of a CPU busy, it rests BUSY_REST times as long as it worked
- * (1% of one CPU: its share of the cores, caches, locks and disk the
- * builds it serves use too); on an idle machine it goes on at once. */
+ * the machine: while other tasks are running it rests BUSY_REST times as
+ * long as it worked (1% of one CPU: even an idle-priority thread takes a
+ * share of the cores, caches, locks and disk the builds it serves use);
+ * on an idle machine it goes on at once. */
 #define BURST_NS (2 * 1000000LL)
 #define BUSY_REST 99
-#define BUSY_CPUS 0.25
 
 /* What trim.state holds: the last trim, and where the next one goes on. */
 typedef struct trim_state {
@@ -94,10 +95,6 @@ typedef struct trim_run {
     bool stopped;
     int64_t burst_start;   /* automatic trims: when the current burst began */
     unsigned calls;
-    int64_t look_ns;       /* when it last looked at the machine's load */
-    int64_t cpu_busy_ns;   /* the machine's busy CPU time then */
-    int64_t own_cpu_ns;    /* this thread's, then */
-    bool busy;             /* what it saw */
 } trim_run;
 
 /* A record met while listing a shard. */
@@ -206,53 +203,32 @@ static void state_write(disk *d, const trim_state *s)
 /* ------------------------------------------------------------------ */
 /* Removing things                                                      */
 
-/* CPU time all processors have spent busy since boot (/proc/stat), and
- * this thread's; false if it cannot tell. */
-static bool cpu_times(int64_t *busy_ns, int64_t *own_ns)
+/* Whether other tasks are running now: the number of runnable tasks in
+ * /proc/loadavg ("0.50 0.40 0.30 2/345 6789"), less this thread. An
+ * instant look, so a build that starts is seen within one burst. If it
+ * cannot tell, it assumes the builds need the machine. */
+static bool machine_busy(void)
 {
-    char buf[256];
-    unsigned long long v[8] = { 0 };
-    int fd = open("/proc/stat", O_RDONLY | O_CLOEXEC);
+    char buf[128];
+    int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
     ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
     if (fd >= 0)
         close(fd);
+    unsigned running = 0, total = 0;
     if (n <= 0)
-        return false;
+        return true;
     buf[n] = '\0';
-    /* cpu user nice system idle iowait irq softirq steal */
-    if (sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
-               &v[4], &v[5], &v[6], &v[7]) != 8)
-        return false;
-    long hz = sysconf(_SC_CLK_TCK);
-    struct timespec ts;
-    if (hz <= 0 || clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
-        return false;
-    unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
-    *busy_ns = (int64_t)(busy * (SEC / (unsigned long long)hz));
-    *own_ns = (int64_t)ts.tv_sec * SEC + ts.tv_nsec;
-    return true;
+    if (sscanf(buf, "%*s %*s %*s %u/%u", &running, &total) != 2)
+        return true;
+    return running > 1;
 }
 
-/* Whether other processes keep the machine busy. /proc/stat counts in
- * ticks (4-10 ms), so it looks over 50 ms at least; until then, the last
- * answer stands. Before its first look it assumes busy. */
-static bool machine_busy(trim_run *t, int64_t now)
+/* Whether a process waiting for the trim lock asked for it since this
+ * trim started (ROOT/v1/trim.stop touched). */
+static bool asked_to_stop(trim_run *t)
 {
-    int64_t busy, own;
-    if (t->look_ns && now - t->look_ns < 50 * 1000000LL)
-        return t->busy;
-    if (!cpu_times(&busy, &own))
-        return t->busy = true; /* cannot tell: assume the builds need it */
-    if (t->look_ns) {
-        int64_t others = (busy - t->cpu_busy_ns) - (own - t->own_cpu_ns);
-        t->busy = (double)others > BUSY_CPUS * (double)(now - t->look_ns);
-    } else {
-        t->busy = true;
-    }
-    t->look_ns = now;
-    t->cpu_busy_ns = busy;
-    t->own_cpu_ns = own;
-    return t->busy;
+    struct stat sb;
+    return fstatat(t->d->rootfd, "trim.stop", &sb, 0) == 0 && mtime_ns(&sb) >= t->now;
 }
 
 /* Rests after a burst of work (automatic trims) while the machine is busy,
@@ -263,7 +239,11 @@ static void pace(trim_run *t)
     int64_t now = fs_now_ns();
     if (now - t->burst_start < BURST_NS)
         return;
-    if (!machine_busy(t, now)) {
+    if (asked_to_stop(t)) {
+        t->stopped = true;
+        return;
+    }
+    if (!machine_busy()) {
         t->burst_start = now;
         return;
     }
@@ -273,6 +253,10 @@ static void pace(trim_run *t)
     for (int64_t slept = 0; slept < rest; slept += 20000000LL) {
         if (atomic_load_explicit(t->p->stop, memory_order_relaxed))
             break;
+        if (asked_to_stop(t)) {
+            t->stopped = true;
+            break;
+        }
         struct timespec ts = { 0, rest - slept < 20000000LL ? rest - slept : 20000000LL };
         nanosleep(&ts, NULL);
     }
@@ -314,6 +298,9 @@ static void account(trim_run *t, int64_t entries, int64_t objects, int64_t bytes
     counters_add(c, CNT_SIZE, -bytes);
     counters_add(c, CNT_TRIMMED_ENTRIES, entries);
     counters_add(c, CNT_TRIMMED_BYTES, bytes);
+    /* A long trim shows its progress in the counters (and a killed one
+     * loses little of its accounting). */
+    counters_flush_due(c, fs_now_ns(), COUNTERS_GET_FLUSH_NS);
 }
 
 /* Removes an object's name when no reference to it is left (sb is how it
@@ -770,7 +757,18 @@ int disk_trim_lock(disk *d, bool wait)
     int fd = openat(d->rootfd, "trim.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
         return -1;
-    while (flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) != 0) {
+    bool asked = false;
+    while (flock(fd, LOCK_EX | (wait && asked ? 0 : LOCK_NB)) != 0) {
+        if (errno == EWOULDBLOCK && wait && !asked) {
+            /* An automatic trim, slow on a busy machine, stops for us. */
+            int stop = openat(d->rootfd, "trim.stop", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+            if (stop >= 0) {
+                futimens(stop, NULL);
+                close(stop);
+            }
+            asked = true;
+            continue;
+        }
         if (errno != EINTR) {
             int err = errno;
             close(fd);
