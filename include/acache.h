@@ -352,6 +352,28 @@ size_t acache_remotes(acache_store *store, acache_remote_info *out, size_t max);
  */
 void acache_flush(acache_store *store);
 
+/*
+ * Session prefetch (docs/remotes.md): a tier chain with a remote remembers
+ * the ids a session used and, at close, stores that list (a manifest)
+ * under a key derived from its first lookup. A later session with the same
+ * first lookup that misses locally loads it and fetches the entries it
+ * lists from the remotes in the background, ahead of its own lookups. Each
+ * remote's `prefetch=N` option sets the threads (default 4; 0 for none).
+ */
+typedef struct acache_prefetch_info {
+    int loaded;          /* this session found a manifest and used it */
+    uint64_t listed;     /* ids it listed */
+    uint64_t fetched;    /* entries fetched from a remote ahead of use */
+    uint64_t local;      /* listed entries the local store already had
+                            (or a lookup of the session was fetching) */
+    uint64_t failed;     /* listed entries no remote could serve */
+    uint64_t waited;     /* lookups that waited for a fetch under way */
+} acache_prefetch_info;
+
+/* Fills out for a tier chain with session prefetch and returns 1; returns
+ * 0 (out zeroed) for any other store. */
+int acache_prefetch_stats(acache_store *store, acache_prefetch_info *out);
+
 /* ------------------------------------------------------------------ */
 /* For runtimes and compilers: build once, engine fingerprints          */
 /* (docs/runtimes.md has the guarantees in full)                        */

@@ -21,6 +21,7 @@
  */
 #include "error.h"
 #include "fsutil.h"
+#include "prefetch.h"
 #include "remote.h"
 
 #include <errno.h>
@@ -196,6 +197,7 @@ acache_status remote_config_parse(spec *s, remote_config *cfg)
     cfg->max_failures = 3;
     cfg->queue_max = 4096;
     cfg->max_object = 512ull << 20;
+    cfg->prefetch = 4;
 
     if ((v = spec_get(s, "mode"))) {
         if (!strcmp(v, "ro"))
@@ -240,6 +242,11 @@ acache_status remote_config_parse(spec *s, remote_config *cfg)
         if ((st = parse_size(v, &cfg->max_object)) || cfg->max_object == 0)
             return set_error(ACACHE_EINVAL, "remote option max-object: want a size such as 64M, "
                                             "got '%s'", v);
+    }
+    if ((v = spec_get(s, "prefetch"))) {
+        if ((st = parse_count("prefetch", v, 0, PREFETCH_MAX_THREADS, &n)))
+            return st;
+        cfg->prefetch = (unsigned)n;
     }
     v = spec_get(s, "key-file");
     if (!v || !*v)
@@ -816,12 +823,18 @@ static acache_status remote_del(void *self, const acache_id *action)
     return st == REMOTE_REFUSED ? ACACHE_EIO : st;
 }
 
+static unsigned remote_prefetch(void *self)
+{
+    return ((remote *)self)->cfg.prefetch;
+}
+
 static const remote_ops remote_remote_ops = {
     .get_into = remote_get_into,
     .verdict = remote_verdict,
     .put_file = remote_put_file,
     .flush = remote_flush,
     .info = remote_info,
+    .prefetch = remote_prefetch,
 };
 
 static const backend_ops remote_backend_ops = {

@@ -76,6 +76,7 @@ typedef struct remote_config {
     unsigned max_failures;          /* failures= */
     size_t queue_max;               /* upload-queue= */
     uint64_t max_object;            /* max-object= */
+    unsigned prefetch;              /* prefetch= (threads; 0: off) */
     unsigned char key[1024];        /* key-file= or $ACACHE_REMOTE_KEY_FILE */
     size_t keylen;                  /* 0: records are neither signed nor checked */
 } remote_config;
@@ -120,6 +121,9 @@ typedef struct remote_ops {
      * is left then is dropped and counted. */
     void (*flush)(void *self, int64_t start_ns);
     void (*info)(void *self, acache_remote_info *out);
+    /* Its prefetch= option: session prefetch threads (prefetch.h), 0 for
+     * none. */
+    unsigned (*prefetch)(void *self);
 } remote_ops;
 
 /* ------------------------------------------------------------------ */

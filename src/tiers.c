@@ -14,9 +14,14 @@
  *     error: its failures are counted and reported by the remote itself.
  *   - after a put commits locally, remotes get the committed file to upload
  *     in the background (put_file) instead of the bytes in line.
+ *   - with remotes, the chain runs the session prefetch (prefetch.h): it
+ *     tells it what the session used, and a lookup that misses locally
+ *     claims its id so that it never fetches what a prefetch thread is
+ *     fetching, but waits for that and looks again.
  */
 #include "backend.h"
 #include "error.h"
+#include "prefetch.h"
 #include "remote.h"
 
 #include <stdio.h>
@@ -29,6 +34,7 @@ typedef struct tiers {
     acache_store **stores;
     size_t n;
     size_t file_tier; /* first local tier that keeps files, or NO_TIER */
+    prefetch *pf;     /* session prefetch, or NULL (no remote asks for it) */
 } tiers;
 
 typedef struct tiers_writer {
@@ -40,6 +46,11 @@ typedef struct tiers_writer {
 } tiers_writer;
 
 static const backend_ops tiers_ops;
+static acache_status tiers_put_begin(void *self, const acache_id *action, backend_writer **out);
+static acache_status tiers_put_write(backend_writer *w, const void *data, size_t len);
+static acache_status tiers_put_commit(backend_writer *w, const acache_id *output, uint64_t size,
+                                      acache_result *res);
+static void tiers_put_abort(backend_writer *w);
 
 #define COUNT(s, field, v) atomic_fetch_add_explicit(&(s)->counters.field, (v), memory_order_relaxed)
 
@@ -65,6 +76,8 @@ size_t tiers_list(acache_store *store, acache_store *const **out)
 static void tiers_close(void *self)
 {
     tiers *t = self;
+    /* The session's manifest is stored (and queued for upload) first. */
+    prefetch_close(t->pf);
     /* Remotes drain their uploads at once, each within its flush-timeout. */
     remote_flush_stores(t->stores, t->n, remote_now_ns());
     for (size_t i = t->n; i-- > 0;)
@@ -209,13 +222,15 @@ static acache_status get_remote(tiers *t, size_t i, const acache_id *action, uns
     return ACACHE_OK;
 }
 
-static acache_status tiers_get(void *self, const acache_id *action, unsigned flags,
-                               acache_result *res)
+/* Looks action up tier by tier (only in the remotes if remotes_only). */
+static acache_status chain_get(tiers *t, const acache_id *action, unsigned flags,
+                               acache_result *res, bool remotes_only)
 {
-    tiers *t = self;
     acache_status first_err = ACACHE_OK;
     char errmsg[1024] = "";
     for (size_t i = 0; i < t->n; i++) {
+        if (remotes_only && !is_remote(t->stores[i]))
+            continue;
         if (is_remote(t->stores[i])) {
             if (flags & ACACHE_GET_LOCAL)
                 break;
@@ -255,6 +270,128 @@ static acache_status tiers_get(void *self, const acache_id *action, unsigned fla
     if (first_err != ACACHE_OK)
         return set_error(first_err, "%s", errmsg);
     return ACACHE_MISS;
+}
+
+static acache_status tiers_get(void *self, const acache_id *action, unsigned flags,
+                               acache_result *res)
+{
+    tiers *t = self;
+    if (!t->pf)
+        return chain_get(t, action, flags, res, false);
+    prefetch_lookup(t->pf, action);
+    acache_status st = chain_get(t, action, flags | ACACHE_GET_LOCAL, res, false);
+    acache_status local_st = st;
+    char errmsg[1024] = "";
+    if (st < 0)
+        snprintf(errmsg, sizeof errmsg, "%s", acache_last_error());
+    if (st != ACACHE_OK && !(flags & ACACHE_GET_LOCAL)) {
+        prefetch_miss(t->pf);
+        /* A prefetch thread fetching it makes us wait, then look again. */
+        while (!prefetch_claim(t->pf, action)) {
+            st = chain_get(t, action, flags | ACACHE_GET_LOCAL, res, false);
+            if (st == ACACHE_OK)
+                break;
+        }
+        if (st != ACACHE_OK) {
+            st = chain_get(t, action, flags, res, true);
+            prefetch_release(t->pf, action);
+            /* No tier had it and a local tier failed: that is the answer. */
+            if (st == ACACHE_MISS && local_st < 0)
+                st = set_error(local_st, "%s", errmsg);
+        }
+    }
+    if (st == ACACHE_OK)
+        prefetch_note(t->pf, action);
+    return st;
+}
+
+/* ------------------------------------------------------------------ */
+/* What the session prefetch does through the chain (prefetch_ops)      */
+
+static acache_status pf_load(void *ctx, const acache_id *key, bool local_only,
+                             unsigned char **data, size_t *len)
+{
+    tiers *t = ctx;
+    acache_result res;
+    memset(&res, 0, sizeof res);
+    acache_status st = chain_get(t, key, ACACHE_GET_DATA | (local_only ? ACACHE_GET_LOCAL : 0), &res,
+                                 false);
+    if (st != ACACHE_OK)
+        return st;
+    *len = (size_t)res.size;
+    *data = malloc(*len ? *len : 1);
+    if (*data && *len)
+        memcpy(*data, res.data, *len);
+    acache_result_release(&res);
+    return *data ? ACACHE_OK : set_error(ACACHE_ENOMEM, "out of memory");
+}
+
+/* The local tier a remote hit goes to (home_for() of the first remote). */
+static acache_store *pf_home(tiers *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (is_remote(t->stores[i])) {
+            size_t h = home_for(t, i);
+            return h == NO_TIER ? NULL : t->stores[h];
+        }
+    return NULL;
+}
+
+static bool pf_have(void *ctx, const acache_id *action)
+{
+    acache_store *home = pf_home(ctx);
+    acache_result res;
+    memset(&res, 0, sizeof res);
+    if (!home || acache_get(home, action, 0, &res) != ACACHE_OK)
+        return false;
+    acache_result_release(&res);
+    return true;
+}
+
+static acache_status pf_fetch(void *ctx, const acache_id *action)
+{
+    tiers *t = ctx;
+    for (size_t i = 0; i < t->n; i++) {
+        if (!is_remote(t->stores[i]))
+            continue;
+        acache_result res;
+        memset(&res, 0, sizeof res);
+        if (get_remote(t, i, action, 0, &res) == ACACHE_OK) {
+            acache_result_release(&res);
+            return ACACHE_OK;
+        }
+    }
+    return ACACHE_MISS;
+}
+
+static acache_status pf_store(void *ctx, const acache_id *key, const void *data, size_t len)
+{
+    tiers *t = ctx;
+    acache_id out;
+    backend_writer *w = NULL;
+    acache_id_of_bytes(data, len, &out);
+    acache_status st = tiers_put_begin(t, key, &w);
+    if (st == ACACHE_OK && (st = tiers_put_write(w, data, len)) != ACACHE_OK)
+        tiers_put_abort(w);
+    if (st == ACACHE_OK)
+        st = tiers_put_commit(w, &out, len, NULL);
+    return st;
+}
+
+static const prefetch_ops tiers_prefetch_ops = {
+    .load = pf_load,
+    .have = pf_have,
+    .fetch = pf_fetch,
+    .store = pf_store,
+};
+
+int acache_prefetch_stats(acache_store *store, acache_prefetch_info *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!store || store->ops != &tiers_ops || !((tiers *)store->self)->pf)
+        return 0;
+    prefetch_info(((tiers *)store->self)->pf, out);
+    return 1;
 }
 
 /* Remotes after the first tier upload from the file tier's copy. */
@@ -360,6 +497,8 @@ static acache_status tiers_put_commit(backend_writer *w, const acache_id *output
     for (size_t i = 1; i < t->n; i++)
         if (uploads_from_file(t, i) && file.path[0])
             copy_to(t->stores[i], &tw->action, &file, NULL);
+    if (t->pf)
+        prefetch_note(t->pf, &tw->action);
     tiers_writer_free(tw);
     return ACACHE_OK;
 }
@@ -432,6 +571,30 @@ acache_status acache_tiers(acache_store *const *stores, size_t n, acache_store *
             t->file_tier = i;
     }
     t->n = n;
+    /* Session prefetch: as many threads as the remote asking most wants;
+     * manifests written if a remote that asks for it takes uploads. */
+    unsigned threads = 0;
+    bool write = false, any = false;
+    for (size_t i = 0; i < n; i++) {
+        if (!is_remote(stores[i]) || !stores[i]->ops->remote->prefetch)
+            continue;
+        unsigned want = stores[i]->ops->remote->prefetch(stores[i]->self);
+        if (want == 0)
+            continue;
+        acache_remote_info info;
+        stores[i]->ops->remote->info(stores[i]->self, &info);
+        any = true;
+        if (info.readable && want > threads)
+            threads = want;
+        write = write || info.writable;
+    }
+    if (any && pf_home(t) && !(t->pf = prefetch_new(threads, write, &tiers_prefetch_ops, t))) {
+        free(t->stores);
+        free(t);
+        t = NULL;
+        st = set_error(ACACHE_ENOMEM, "out of memory");
+        goto fail;
+    }
     return store_wrap(&tiers_ops, t, out);
 fail:
     for (size_t i = 0; stores && i < n; i++)

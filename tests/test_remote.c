@@ -14,10 +14,12 @@
 #include "testutil.h"
 
 #include "backend.h"
+#include "prefetch.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
@@ -660,7 +662,8 @@ static void test_bad_records(void **state)
     tu_fill(big, sizeof big, 1);
     acache_id action2 = tu_id(2);
     raw_set(f, "ac", &action2, big, sizeof big);
-    acache_store *b = tiered(f->dir2, open_remote(f, ""));
+    /* prefetch=0 here and below: a manifest lookup would count too. */
+    acache_store *b = tiered(f->dir2, open_remote(f, "prefetch=0"));
     acache_result res;
     assert_int_equal(acache_get(b, &action, 0, &res), ACACHE_MISS);
     assert_int_equal(acache_get(b, &action2, 0, &res), ACACHE_MISS);
@@ -682,7 +685,7 @@ static void test_bad_records(void **state)
         http_path(f, "cas", hex, path, sizeof path);
         assert_int_equal(unlink(path), 0);
     }
-    b = tiered(f->dir2, open_remote(f, ""));
+    b = tiered(f->dir2, open_remote(f, "prefetch=0"));
     action = tu_id(3);
     assert_int_equal(acache_get(b, &action, 0, &res), ACACHE_MISS);
     assert_int_equal(info_of(b).misses, 1);
@@ -998,7 +1001,7 @@ static void test_server_errors(void **state)
     fixture *f = *state;
     char spec[512];
     capture_logs();
-    snprintf(spec, sizeof spec, "http://127.0.0.1:%d/broken", S.nginx);
+    snprintf(spec, sizeof spec, "http://127.0.0.1:%d/broken?prefetch=0", S.nginx);
     acache_store *t = tiered(f->dir1, open_spec(spec));
     expect_misses(t, 0, 5);
     expect_switched_off(t, 3, "500");
@@ -1095,6 +1098,188 @@ static void test_killed_while_in_use(void **state)
 }
 
 /* ------------------------------------------------------------------ */
+/* Session prefetch                                                     */
+
+#define PF_FIRST 2000u
+#define PF_N 100u
+#define PF_SIZE(i) (1500 + 37 * (size_t)(i))
+
+/* A cold session: for each id a get that misses, then a put; at close it
+ * stores its manifest (it used PF_N >= PREFETCH_MIN_IDS ids). */
+static void pf_cold_session(fixture *f, const char *dir)
+{
+    acache_store *a = tiered(dir, open_remote(f, ""));
+    for (uint32_t i = PF_FIRST; i < PF_FIRST + PF_N; i++) {
+        acache_id action = tu_id(i);
+        acache_result res;
+        assert_int_equal(acache_get(a, &action, 0, &res), ACACHE_MISS);
+        put_bytes(a, i, PF_SIZE(i), NULL);
+    }
+    acache_close(a);
+}
+
+/* Waits (10 s at most) until the prefetch of t has been through its whole
+ * manifest, and returns what it did. */
+static acache_prefetch_info pf_wait(acache_store *t)
+{
+    acache_prefetch_info pf;
+    double deadline = now_s() + 10;
+    for (;;) {
+        assert_int_equal(acache_prefetch_stats(t, &pf), 1);
+        if (pf.loaded && pf.fetched + pf.local + pf.failed >= pf.listed)
+            return pf;
+        if (now_s() > deadline)
+            fail_msg("prefetch not done: loaded %d, listed %" PRIu64 ", fetched %" PRIu64, pf.loaded,
+                     pf.listed, pf.fetched);
+        tu_sleep_ms(10);
+    }
+}
+
+/* A session that starts as the last one did, with an empty local store,
+ * finds every entry local after asking for one: fetched ahead, checked,
+ * byte for byte. One whose object was poisoned on the remote is never
+ * stored. A session that used nothing new writes no new manifest. */
+static void test_prefetch_session(void **state)
+{
+    fixture *f = *state;
+    pf_cold_session(f, f->dir1);
+    acache_id key, first = tu_id(PF_FIRST);
+    prefetch_key(&first, &key);
+    assert_true(raw_len(f, "ac", &key) > 0); /* the manifest's record */
+
+    /* Poison the object of the last id. */
+    acache_store *probe = tu_open_disk(f->dir1, "");
+    acache_id last = tu_id(PF_FIRST + PF_N - 1);
+    acache_result res;
+    assert_int_equal(acache_get(probe, &last, 0, &res), ACACHE_OK);
+    acache_id poisoned = res.output_id;
+    acache_close(probe);
+    unsigned char *bad = malloc(PF_SIZE(PF_FIRST + PF_N - 1));
+    tu_fill(bad, PF_SIZE(PF_FIRST + PF_N - 1), 4242);
+    raw_set(f, "cas", &poisoned, bad, PF_SIZE(PF_FIRST + PF_N - 1));
+    free(bad);
+    size_t keys_before = raw_count(f);
+
+    acache_store *b = tiered(f->dir2, open_remote(f, ""));
+    assert_int_equal(acache_get(b, &first, 0, &res), ACACHE_OK);
+    acache_prefetch_info pf = pf_wait(b);
+    assert_int_equal(pf.listed, PF_N);
+    assert_int_equal(pf.failed, 1);
+    assert_true(pf.fetched >= PF_N - 2); /* the first one may be fetched by the get */
+    /* Every other entry is local now, though nobody asked for it. */
+    for (uint32_t i = PF_FIRST; i < PF_FIRST + PF_N - 1; i++) {
+        acache_id action = tu_id(i);
+        assert_int_equal(acache_get(b, &action, ACACHE_GET_LOCAL, &res), ACACHE_OK);
+        expect_bytes(b, i, PF_SIZE(i));
+    }
+    assert_int_equal(acache_get(b, &last, ACACHE_GET_LOCAL, &res), ACACHE_MISS);
+    assert_int_equal(acache_get(b, &last, 0, &res), ACACHE_MISS);
+    assert_true(info_of(b).rejected >= 1);
+    acache_close(b);
+    /* It used only listed ids: no new manifest. (The poisoned object was
+     * removed from the remote: one key fewer.) */
+    assert_int_equal(raw_count(f), keys_before - 1);
+    acache_store *local = tu_open_disk(f->dir2, "");
+    assert_int_equal(acache_get(local, &last, 0, &res), ACACHE_MISS);
+    acache_close(local);
+}
+
+/* A parallel build does not always start with the same lookup: the
+ * manifest is found under any of the first PREFETCH_KEYS lookups of the
+ * session that wrote it. prefetch=0 turns it off. */
+static void test_prefetch_keys_and_off(void **state)
+{
+    fixture *f = *state;
+    pf_cold_session(f, f->dir1);
+    acache_id third = tu_id(PF_FIRST + 2), other = tu_id(PF_FIRST + 50);
+    acache_result res;
+
+    acache_store *b = tiered(f->dir2, open_remote(f, ""));
+    assert_int_equal(acache_get(b, &third, 0, &res), ACACHE_OK);
+    acache_prefetch_info pf = pf_wait(b);
+    assert_int_equal(pf.listed, PF_N);
+    assert_int_equal(pf.failed, 0);
+    assert_int_equal(acache_get(b, &other, ACACHE_GET_LOCAL, &res), ACACHE_OK);
+    acache_close(b);
+
+    tu_rmtree(f->dir2);
+    b = tiered(f->dir2, open_remote(f, "prefetch=0"));
+    assert_int_equal(acache_prefetch_stats(b, &pf), 0);
+    assert_int_equal(acache_get(b, &third, 0, &res), ACACHE_OK);
+    tu_sleep_ms(300);
+    assert_int_equal(acache_get(b, &other, ACACHE_GET_LOCAL, &res), ACACHE_MISS);
+    acache_close(b);
+}
+
+/* A manifest is a hint that is checked like anything else: one whose bytes
+ * are not a manifest, or a record that is garbage, prefetches nothing and
+ * costs the session nothing but the lookup. */
+static void test_prefetch_bad_manifest(void **state)
+{
+    fixture *f = *state;
+    acache_store *a = tiered(f->dir1, open_remote(f, "prefetch=0"));
+    for (uint32_t i = 0; i < 20; i++)
+        put_bytes(a, 3000 + i, 100, NULL);
+    acache_id first = tu_id(3000), key;
+    prefetch_key(&first, &key);
+    const char junk[] = "acache-manifest-v1\nnot a multiple of 32";
+    assert_int_equal(acache_put(a, &key, junk, sizeof junk - 1, NULL), ACACHE_OK);
+    acache_id first2 = tu_id(3001), key2;
+    prefetch_key(&first2, &key2);
+    acache_close(a);
+    raw_set(f, "ac", &key2, "garbage, not a record", 21);
+
+    for (int round = 0; round < 2; round++) {
+        tu_rmtree(f->dir2);
+        acache_store *b = tiered(f->dir2, open_remote(f, ""));
+        acache_id start = round == 0 ? first : first2;
+        acache_result res;
+        assert_int_equal(acache_get(b, &start, 0, &res), ACACHE_OK);
+        tu_sleep_ms(400); /* it tries the next first lookups for a while */
+        acache_prefetch_info pf;
+        assert_int_equal(acache_prefetch_stats(b, &pf), 1);
+        assert_int_equal(pf.loaded, 0);
+        assert_int_equal(pf.fetched, 0);
+        acache_id other = tu_id(3010);
+        assert_int_equal(acache_get(b, &other, ACACHE_GET_LOCAL, &res), ACACHE_MISS);
+        assert_int_equal(acache_get(b, &other, 0, &res), ACACHE_OK);
+        assert_int_equal(info_of(b).failures, 0);
+        acache_close(b);
+    }
+}
+
+/* A session that used fewer than PREFETCH_MIN_IDS ids, or whose remote is
+ * read-only, stores no manifest. */
+static void test_prefetch_small_or_ro(void **state)
+{
+    fixture *f = *state;
+    acache_store *a = tiered(f->dir1, open_remote(f, ""));
+    for (uint32_t i = 0; i < PREFETCH_MIN_IDS - 1; i++) {
+        acache_id action = tu_id(4000 + i);
+        acache_result res;
+        assert_int_equal(acache_get(a, &action, 0, &res), ACACHE_MISS);
+        put_bytes(a, 4000 + i, 100, NULL);
+    }
+    acache_close(a);
+    acache_id first = tu_id(4000), key;
+    prefetch_key(&first, &key);
+    assert_int_equal(raw_len(f, "ac", &key), -1);
+
+    /* Read-only: the local store gets the manifest, the remote nothing. */
+    tu_rmtree(f->dir2);
+    acache_store *b = tiered(f->dir2, open_remote(f, "mode=ro"));
+    for (uint32_t i = 0; i < PREFETCH_MIN_IDS + 4; i++) {
+        acache_id action = tu_id(4000 + i);
+        acache_result res;
+        acache_get(b, &action, 0, &res);
+        if (i >= PREFETCH_MIN_IDS - 1)
+            put_bytes(b, 4000 + i, 100, NULL);
+    }
+    acache_close(b);
+    assert_int_equal(raw_len(f, "ac", &key), -1);
+}
+
+/* ------------------------------------------------------------------ */
 /* Redis specifics, specs                                               */
 
 static void test_redis_auth_and_unix(void **state)
@@ -1112,7 +1297,8 @@ static void test_redis_auth_and_unix(void **state)
     acache_close(r);
 
     capture_logs();
-    snprintf(spec, sizeof spec, "redis://:wrong@127.0.0.1:%d?prefix=%s&failures=1", S.redisauth,
+    snprintf(spec, sizeof spec, "redis://:wrong@127.0.0.1:%d?prefix=%s&failures=1&prefetch=0",
+             S.redisauth,
              f->prefix);
     r = tiered(f->dir1, open_spec(spec));
     expect_misses(r, 1, 1);
@@ -1202,6 +1388,10 @@ int main(void)
         ONE(test_server_errors, HTTP_K),
         BOTH(test_closed_mid_write),
         BOTH(test_killed_while_in_use),
+        BOTH(test_prefetch_session),
+        BOTH(test_prefetch_keys_and_off),
+        BOTH(test_prefetch_bad_manifest),
+        BOTH(test_prefetch_small_or_ro),
         ONE(test_redis_auth_and_unix, REDIS_K),
         ONE(test_specs, REDIS_K),
     };
