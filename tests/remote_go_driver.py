@@ -178,6 +178,15 @@ def case_from_remote(w):
                   "%s: only %d of %d gets were hits" % (name, s["hits"], s["gets"]))
             check(rh >= s["hits"] * 9 // 10, "%s: only %d hits came from the remote" % (name, rh))
             check(not unexpected_lines(err), "unexpected stderr:\n" + err)
+            # The fill build left a manifest: most entries came ahead of the go command.
+            m = re.search(r"prefetch: a manifest of (\d+) entries; (\d+) fetched ahead, "
+                          r"(\d+) already local, (\d+) not found", err)
+            check(m, "%s: the session prefetch found no manifest:\n%s" % (name, err))
+            listed, ahead, local, missing = map(int, m.groups())
+            print("%s: prefetch: a manifest of %d entries, %d fetched ahead, %d already local" %
+                  (name, listed, ahead, local))
+            check(ahead > 0 and missing == 0, "%s: prefetch fetched %d, %d not found" %
+                  (name, ahead, missing))
             # A program linked from what the remote served: byte-identical.
             out = os.path.join(w.root, "hello-" + name)
             w.build(d, [spec], ["-o", out, "."], cwd=hello)

@@ -257,7 +257,7 @@ for t in "${TLIST[@]}"; do
     printf '  %-7s %s\n' "$mode:" "$(cmdline "$t" "$mode")"
   done
   if [ "$(modes_of "$t")" != "own acache" ]; then
-    echo "  (redis, http: --dir and GOCACHE emptied before every run; dead, hang: a copy of the"
+    echo "  (redis, http: a new empty --dir and GOCACHE for every run; dead, hang: a copy of the"
     echo "   acache mode's directories after its cold run; the remotes are filled once, untimed, by"
     echo "   GOCACHEPROG='$HELPER gocacheprog --dir <empty> --remote $REDIS_SPEC --remote $HTTP_SPEC' $GO build $t)"
   fi
@@ -287,6 +287,19 @@ fresh() { # fresh TARGET MODE: empty cache directories for a cold run
   chmod -R u+w "$d" 2>/dev/null || true
   rm -rf "$d"
   mkdir -p "$d/gocache" "$d/dir"
+}
+
+# An empty directory for each warm run of a remote mode, all kept until the
+# runs are over: deleting the last run's ~2,000 files just before the next
+# run would time ext4's inode allocator instead of the build (without a
+# journal, ext4 walks past every inode freed in the last half minute or
+# more when it creates a file; this machine's / is such an ext4). A real
+# empty store is a directory nothing was just deleted from.
+fresh_run() { # fresh_run TARGET MODE RUN: "$d/MODE" points to a new empty pair
+  local d; d=$(tdir "$1")
+  mkdir -p "$d/$2.runs/$3/gocache" "$d/$2.runs/$3/dir"
+  rm -rf "${d:?}/$2"
+  ln -s "$2.runs/$3" "$d/$2"
 }
 
 declare -A COLD WARM WARMS SUMMARY_COLD SUMMARY_WARM STD_RATIO
@@ -327,7 +340,7 @@ for t in "${TLIST[@]}"; do
   declare -A runs=()
   for ((i = 1; i <= RUNS; i++)); do
     for mode in $modes; do
-      case $mode in redis|http) fresh "$t" "$mode" ;; esac
+      case $mode in redis|http) fresh_run "$t" "$mode" "$i" ;; esac
       s=$(run_build "$t" "$mode" "$d/logs/$mode-warm-$i.log")
       printf '  warm %d  %-6s %8.3f s\n' "$i" "$mode" "$s"
       runs[$mode]="${runs[$mode]:-} $s"
@@ -336,6 +349,7 @@ for t in "${TLIST[@]}"; do
       case $mode in redis|http) sync; sleep 0.5 ;; esac
     done
   done
+  for mode in redis http; do rm -rf "${d:?}/$mode" "${d:?}/$mode.runs"; done
   # shellcheck disable=SC2206  # the run lists are numbers
   warms_own=(${runs[own]}) warms_ac=(${runs[acache]})
   for mode in $modes; do
