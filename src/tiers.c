@@ -364,11 +364,33 @@ static acache_status pf_fetch(void *ctx, const acache_id *action)
     return ACACHE_MISS;
 }
 
+/* Whether a remote of the chain answered this session and is still on. */
+static bool remote_reached(tiers *t)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        if (!is_remote(t->stores[i]))
+            continue;
+        acache_remote_info info;
+        t->stores[i]->ops->remote->info(t->stores[i]->self, &info);
+        if (!info.switched_off && info.hits + info.misses + info.uploads + info.already > 0)
+            return true;
+    }
+    return false;
+}
+
+/* A manifest goes through the whole chain if a remote answered this
+ * session; else only to the local store, so that a session that never
+ * needed a remote (all local hits) does not wait at exit for an upload to
+ * one that may be dead or hanging. */
 static acache_status pf_store(void *ctx, const acache_id *key, const void *data, size_t len)
 {
     tiers *t = ctx;
     acache_id out;
     backend_writer *w = NULL;
+    if (!remote_reached(t)) {
+        acache_store *home = pf_home(t);
+        return home ? acache_put(home, key, data, len, NULL) : ACACHE_MISS;
+    }
     acache_id_of_bytes(data, len, &out);
     acache_status st = tiers_put_begin(t, key, &w);
     if (st == ACACHE_OK && (st = tiers_put_write(w, data, len)) != ACACHE_OK)

@@ -887,7 +887,8 @@ static void test_dead_remote_switched_off(void **state)
     fixture *f = *state;
     char spec[512];
     capture_logs();
-    spec_for(f, f->k, S.dead, "failures=3&timeout=2s", spec, sizeof spec);
+    /* prefetch=0: a manifest lookup racing the gets would fail too. */
+    spec_for(f, f->k, S.dead, "failures=3&timeout=2s&prefetch=0", spec, sizeof spec);
     double t0 = now_s();
     acache_store *t = tiered(f->dir1, open_spec(spec));
     expect_misses(t, 0, 3);
@@ -1279,6 +1280,33 @@ static void test_prefetch_small_or_ro(void **state)
     assert_int_equal(raw_len(f, "ac", &key), -1);
 }
 
+/* A session that never needed its remote (every lookup a local hit)
+ * keeps its manifest local: it must not wait at exit for an upload to a
+ * remote that may be dead or hanging. */
+static void test_prefetch_local_only(void **state)
+{
+    fixture *f = *state;
+    acache_store *d = tu_open_disk(f->dir1, "");
+    for (uint32_t i = 0; i < PREFETCH_MIN_IDS + 4; i++)
+        put_bytes(d, 5000 + i, 100, NULL);
+    acache_close(d);
+    acache_store *t = tiered(f->dir1, open_remote(f, ""));
+    for (uint32_t i = 0; i < PREFETCH_MIN_IDS + 4; i++) {
+        acache_id action = tu_id(5000 + i);
+        acache_result res;
+        assert_int_equal(acache_get(t, &action, 0, &res), ACACHE_OK);
+    }
+    acache_close(t);
+    acache_id first = tu_id(5000), key;
+    prefetch_key(&first, &key);
+    assert_int_equal(raw_len(f, "ac", &key), -1);
+    assert_int_equal(raw_count(f), 0);
+    d = tu_open_disk(f->dir1, "");
+    acache_result res;
+    assert_int_equal(acache_get(d, &key, 0, &res), ACACHE_OK); /* kept locally */
+    acache_close(d);
+}
+
 /* ------------------------------------------------------------------ */
 /* Redis specifics, specs                                               */
 
@@ -1392,6 +1420,7 @@ int main(void)
         BOTH(test_prefetch_keys_and_off),
         BOTH(test_prefetch_bad_manifest),
         BOTH(test_prefetch_small_or_ro),
+        BOTH(test_prefetch_local_only),
         ONE(test_redis_auth_and_unix, REDIS_K),
         ONE(test_specs, REDIS_K),
     };
