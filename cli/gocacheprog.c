@@ -23,6 +23,7 @@
 #include "acache.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
@@ -171,7 +172,7 @@ typedef struct server {
     bool local_first;         /* remotes: serve local hits on the reader */
 
     pthread_mutex_t out_mu;   /* serializes response lines */
-    atomic_bool out_broken;   /* stdout failed: nobody is listening */
+    atomic_bool out_broken;   /* stdout failed (nobody is listening) or was ended */
 
     pthread_mutex_t mu;       /* guards the queue below */
     pthread_cond_t job_cv;    /* a job was queued, or stopping */
@@ -244,6 +245,22 @@ static void respond(server *s, int64_t id, char *line)
     if (err != 0)
         cli_err("gocacheprog: writing stdout: %s", strerror(err));
     free(line);
+}
+
+/* Ends stdout: the reader at the other end sees end of file. /dev/null
+ * takes its place, so the descriptor is never reused for a file that a
+ * stray write could then damage. Left as it is if /dev/null cannot be
+ * opened (the reader then sees the end at exit). */
+static void end_stdout(server *s)
+{
+    pthread_mutex_lock(&s->out_mu);
+    int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        dup2(fd, STDOUT_FILENO);
+        close(fd);
+        atomic_store(&s->out_broken, true);
+    }
+    pthread_mutex_unlock(&s->out_mu);
 }
 
 static void respond_err(server *s, int64_t id, const char *msg)
@@ -603,6 +620,16 @@ static void print_remotes(acache_store *store, bool final)
                 i + 1, r->name, mode, state, r->hits, r->misses, r->rejected, r->failures,
                 r->uploads, (double)r->upload_bytes / mib, r->already, r->dropped);
     }
+    acache_prefetch_info pf;
+    if (final && acache_prefetch_stats(store, &pf)) {
+        if (pf.loaded)
+            cli_err("gocacheprog: prefetch: a manifest of %" PRIu64 " entries; %" PRIu64
+                    " fetched ahead, %" PRIu64 " already local, %" PRIu64 " not found, %" PRIu64
+                    " lookups waited for one",
+                    pf.listed, pf.fetched, pf.local, pf.failed, pf.waited);
+        else
+            cli_err("gocacheprog: prefetch: no manifest for this build");
+    }
 }
 
 /* Remote state changes (switched off, uploads refused) reach stderr at
@@ -839,10 +866,18 @@ int cmd_gocacheprog(int argc, char **argv)
         rc = 1;
     /* Uploads still queued go out now, within each remote's flush-timeout. */
     acache_flush(store);
+    /* The -v summary still comes out before the go command returns. */
     if (verbose) {
         print_summary(s, now_ns() - t0);
         print_remotes(store, true);
     }
+    /* The go command waits for our stdout to end, not for us to exit: end
+     * it now, once everything the build did is safe (uploads above, counts
+     * written here), and leave closing the store (folding the counts,
+     * stopping a trim, writing a prefetch manifest) and exiting off its
+     * path. */
+    acache_save_counters(store);
+    end_stdout(s);
 
     pthread_cond_destroy(&s->idle_cv);
     pthread_cond_destroy(&s->space_cv);

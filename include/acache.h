@@ -353,6 +353,16 @@ size_t acache_remotes(acache_store *store, acache_remote_info *out, size_t max);
 void acache_flush(acache_store *store);
 
 /*
+ * Writes what this process has counted on store's disk tier (a disk store,
+ * or the first tier of a chain) to its counter file now: one write, so the
+ * counts survive even if the process is killed before acache_close() folds
+ * them. Nothing for a store without a disk tier. A server that tells its
+ * client it is done before closing the store (acache gocacheprog closes
+ * its stdout first: the go command waits for that) calls this first.
+ */
+void acache_save_counters(acache_store *store);
+
+/*
  * Session prefetch (docs/remotes.md): a tier chain with a remote remembers
  * the ids a session used and, at close, stores that list (a manifest)
  * under a key derived from its first lookup. A later session with the same

@@ -10,6 +10,9 @@
  * object. Any other answer, a connection that fails, or one that stalls
  * longer than the timeout is a failure.
  *
+ * libcurl itself is loaded by the first http remote opened (curl_load.c),
+ * not linked: a process without one never maps it.
+ *
  * Each request takes a curl easy handle from a small pool shared by all
  * threads and gives it back after, so connections are reused. Every
  * request has a connect timeout, a total time limit (the timeout plus the
@@ -18,10 +21,10 @@
  * known to be 200. This file must never follow redirects, use signals
  * (CURLOPT_NOSIGNAL), or print.
  */
+#include "curl_load.h"
 #include "error.h"
 #include "remote.h"
 
-#include <curl/curl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -40,18 +43,15 @@ typedef struct http_t {
     long connect_ms, timeout_ms;
     struct curl_slist *headers;
     remote_pool pool;
+    const curl_api *curl;      /* libcurl, loaded when the first remote opened */
 } http_t;
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc;
-
-static void curl_init(void) { curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
 
 typedef enum method { M_GET, M_HEAD, M_PUT, M_DELETE } method;
 static const char *const method_names[] = { "GET", "HEAD", "PUT", "DELETE" };
 
 /* One request's state, seen by the callbacks. */
 typedef struct request {
+    const curl_api *curl;
     CURL *e;
     const remote_sink *sink;
     uint64_t limit, got;
@@ -68,7 +68,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
     request *rq = arg;
     size_t len = size * n;
     if (rq->code == 0)
-        curl_easy_getinfo(rq->e, CURLINFO_RESPONSE_CODE, &rq->code);
+        rq->curl->easy_getinfo(rq->e, CURLINFO_RESPONSE_CODE, &rq->code);
     if (rq->code != 200 || !rq->sink) {
         /* An error page: read (a little of) it so the connection stays usable. */
         rq->discarded += len;
@@ -103,7 +103,14 @@ static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, c
     return rq->cancel && atomic_load(rq->cancel) ? 1 : 0;
 }
 
-static void handle_free(void *e) { curl_easy_cleanup(e); }
+/* The pool's destructor has no context; every handle came from the one
+ * libcurl loaded, so its cleanup is found through curl_load (already done). */
+static void handle_free(void *e)
+{
+    const curl_api *curl;
+    if (curl_load(&curl) == ACACHE_OK)
+        curl->easy_cleanup(e);
+}
 
 /* Runs one request on a pooled handle. Returns ACACHE_OK with *code set
  * when the server answered, a callback's status, or an error. */
@@ -112,52 +119,54 @@ static acache_status perform(http_t *h, method m, remote_ns ns, const char *hex,
 {
     char url[URL_MAX];
     snprintf(url, sizeof url, "%s/%s/%s", h->base, ns == REMOTE_AC ? "ac" : "cas", hex);
+    const curl_api *curl = h->curl;
     CURL *e = remote_pool_take(&h->pool);
-    if (!e && !(e = curl_easy_init()))
+    if (!e && !(e = curl->easy_init()))
         return set_error(ACACHE_ENOMEM, "http %s: cannot make a curl handle", h->where);
     /* Reset clears the options but keeps the handle's live connections. */
-    curl_easy_reset(e);
+    curl->easy_reset(e);
+    rq->curl = curl;
     rq->e = e;
     uint64_t bytes = m == M_PUT ? rq->up_len : m == M_GET ? rq->limit : 0;
     uint64_t total_ms =
         (uint64_t)h->connect_ms + (uint64_t)h->timeout_ms + bytes / MIN_RATE_BYTES_PER_MS;
     char errbuf[CURL_ERROR_SIZE] = "";
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, h->connect_ms);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(total_ms > LONG_MAX ? LONG_MAX : total_ms));
+    curl->easy_setopt(e, CURLOPT_URL, url);
+    curl->easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl->easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
+    curl->easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, h->connect_ms);
+    curl->easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(total_ms > LONG_MAX ? LONG_MAX : total_ms));
     /* A transfer that moves nothing for the timeout (rounded up to a
      * second, curl's unit here) has stalled. */
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (h->timeout_ms + 999) / 1000);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h->headers);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, rq);
-    curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(e, CURLOPT_XFERINFODATA, rq);
+    curl->easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl->easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (h->timeout_ms + 999) / 1000);
+    curl->easy_setopt(e, CURLOPT_HTTPHEADER, h->headers);
+    curl->easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl->easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl->easy_setopt(e, CURLOPT_WRITEDATA, rq);
+    curl->easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+    curl->easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl->easy_setopt(e, CURLOPT_XFERINFODATA, rq);
     switch (m) {
     case M_GET:
         break;
     case M_HEAD:
-        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+        curl->easy_setopt(e, CURLOPT_NOBODY, 1L);
         break;
     case M_PUT:
-        curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
-        curl_easy_setopt(e, CURLOPT_READFUNCTION, on_upload);
-        curl_easy_setopt(e, CURLOPT_READDATA, rq);
-        curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)rq->up_len);
+        curl->easy_setopt(e, CURLOPT_UPLOAD, 1L);
+        curl->easy_setopt(e, CURLOPT_READFUNCTION, on_upload);
+        curl->easy_setopt(e, CURLOPT_READDATA, rq);
+        curl->easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)rq->up_len);
         break;
     case M_DELETE:
-        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "DELETE");
+        curl->easy_setopt(e, CURLOPT_CUSTOMREQUEST, "DELETE");
         break;
     }
-    CURLcode rc = curl_easy_perform(e);
+    CURLcode rc = curl->easy_perform(e);
     acache_status st = ACACHE_OK;
     *code = 0;
-    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, code);
+    curl->easy_getinfo(e, CURLINFO_RESPONSE_CODE, code);
     if (rc == CURLE_WRITE_ERROR && rq->st != ACACHE_OK) {
         st = rq->st;
         if (st == ACACHE_CORRUPT) {
@@ -170,11 +179,11 @@ static acache_status perform(http_t *h, method m, remote_ns ns, const char *hex,
         st = set_error(ACACHE_EIO, "http %s: %s cancelled", h->where, method_names[m]);
     } else if (rc != CURLE_OK) {
         st = set_error(ACACHE_EIO, "http %s: %s %s: %s", h->where, method_names[m], url,
-                       errbuf[0] ? errbuf : curl_easy_strerror(rc));
+                       errbuf[0] ? errbuf : curl->easy_strerror(rc));
     }
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, NULL);
+    curl->easy_setopt(e, CURLOPT_ERRORBUFFER, NULL);
     if (!remote_pool_give(&h->pool, e))
-        curl_easy_cleanup(e);
+        curl->easy_cleanup(e);
     return st;
 }
 
@@ -229,7 +238,7 @@ static void http_close(void *t)
 {
     http_t *h = t;
     remote_pool_destroy(&h->pool, handle_free);
-    curl_slist_free_all(h->headers);
+    h->curl->slist_free_all(h->headers);
     free(h);
 }
 
@@ -255,10 +264,11 @@ acache_status http_open(spec *s, void **self, const backend_ops **ops)
         return set_error(ACACHE_EINVAL, "http spec: want %s://HOST[:PORT]/BASE, got '%s'",
                          s->scheme, shown);
     }
-    pthread_once(&curl_once, curl_init);
-    if (curl_init_rc != CURLE_OK)
-        return set_error(ACACHE_EIO, "http: libcurl failed to initialise: %s",
-                         curl_easy_strerror(curl_init_rc));
+    /* libcurl is loaded here, by the first http remote, not at start. */
+    const curl_api *curl;
+    st = curl_load(&curl);
+    if (st != ACACHE_OK)
+        return st;
     http_t *h = calloc(1, sizeof *h);
     if (!h)
         return set_error(ACACHE_ENOMEM, "out of memory");
@@ -278,7 +288,8 @@ acache_status http_open(spec *s, void **self, const backend_ops **ops)
     h->connect_ms = (long)((cfg.connect_timeout_ns + 999999) / 1000000);
     h->timeout_ms = (long)((cfg.timeout_ns + 999999) / 1000000);
     /* No "Expect: 100-continue": it costs a round trip (or a wait) per PUT. */
-    h->headers = curl_slist_append(NULL, "Expect:");
+    h->curl = curl;
+    h->headers = curl->slist_append(NULL, "Expect:");
     if (!h->headers) {
         free(h);
         return set_error(ACACHE_ENOMEM, "out of memory");

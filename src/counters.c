@@ -312,6 +312,10 @@ static void flush_locked(counters *c, int64_t now)
     fork_check(c);
     memset(&f, 0, sizeof f);
     snapshot(c, f.v);
+    /* Nothing new since the last write (or nothing at all yet, and no file
+     * to make for it): the file already says it. */
+    if (memcmp(f.v, c->written, sizeof c->written) == 0)
+        return;
     if (c->procfd < 0) {
         if (now < c->retry_ns)
             return;

@@ -5,6 +5,7 @@
  * It must never hand a backend an output id it has not computed itself.
  */
 #include "backend.h"
+#include "disk.h"
 #include "error.h"
 #include "remote.h"
 #include "sha.h"
@@ -93,6 +94,17 @@ void acache_close(acache_store *store)
         return;
     store->ops->close(store->self);
     free(store);
+}
+
+void acache_save_counters(acache_store *store)
+{
+    /* Only stores with a local directory can have a disk tier; asking the
+     * others would leave an error message behind. */
+    if (!store || !store->ops->local_dir || !store->ops->local_dir(store->self))
+        return;
+    disk *d = disk_of_store(store, "acache_save_counters");
+    if (d)
+        counters_flush(&d->cnt);
 }
 
 static void result_reset(acache_result *res)

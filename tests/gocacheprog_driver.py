@@ -614,6 +614,89 @@ def test_remote_and_max_size(d):
     check(p.returncode == 2 and b"nosuch" in p.stderr, "bad ACACHE_REMOTE: %r" % p.stderr)
 
 
+def _mapped_libcurl(pid):
+    with open("/proc/%d/maps" % pid) as f:
+        return [line for line in f if "libcurl" in line]
+
+
+def _shared_libraries(path):
+    """The absolute paths of the shared libraries ldd says path loads."""
+    out = subprocess.run(["ldd", path], capture_output=True, text=True, timeout=TIMEOUT).stdout
+    return re.findall(r"=> (/\S+\.so[.\d]*) ", out)
+
+
+def test_http_without_libcurl(d):
+    """libcurl is loaded only when an http remote is opened: a helper
+    without one (and with a non-http remote) never maps it. When it cannot
+    be loaded, opening the http remote fails, naming libcurl.so.4 and the
+    loader's reason. The loader is made to fail the ordinary way, by
+    LD_LIBRARY_PATH finding a 'libcurl.so.4' that is not libcurl: an empty
+    file (not a library), then another real library (no curl symbols)."""
+    for args in ([], ["--remote", "mem:"]):
+        h = Helper(d, *args)
+        try:
+            check(not _mapped_libcurl(h.p.pid), "%r: libcurl mapped at start" % args)
+            h.close_and_finish()
+        finally:
+            h.kill()
+    fake = os.path.join(d, "fake-curl")
+    os.mkdir(fake)
+    # One of acache's own plain dependencies (not libc, the loader or a
+    # sanitizer runtime, which do not take being loaded twice).
+    others = [p for p in _shared_libraries(shutil.which(BIN) or BIN)
+              if re.search(r"/lib(zstd|jansson|hiredis|crypto)\.so", p)]
+    check(others, "ldd %s lists none of libzstd, jansson, hiredis, libcrypto" % BIN)
+    cases = [(b"", "too short"), (open(others[0], "rb").read(), "curl_global_init")]
+    for content, why in cases:
+        with open(os.path.join(fake, "libcurl.so.4"), "wb") as f:
+            f.write(content)
+        env = dict(os.environ, LD_LIBRARY_PATH=fake)
+        p = subprocess.run([BIN, "gocacheprog", "--dir", d, "--remote", "http://127.0.0.1:1/c"],
+                           input=b"", capture_output=True, env=env, timeout=TIMEOUT)
+        err = p.stderr.decode(errors="replace")
+        check(p.returncode == 2 and p.stdout == b"", "%s: exit %d, stdout %r" %
+              (why, p.returncode, p.stdout))
+        check("cannot open remote http://127.0.0.1:1/c" in err and "libcurl.so.4" in err and
+              why in err and fake in err, "%s: stderr %r" % (why, err))
+
+
+def _stats(d):
+    p = subprocess.run([BIN, "stats", "--dir", d, "--json"], capture_output=True,
+                       timeout=TIMEOUT)
+    check(p.returncode == 0, "acache stats: %r" % p.stderr)
+    return json.loads(p.stdout)
+
+
+def test_stdout_ends_before_exit_counts_kept(d):
+    """After close and the end of stdin the helper ends its stdout (what
+    the go command waits for) before closing the store and exiting, and
+    only once its counts are written: a helper killed the moment stdout
+    ends still has every get and put counted (folded by the next reader)."""
+    for kill in (False, True):
+        before = _stats(d)
+        h = Helper(d)
+        try:
+            body = b"counted" * 10
+            check_hit(h.request(put_req(1, action(1), body)), 1, body)
+            for i in range(2, 7):
+                check_hit(h.request(get_req(i, action(1))), i, body)
+            check_miss(h.request(get_req(7, action(99))), 7)
+            r = h.request(req_line({"ID": 8, "Command": "close"}))
+            check(r == {"ID": 8}, "bad close answer %r" % r)
+            h.p.stdin.close()
+            h.t_out.join(TIMEOUT)
+            check(not h.t_out.is_alive(), "stdout did not end after close")
+            if kill:
+                h.p.kill()
+            h.p.wait(TIMEOUT)
+        finally:
+            h.kill()
+        after = _stats(d)
+        for key, want in (("hits", 5), ("misses", 1), ("puts", 1)):
+            check(after[key] - before[key] == want, "kill=%s: %s went from %r to %r" %
+                  (kill, key, before[key], after[key]))
+
+
 def test_get_not_held_by_put(d):
     """A get sent before a put is answered while the put's body is still
     arriving."""

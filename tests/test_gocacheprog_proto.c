@@ -11,10 +11,13 @@
 
 #include "gocacheprog_proto.h"
 
+#include <inttypes.h>
+#include <jansson.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ------------------------------------------------------------------ */
 /* Helpers                                                              */
@@ -56,6 +59,77 @@ static void test_get(void **state)
     assert_true(req.has_action);
     assert_memory_equal(req.action.bytes, action.bytes, ACACHE_ID_SIZE);
     assert_false(gcp_request_has_body(&req));
+}
+
+/* The get as the go command writes it is read without jansson; every
+ * near miss of that shape must still get jansson's answer. */
+static void test_get_plain_and_near_misses(void **state)
+{
+    (void)state;
+    char a[ACACHE_ID_BASE64_SIZE], esc[96], line[512], msg[GCP_MSG_SIZE];
+    acache_id action = id_n(0xfb); /* base64 with '/' and '+' in it */
+    b64(action, a);
+    assert_non_null(strchr(a, '/'));
+    size_t e = 0;
+    for (const char *p = a; *p; p++) {
+        if (*p == '/')
+            esc[e++] = '\\';
+        esc[e++] = *p;
+    }
+    esc[e] = '\0';
+    static const struct {
+        const char *fmt; /* %s: the ActionID's base64 */
+        gcp_parse_status st;
+        int64_t id;
+    } cases[] = {
+        { "{\"ID\":1,\"Command\":\"get\",\"ActionID\":\"%s\"}", GCP_PARSE_OK, 1 },
+        { "{\"ID\":0,\"Command\":\"get\",\"ActionID\":\"%s\"}", GCP_PARSE_OK, 0 },
+        { "{\"ID\":123456789012345678,\"Command\":\"get\",\"ActionID\":\"%s\"} \t\r",
+          GCP_PARSE_OK, 123456789012345678 },
+        { "{\"ID\":9223372036854775807,\"Command\":\"get\",\"ActionID\":\"%s\"}", GCP_PARSE_OK,
+          INT64_MAX },
+        { "{\"ID\":-5,\"Command\":\"get\",\"ActionID\":\"%s\"}", GCP_PARSE_OK, -5 },
+        { "{\"ID\":7, \"Command\":\"get\",\"ActionID\":\"%s\"}", GCP_PARSE_OK, 7 },
+        { "{\"ID\":7,\"Command\":\"get\",\"ActionID\":\"%s\",\"BodySize\":0}", GCP_PARSE_OK, 7 },
+        { "{\"ID\":7,\"Command\":\"get\",\"ActionID\":\"%s\"}x", GCP_PARSE_FATAL, 0 },
+        { "{\"ID\":7,\"Command\":\"get\",\"ActionID\":\"%s\"}}", GCP_PARSE_FATAL, 0 },
+        { "{\"ID\":07,\"Command\":\"get\",\"ActionID\":\"%s\"}", GCP_PARSE_FATAL, 0 },
+        { "{\"ID\":99999999999999999999,\"Command\":\"get\",\"ActionID\":\"%s\"}",
+          GCP_PARSE_FATAL, 0 },
+        { "{\"ID\":7,\"Command\":\"get\",\"ActionID\":\"%.43s!\"}", GCP_PARSE_ERR, 7 },
+        { "{\"ID\":7,\"Command\":\"get\",\"ActionID\":\"%.43s\"}", GCP_PARSE_ERR, 7 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        gcp_request req;
+        snprintf(line, sizeof line, cases[i].fmt, a);
+        gcp_parse_status st = parse(line, &req, msg);
+        if (st != cases[i].st)
+            fail_msg("%s: status %d, want %d (%s)", line, st, cases[i].st, msg);
+        if (st == GCP_PARSE_FATAL)
+            continue;
+        assert_int_equal(req.id, cases[i].id);
+        assert_int_equal(req.command, GCP_CMD_GET);
+        if (st == GCP_PARSE_OK) {
+            assert_true(req.has_action);
+            assert_memory_equal(req.action.bytes, action.bytes, ACACHE_ID_SIZE);
+            assert_string_equal(msg, "");
+        } else {
+            assert_true(msg[0] != '\0');
+        }
+    }
+    /* An escaped '/' is the same id. */
+    gcp_request req;
+    snprintf(line, sizeof line, "{\"ID\":3,\"Command\":\"get\",\"ActionID\":\"%s\"}", esc);
+    assert_int_equal(parse(line, &req, msg), GCP_PARSE_OK);
+    assert_memory_equal(req.action.bytes, action.bytes, ACACHE_ID_SIZE);
+    /* Cut short anywhere: never read past the end, never OK. */
+    snprintf(line, sizeof line, "{\"ID\":3,\"Command\":\"get\",\"ActionID\":\"%s\"}", a);
+    for (size_t n = 0; n < strlen(line); n++) {
+        char *cut = malloc(n ? n : 1);
+        memcpy(cut, line, n);
+        assert_int_not_equal(gcp_parse_request(cut, n, &req, msg), GCP_PARSE_OK);
+        free(cut);
+    }
 }
 
 static void test_put(void **state)
@@ -560,6 +634,101 @@ static void test_format(void **state)
     free(line);
 }
 
+/* What jansson writes for the same entry: the reference the hand-written
+ * gcp_format_entry must match byte for byte. */
+static char *entry_by_jansson(int64_t id, const acache_result *res)
+{
+    char b64v[ACACHE_ID_BASE64_SIZE], when[GCP_TIME_SIZE];
+    acache_id_to_base64(&res->output_id, b64v);
+    json_t *o = json_object();
+    json_object_set_new(o, "ID", json_integer(id));
+    json_object_set_new(o, "OutputID", json_string(b64v));
+    json_object_set_new(o, "Size", json_integer((json_int_t)res->size));
+    if (gcp_format_time(res->time_ns, when))
+        json_object_set_new(o, "Time", json_string(when));
+    json_t *p = res->path[0] ? json_string(res->path) : NULL;
+    if (p)
+        json_object_set_new(o, "DiskPath", p);
+    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    size_t n = strlen(s);
+    char *line = malloc(n + 2);
+    memcpy(line, s, n);
+    memcpy(line + n, "\n", 2);
+    free(s);
+    return line;
+}
+
+static void test_format_entry_matches_jansson(void **state)
+{
+    (void)state;
+    static const char *const paths[] = {
+        "", "/c/v1/o/ab/abcdef", "/with \"quotes\" and \\back\\slashes",
+        "/ctl\x01\x08\x09\x0a\x0c\x0d\x1f\x7f/x", "/utf8/caf\xc3\xa9/\xe2\x82\xac/\xf0\x9f\x98\x80",
+        "/bad/\xff", "/bad/\xc0\xaf", "/bad/\xed\xa0\x80", "/bad/\xf4\x90\x80\x80",
+        "/bad/\xe2\x82", "/bad/\xc3", "/ok/\xf4\x8f\xbf\xbf", "/ok/\xef\xbf\xbf",
+    };
+    static const int64_t times[] = { 0, 1, -1, 1700000000123456789, INT64_MAX, INT64_MIN,
+                                     951782400000000000 /* 2000-02-29 */, -62135596800000000 };
+    acache_result res;
+    memset(&res, 0, sizeof res);
+    res.output_id = id_n(9);
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        for (size_t t = 0; t < sizeof times / sizeof times[0]; t++) {
+            snprintf(res.path, sizeof res.path, "%s", paths[i]);
+            res.time_ns = times[t];
+            res.size = t * 1000003;
+            size_t len = 0;
+            char *got = gcp_format_entry((int64_t)(i * 100 + t), &res, &len);
+            char *want = entry_by_jansson((int64_t)(i * 100 + t), &res);
+            assert_string_equal(got, want);
+            assert_int_equal(len, strlen(want));
+            free(got);
+            free(want);
+        }
+    }
+    /* A path as long as a path can be, every byte escaped to six. */
+    memset(res.path, 0x01, sizeof res.path - 1);
+    res.path[sizeof res.path - 1] = '\0';
+    char *got = gcp_format_entry(INT64_MIN, &res, NULL);
+    char *want = entry_by_jansson(INT64_MIN, &res);
+    assert_string_equal(got, want);
+    free(got);
+    free(want);
+}
+
+/* The hand-written calendar against gmtime_r, over many seconds. */
+static void test_format_time_against_gmtime(void **state)
+{
+    (void)state;
+    uint64_t x = 88172645463325252ull;
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        /* Years 0000..9999 and a little around them. */
+        int64_t sec = (int64_t)(x % 330000000000ull) - 65000000000LL;
+        int64_t frac = (int64_t)(x >> 40) % 1000000000;
+        if (sec > INT64_MAX / 1000000000 - 1 || sec < INT64_MIN / 1000000000 + 1)
+            continue;
+        char got[GCP_TIME_SIZE];
+        bool ok = gcp_format_time(sec * 1000000000 + frac, got);
+        time_t tt = (time_t)sec;
+        struct tm tm;
+        assert_non_null(gmtime_r(&tt, &tm));
+        long year = (long)tm.tm_year + 1900;
+        if (year < 0 || year > 9999) {
+            assert_false(ok);
+            continue;
+        }
+        assert_true(ok);
+        char want[64];
+        snprintf(want, sizeof want, "%04ld-%02d-%02dT%02d:%02d:%02d", year, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        assert_memory_equal(got, want, 19);
+    }
+}
+
 static void test_format_time(void **state)
 {
     (void)state;
@@ -582,6 +751,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_get),
+        cmocka_unit_test(test_get_plain_and_near_misses),
         cmocka_unit_test(test_put),
         cmocka_unit_test(test_put_empty_body),
         cmocka_unit_test(test_close),
@@ -601,6 +771,8 @@ int main(void)
         cmocka_unit_test(test_body_large),
         cmocka_unit_test(test_format),
         cmocka_unit_test(test_format_time),
+        cmocka_unit_test(test_format_entry_matches_jansson),
+        cmocka_unit_test(test_format_time_against_gmtime),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
