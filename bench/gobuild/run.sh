@@ -19,7 +19,11 @@
 #   (dead) (hang)  the acache mode's warm --dir with a remote configured that
 #                  refuses connections, or accepts them and never answers.
 # redis and http are compared with own (target: 1.5x), dead and hang with
-# acache (target: 1.05x).
+# acache (target: 1.05x). A last warm mode, (floor), is the protocol's own
+# cost: floor.c, a helper that answers every get of the acache mode's store
+# from memory (no storage work at all), so that acache/floor shows how far
+# acache's helper is from the fastest any GOCACHEPROG helper can be here.
+# Needs a C compiler (cc, or $CC); skipped with a message without one.
 # Times come from a monotonic clock (Python time.monotonic) around the go
 # command. Verdicts against the targets are printed, never enforced: the exit
 # status is non-zero only when a build (or the RSS driver) fails.
@@ -130,6 +134,7 @@ for t in "${_rt[@]}"; do HAS_REMOTES[$t]=1; done
 modes_of() { # modes_of TARGET -> the warm modes of a target, in run order:
   # the modes that write nothing first, the ones that fill a store last
   local m="own acache" r
+  if [ -n "$FLOOR" ]; then m="$m floor"; fi
   if [ -n "${HAS_REMOTES[$1]:-}" ]; then
     for r in dead hang redis http; do
       if [[ " ${RLIST[*]} " == *" $r "* ]]; then m="$m $r"; fi
@@ -180,6 +185,12 @@ trap 'exit 130' INT TERM
 mkdir -p "$WORK/bin"
 cp "$ACACHE" "$WORK/bin/acache"
 HELPER="$WORK/bin/acache"
+# The protocol floor (floor.c): a helper answering from memory, no storage.
+FLOOR="$WORK/bin/floor"
+if ! ${CC:-cc} -O2 -o "$FLOOR" "$HERE/floor.c" 2>"$WORK/floor-build.log"; then
+  echo "run.sh: cannot build floor.c (no floor mode): $(cat "$WORK/floor-build.log")" >&2
+  FLOOR=""
+fi
 
 # Same environment for every go command; GOCACHE and GOCACHEPROG per mode.
 export GOTOOLCHAIN=local GOFLAGS='' GOENV=off GOPATH="$WORK/gopath"
@@ -231,6 +242,8 @@ prog() { # prog TARGET [MODE]: the GOCACHEPROG of acache and the remote modes
   local mode=${2:-acache}
   if [ "$mode" = acache ]; then
     echo "$HELPER gocacheprog --dir $(tdir "$1")/acache/dir -v"
+  elif [ "$mode" = floor ]; then
+    echo "$FLOOR $(tdir "$1")/acache/dir"
   else
     echo "$HELPER gocacheprog --dir $(tdir "$1")/$mode/dir -v --remote $(remote_spec "$mode")"
   fi
@@ -325,6 +338,8 @@ for t in "${TLIST[@]}"; do
     case $mode in
       dead|hang) # the acache mode's warm state, with a remote that fails
         rm -rf "${d:?}/$mode"; cp -a "$d/acache" "$d/$mode" ;;
+      floor) # reads the acache mode's records; its own GOCACHE
+        rm -rf "${d:?}/floor"; mkdir -p "$d/floor/gocache" ;;
     esac
   done
   if [[ " $modes " == *" redis "* || " $modes " == *" http "* ]]; then
@@ -358,6 +373,7 @@ for t in "${TLIST[@]}"; do
     rr=(${runs[$mode]})
     WARM[$t,$mode]=$(python3 "$PY" median "${rr[@]}")
     WARMS[$t,$mode]="${rr[*]}"
+    [ "$mode" = floor ] && continue
     SUMMARY_WARM[$t,$mode]="$(python3 "$PY" summary "$d/logs/$mode-warm-$RUNS.log") | $(python3 "$PY" remotes "$d/logs/$mode-warm-$RUNS.log")"
   done
   unset runs
@@ -406,9 +422,14 @@ for t in "${TLIST[@]}"; do
   echo "  helper, last cold run: ${SUMMARY_COLD[$t]:-(no -v summary)}"
   echo "  helper, last warm run: ${SUMMARY_WARM[$t]:-(no -v summary)}"
   for mode in $(modes_of "$t"); do
-    case $mode in own|acache) continue ;; redis|http) base=own ;; *) base=acache ;; esac
+    case $mode in own|acache) continue ;; redis|http|floor) base=own ;; *) base=acache ;; esac
     rr=$(python3 "$PY" ratio "${WARM[$t,$mode]}" "${WARM[$t,$base]}")
     printf '%-10s %-7s %9s %11.3f   %s   (%.3fx %s)\n' "$t" "$mode" "-" "${WARM[$t,$mode]}" "${WARMS[$t,$mode]}" "$rr" "$base"
+    if [ "$mode" = floor ]; then
+      printf '  the protocol floor: a helper answering every get from memory (floor.c);\n'
+      printf '  acache/floor warm median: %.3fx\n' "$(python3 "$PY" ratio "${WARM[$t,acache]}" "${WARM[$t,floor]}")"
+      continue
+    fi
     echo "  helper, last $mode run: ${SUMMARY_WARM[$t,$mode]:-(no -v summary)}"
   done
 done
