@@ -39,11 +39,17 @@ writer() {
 }
 export -f writer act
 export A D WORK
+# kill9 PID: kills the process group PID leads, or, if setsid has not made
+# it a group leader yet (a loaded machine), the process itself: the writer
+# never outlives its round, or `wait` would wait for it forever.
+kill9() {
+  kill -9 -- "-$1" 2>/dev/null || kill -9 "$1" 2>/dev/null || true
+}
 for round in $(seq 1 30); do
   setsid bash -c writer &
   pid=$!
   sleep "0.0$((RANDOM % 9 + 1))"
-  kill -9 -- "-$pid" 2>/dev/null || true
+  kill9 "$pid"
   wait "$pid" 2>/dev/null || true
 done
 # Trims killed halfway: a cache of old entries, trimmed without grace.
@@ -53,7 +59,7 @@ for round in $(seq 1 15); do
   setsid timeout 60 "$A" trim --dir "$D" --max-size 0 --grace 0 >/dev/null 2>&1 &
   pid=$!
   sleep "0.00$((RANDOM % 9 + 1))"
-  kill -9 -- "-$pid" 2>/dev/null || true
+  kill9 "$pid"
   wait "$pid" 2>/dev/null || true
 done
 [ "$(rc verify --dir "$D")" = 0 ] || { cat "$WORK/out" "$WORK/err"; fail "verify after kills"; }
