@@ -877,6 +877,9 @@ int cmd_gocacheprog(int argc, char **argv)
      * stopping a trim, writing a prefetch manifest) and exiting off its
      * path. */
     acache_save_counters(store);
+    /* Spilled outputs (a full disk) go before the go command returns: it
+     * used them during the build, and nothing may be left behind. */
+    gcp_spill_close(&s->spill);
     end_stdout(s);
 
     pthread_cond_destroy(&s->idle_cv);
