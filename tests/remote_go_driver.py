@@ -157,9 +157,11 @@ def case_from_remote(w):
         secs, err = w.build(d, [redis, http])
         s = summary(err)
         check(s["puts"] > 50, "the cold build stored only %d entries" % s["puts"])
-        hello = w.hello()
-        w.build(d, [redis, http], ["-o", os.path.join(w.root, "hello-fill"), "."], cwd=hello)
         check(not unexpected_lines(err), "unexpected stderr:\n" + err)
+        hello = w.hello()
+        _, herr = w.build(d, [redis, http], ["-o", os.path.join(w.root, "hello-fill"), "."],
+                          cwd=hello)
+        check(not unexpected_lines(herr), "unexpected stderr:\n" + herr)
         for line in remote_lines(err)[-2:]:
             check(" 0 dropped" in line and "failures" in line and " 0 failures" in line,
                   "uploads lost while filling: " + line)
