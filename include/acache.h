@@ -565,8 +565,10 @@ acache_status acache_fingerprint_key(acache_id *out, const acache_id *fingerprin
  *
  * A disk store keeps itself bounded with no daemon: a put that finds the
  * last trim older than trim-interval starts one in a background thread,
- * off the put's path, at idle priority and, while other tasks run, working
- * 1% of the time; acache_close() stops it promptly. One process at
+ * off the put's path, at the lowest normal priority (nice 19, best-effort
+ * I/O level 7) and, while other tasks run, working 1% of the time; it saves
+ * its position after each shard directory, so short-lived processes each
+ * move it on; acache_close() stops it promptly. One process at
  * a time trims (an flock on ROOT/v1/trim.lock, dropped by the kernel if the
  * holder dies). A trim removes, least recently used first, down to 90% of
  * max-size; entries unused for max-age; and leftovers of processes that

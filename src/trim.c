@@ -6,15 +6,28 @@
  *
  * How it stays cheap. The size comes from the cross-process estimate
  * (counters.c), so a trim with nothing to evict reads a few small files.
- * When over the limit it works through slices of 8 of the 256 action shard
+ * When over the limit it works through slices of the 256 action shard
  * directories, starting where the last trim stopped: in each it lists the
  * records, and evicts the oldest of them (a share of the slice twice the
  * share the store must lose, so that about half the store is listed at
- * most) until the estimate is under the low-water mark. Expiry and garbage
- * collection look at a few shards per trim, in turn, so that the whole
- * store is looked at every max-age/10. Its cost follows what it removes.
- * The automatic trim runs at idle CPU and I/O priority, in 2 ms bursts, and
- * while other tasks run it rests 99 times as long after each burst.
+ * most) until the estimate is under the low-water mark. Action ids are
+ * uniform, so the oldest share of each shard approximates the globally
+ * least recently used. Expiry and garbage collection look at a few shards
+ * per trim, in turn, so that the whole store is looked at every
+ * max-age/10. Its cost follows what it removes.
+ *
+ * The automatic trim runs at the lowest normal priority (SCHED_OTHER, nice
+ * 19, best-effort I/O level 7: not SCHED_IDLE, whose thread, preempted
+ * while holding a directory's lock in unlinkat, could hold up the builds'
+ * puts into that shard), in 2 ms bursts, and while other tasks run it rests
+ * 99 times as long after each burst. It lives in whichever short-lived
+ * process did a put, and gets 1% of a CPU on a busy machine, so its unit of
+ * work is one shard (a slice of 1 in the size pass; expiry and garbage
+ * collection shard by shard), and trim.state is written after each (at
+ * most every 50 ms): a process stopped after a fraction of a second has
+ * still moved the cursors on, and the next goes on from there. It also
+ * does the size pass before the sweep, so that the bound comes first.
+ * Explicit trims take slices of 8, and sweep before the size pass.
  *
  * What it must never do: remove an entry used within the grace period
  * (uses are recorded at most every DISK_REFRESH_NS, which is added to it);
@@ -32,7 +45,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,8 +57,11 @@
 #include <unistd.h>
 
 #define SHARDS 256
-#define SLICE 8
-#define SLICES (SHARDS / SLICE)
+/* Action shards listed together by the size pass: an explicit trim takes
+ * 8 at a time (a better approximation of LRU on a small store), the
+ * automatic one 1 (a unit it can finish, and save, in a short process). */
+#define SLICE_EXPLICIT 8
+#define SLICE_AUTO 1
 #define STATE_MAGIC "acache-trim-v1"
 #define SEC 1000000000LL
 /* A process checks whether a trim is due at most this often. */
@@ -56,16 +71,20 @@
 #define HEXLEN (2 * ACACHE_ID_SIZE)
 /* The automatic trim works in bursts of BURST_NS. After each it looks at
  * the machine: while other tasks are running it rests BUSY_REST times as
- * long as it worked (1% of one CPU: even an idle-priority thread takes a
- * share of the cores, caches, locks and disk the builds it serves use);
+ * long as it worked (1% of one CPU: even a nice 19 thread takes a share
+ * of the cores, caches, locks and disk the builds it serves use);
  * on an idle machine it goes on at once. */
 #define BURST_NS (2 * 1000000LL)
+/* An automatic trim writes its position at most this often. */
+#define SAVE_NS (50 * 1000000LL)
 #define BUSY_REST 99
 
 /* What trim.state holds: the last trim, and where the next one goes on. */
 typedef struct trim_state {
     int64_t started_ns, finished_ns, duration_ns;
     uint64_t entries_removed, bytes_removed, files_examined, dirs_listed;
+    /* The last action shard the size pass finished; the next shard the
+     * sweep takes. */
     int64_t size_cursor, sweep_cursor;
 } trim_state;
 
@@ -95,6 +114,7 @@ typedef struct trim_run {
     bool stopped;
     int64_t burst_start;   /* automatic trims: when the current burst began */
     unsigned calls;
+    int64_t saved_ns;      /* automatic trims: when trim.state was last written */
 } trim_run;
 
 /* A record met while listing a shard. */
@@ -173,7 +193,7 @@ static void state_read(disk *d, trim_state *s)
             if (strcmp(line, keys[i].key) == 0)
                 memcpy((char *)s + keys[i].off, &(int64_t){ v }, sizeof(int64_t));
     }
-    s->size_cursor = ((s->size_cursor % SLICES) + SLICES) % SLICES;
+    s->size_cursor = ((s->size_cursor % SHARDS) + SHARDS) % SHARDS;
     s->sweep_cursor = ((s->sweep_cursor % SHARDS) + SHARDS) % SHARDS;
 }
 
@@ -281,6 +301,27 @@ static void progress(trim_run *t, const char *phase, uint64_t done, uint64_t tot
     acache_progress pr = { phase, done, total, t->r->bytes_removed, 0 };
     if (t->p->progress(t->p->progress_ctx, &pr) != 0)
         t->stopped = true;
+}
+
+/* An automatic trim saves its position after each shard (at most every
+ * SAVE_NS: a store with few entries has many empty shards): the process it
+ * runs in may be gone in a second, and one killed loses little. (Stopped
+ * by close, it saves where it is anyway.) While it runs, the state still
+ * says a trim is under way (finished 0). */
+static void save_progress(trim_run *t, trim_state *st)
+{
+    if (t->dry || !t->p->automatic)
+        return;
+    int64_t now = fs_now_ns();
+    if (now - t->saved_ns < SAVE_NS)
+        return;
+    t->saved_ns = now;
+    st->duration_ns = fs_now_ns() - t->now;
+    st->entries_removed = t->r->entries_removed;
+    st->bytes_removed = t->r->bytes_removed;
+    st->files_examined = t->r->files_examined;
+    st->dirs_listed = t->r->dirs_listed;
+    state_write(t->d, st);
 }
 
 /* Accounts for a removal in the report, the estimate and the counters. */
@@ -546,10 +587,28 @@ static void sweep_objects(trim_run *t, int shard)
 /* Sweeps k shards from `first`: their records first, then their objects,
  * so that an object whose last reference a swept record held goes too.
  * Returns how many shards were swept whole (a trim stopped halfway goes
- * on from there next time). */
-static int sweep(trim_run *t, int first, int k, rec_item **recs, size_t *cap)
+ * on from there next time). An automatic trim sweeps shard by shard
+ * (records, then objects: an object is only ever removed once no reference
+ * holds it, so the order is a matter of when, not whether), and saves its
+ * position in st (if given) after each. */
+static int sweep(trim_run *t, trim_state *st, int first, int k, rec_item **recs, size_t *cap)
 {
     int done = 0;
+    if (t->p->automatic) {
+        for (int i = 0; i < k && !stopping(t); i++) {
+            int shard = (first + i) % SHARDS;
+            sweep_actions(t, shard, recs, cap);
+            sweep_objects(t, shard);
+            if (t->stopped)
+                break;
+            done++;
+            if (st) {
+                st->sweep_cursor = (shard + 1) % SHARDS;
+                save_progress(t, st);
+            }
+        }
+        return done;
+    }
     for (int i = 0; i < k && !stopping(t); i++) {
         sweep_actions(t, (first + i) % SHARDS, recs, cap);
         progress(t, "sweep", (uint64_t)i + 1, 2 * (uint64_t)k);
@@ -594,10 +653,11 @@ static void sweep_temps(trim_run *t, const char *sub)
 
 /*
  * Evicts least recently used entries until the estimate is at the
- * low-water mark, one slice at a time. In the first round each slice gives
- * up to twice the share the whole store must lose, oldest first; if that
- * was not enough (entries in their grace period, an uneven store), a
- * second round takes all it may.
+ * low-water mark, one slice at a time (SLICE_EXPLICIT shards, or
+ * SLICE_AUTO for the automatic trim, which saves the cursor after each).
+ * In the first round each slice gives up to twice the share the whole
+ * store must lose, oldest first; if that was not enough (entries in their
+ * grace period, an uneven store), a second round takes all it may.
  */
 static void size_pass(trim_run *t, trim_state *st, rec_item **recs, size_t *cap)
 {
@@ -607,12 +667,14 @@ static void size_pass(trim_run *t, trim_state *st, rec_item **recs, size_t *cap)
         return;
     int64_t need = t->est - low;
     uint64_t kept = 0;
+    int width = t->p->automatic ? SLICE_AUTO : SLICE_EXPLICIT;
     for (int round = 0; round < (t->dry ? 1 : 2) && t->est > low && !stopping(t); round++) {
         kept = 0;
-        for (int i = 0; i < SLICES && t->est > low && !stopping(t); i++) {
-            int slice = (int)((st->size_cursor + 1) % SLICES);
+        for (int i = 0; i < SHARDS / width && t->est > low && !stopping(t); i++) {
+            int first = (int)((st->size_cursor + 1) % SHARDS);
             size_t ncand = 0, nall = 0;
-            for (int s = slice * SLICE; s < (slice + 1) * SLICE && !stopping(t); s++) {
+            for (int k = 0; k < width && !stopping(t); k++) {
+                int s = (first + k) % SHARDS;
                 rec_item *part = NULL;
                 size_t pcap = 0;
                 long n = list_actions(t, s, &part, &pcap, NULL, NULL);
@@ -644,8 +706,10 @@ static void size_pass(trim_run *t, trim_state *st, rec_item **recs, size_t *cap)
                 acache_id_to_hex((const acache_id *)(*recs)[j].id, hex);
                 evict(t, hex);
             }
-            if (!stopping(t))
-                st->size_cursor = slice;
+            if (!stopping(t)) {
+                st->size_cursor = (first + width - 1) % SHARDS;
+                save_progress(t, st);
+            }
             progress(t, "evict", (uint64_t)(need - (t->est - low)), (uint64_t)need);
         }
     }
@@ -713,13 +777,22 @@ static void trim_locked(disk *d, const trim_params *p, acache_trim_report *r)
     sweep_temps(&t, "tmp");
     sweep_temps(&t, "stats");
     int k = full ? SHARDS : sweep_shards(d, p);
-    st.sweep_cursor = (st.sweep_cursor + sweep(&t, (int)st.sweep_cursor, k, &recs, &cap)) % SHARDS;
+    int first = (int)st.sweep_cursor;
+    /* An automatic trim, with little CPU and perhaps little time, keeps the
+     * store bounded first: the size pass, then expiry and garbage. (A full
+     * trim counts the store in its sweep, which the size pass needs.) */
+    bool size_first = p->automatic && !full;
+    if (size_first)
+        size_pass(&t, &st, &recs, &cap);
+    if (!stopping(&t))
+        st.sweep_cursor = (first + sweep(&t, &st, first, k, &recs, &cap)) % SHARDS;
     if (full && !stopping(&t) && !t.dry) {
         counters_calibrate(&d->cnt, t.seen_entries, t.seen_objects, t.seen_size);
         t.est = t.seen_size;
         r->counted = 1;
     }
-    size_pass(&t, &st, &recs, &cap);
+    if (!size_first)
+        size_pass(&t, &st, &recs, &cap);
     /* Over the limit with nothing left to evict: unless the store really is
      * full of entries in their grace period, the estimate is off (a file
      * system restored, entries removed by hand). Counted again, at most
@@ -727,7 +800,7 @@ static void trim_locked(disk *d, const trim_params *p, acache_trim_report *r)
     if (!full && !t.dry && !stopping(&t) && t.est > (int64_t)(p->max_size - p->max_size / 10) &&
         t.now - tot.counted_ns > 86400 * SEC) {
         t.seen_entries = t.seen_objects = t.seen_size = 0;
-        sweep(&t, 0, SHARDS, &recs, &cap);
+        sweep(&t, NULL, 0, SHARDS, &recs, &cap);
         if (!stopping(&t)) {
             counters_calibrate(&d->cnt, t.seen_entries, t.seen_objects, t.seen_size);
             t.est = t.seen_size;
@@ -785,16 +858,15 @@ int disk_trim_lock(disk *d, bool wait)
 static void *auto_trim_main(void *arg)
 {
     disk *d = arg;
-    /* Below the builds it serves, for this thread only: it runs when a CPU
-     * has nothing else to do (SCHED_IDLE; else the lowest nice), and its
-     * I/O when the disk has nothing else to do (the idle class; else the
-     * lowest best-effort priority). */
+    /* Below the builds it serves, for this thread only: the lowest normal
+     * CPU priority (SCHED_OTHER, nice 19) and the lowest best-effort I/O
+     * priority (level 7). Not SCHED_IDLE nor the idle I/O class: a thread
+     * that may wait indefinitely while a CPU is busy could do so holding a
+     * directory's lock (inside unlinkat or renameat) and hold up the puts
+     * into that shard. Its share of the machine is bounded by pace(). */
     pid_t tid = (pid_t)syscall(SYS_gettid);
-    struct sched_param sp = { 0 };
-    if (sched_setscheduler(tid, SCHED_IDLE, &sp) != 0)
-        setpriority(PRIO_PROCESS, (id_t)tid, 19);
-    if (syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, tid, 3 << 13 /* IDLE */) != 0)
-        syscall(SYS_ioprio_set, 1, tid, (2 << 13) | 7 /* BE, 7 */);
+    setpriority(PRIO_PROCESS, (id_t)tid, 19);
+    syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, tid, (2 << 13) | 7 /* BE, level 7 */);
 
     int fd = disk_trim_lock(d, false);
     if (fd >= 0) {
