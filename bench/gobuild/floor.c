@@ -8,9 +8,13 @@
  * lookup, the go command's JSON), so run.sh can show how far acache's
  * helper is from the fastest any helper can be.
  *
- * A benchmark tool only: it answers puts with an error (nothing is stored),
- * trusts the store it reads, and must never be used as a cache. It is not
- * installed.
+ * A put is decoded from base64 as it arrives and written to a file of its
+ * own under DIR/floor-objects, unhashed and unchecked, and answered with
+ * that path: the floor of a cold build, which must at least move the bytes.
+ *
+ * A benchmark tool only: it checks nothing, keeps nothing it was given for
+ * later gets, trusts the store it reads, and must never be used as a cache.
+ * It is not installed.
  *
  * Usage: floor DIR   (DIR as given to `acache gocacheprog --dir`)
  */
@@ -64,6 +68,17 @@ static void b64(const unsigned char *in, size_t n, char *out)
         out[o++] = i + 2 < n ? a[v & 63] : '=';
     }
     out[o] = '\0';
+}
+
+static int b64val(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
 }
 
 static bool unhex(const char *h, unsigned char *out)
@@ -164,14 +179,65 @@ int main(int argc, char **argv)
     }
     size_t n = load(root);
     fprintf(stderr, "floor: %zu records of %s in memory\n", n, root);
-    static const char hello[] = "{\"ID\":0,\"KnownCommands\":[\"get\",\"close\"]}\n";
+    static const char hello[] = "{\"ID\":0,\"KnownCommands\":[\"get\",\"put\",\"close\"]}\n";
+    char objdir[4200];
+    snprintf(objdir, sizeof objdir, "%s/floor-objects", root);
+    mkdir(objdir, 0700);
+    long nput = 0;
     say(hello, sizeof hello - 1);
 
     static char buf[1 << 16];
     size_t len = 0;
+    /* A put body being streamed: its file, and undecoded base64 bytes. */
+    int body_fd = -1;
+    long long body_id = 0;
+    char body_path[4400], quad[4];
+    int nquad = 0;
     for (;;) {
+        if (body_fd >= 0) {
+            /* The body line: a JSON string of base64, then a newline. */
+            size_t i = 0;
+            unsigned char out[3 * (sizeof buf / 4) + 3];
+            size_t o = 0;
+            bool end = false;
+            for (; i < len; i++) {
+                char c = buf[i];
+                if (c == '\n') {
+                    end = true;
+                    i++;
+                    break;
+                }
+                int v = b64val(c);
+                if (v < 0)
+                    continue; /* the quotes, padding */
+                quad[nquad++] = (char)v;
+                if (nquad == 4) {
+                    out[o++] = (unsigned char)(quad[0] << 2 | quad[1] >> 4);
+                    out[o++] = (unsigned char)(quad[1] << 4 | quad[2] >> 2);
+                    out[o++] = (unsigned char)(quad[2] << 6 | quad[3]);
+                    nquad = 0;
+                }
+            }
+            if (end && nquad >= 2)
+                out[o++] = (unsigned char)(quad[0] << 2 | quad[1] >> 4);
+            if (end && nquad == 3)
+                out[o++] = (unsigned char)(quad[1] << 4 | quad[2] >> 2);
+            if (o && write(body_fd, out, o) != (ssize_t)o)
+                exit(1);
+            memmove(buf, buf + i, len - i);
+            len -= i;
+            if (end) {
+                close(body_fd);
+                body_fd = -1;
+                nquad = 0;
+                char out_line[4600];
+                int n = snprintf(out_line, sizeof out_line, "{\"ID\":%lld,\"DiskPath\":\"%s\"}\n",
+                                 body_id, body_path);
+                say(out_line, (size_t)n);
+            }
+        }
         char *nl;
-        while ((nl = memchr(buf, '\n', len))) {
+        while (body_fd < 0 && (nl = memchr(buf, '\n', len))) {
             *nl = '\0';
             size_t used = (size_t)(nl - buf) + 1;
             char *id = strstr(buf, "\"ID\":");
@@ -190,27 +256,42 @@ int main(int argc, char **argv)
                 char out[1200];
                 size_t ol = (size_t)hl;
                 memcpy(out, head, ol);
-                if (strstr(buf, "\"Command\":\"get\"") && e) {
+                char *bs = strstr(buf, "\"BodySize\":");
+                long long body_size = bs ? strtoll(bs + 11, NULL, 10) : 0;
+                if (strstr(buf, "\"Command\":\"put\"")) {
+                    snprintf(body_path, sizeof body_path, "%s/%ld", objdir, nput++);
+                    body_fd = open(body_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+                    if (body_fd < 0)
+                        exit(1);
+                    body_id = req;
+                    if (body_size == 0) { /* no body line */
+                        close(body_fd);
+                        body_fd = -1;
+                        ol += (size_t)snprintf(out + ol, sizeof out - ol, ",\"DiskPath\":\"%s\"}\n",
+                                               body_path);
+                        say(out, ol);
+                    }
+                } else if (strstr(buf, "\"Command\":\"get\"") && e) {
                     memcpy(out + ol, e->tail, e->tail_len);
                     ol += e->tail_len;
+                    say(out, ol);
                 } else if (strstr(buf, "\"Command\":\"get\"")) {
                     memcpy(out + ol, ",\"Miss\":true}\n", 14);
                     ol += 14;
-                } else if (strstr(buf, "\"Command\":\"close\"")) {
+                    say(out, ol);
+                } else {
                     memcpy(out + ol, "}\n", 2);
                     ol += 2;
-                } else {
-                    static const char err[] = ",\"Err\":\"floor: serves gets only\"}\n";
-                    memcpy(out + ol, err, sizeof err - 1);
-                    ol += sizeof err - 1;
+                    say(out, ol);
                 }
-                say(out, ol);
             }
             memmove(buf, buf + used, len - used);
             len -= used;
         }
-        if (len == sizeof buf)
-            len = 0; /* a line this long is not a request of a warm build */
+        if (body_fd < 0 && len == sizeof buf)
+            len = 0; /* a request line this long is not the go command's */
+        if (body_fd >= 0 && len > 0)
+            continue;
         ssize_t r = read(0, buf + len, sizeof buf - len);
         if (r < 0 && errno == EINTR)
             continue;

@@ -19,10 +19,11 @@
 #   (dead) (hang)  the acache mode's warm --dir with a remote configured that
 #                  refuses connections, or accepts them and never answers.
 # redis and http are compared with own (target: 1.5x), dead and hang with
-# acache (target: 1.05x). A last warm mode, (floor), is the protocol's own
-# cost: floor.c, a helper that answers every get of the acache mode's store
-# from memory (no storage work at all), so that acache/floor shows how far
-# acache's helper is from the fastest any GOCACHEPROG helper can be here.
+# acache (target: 1.05x). A last mode, (floor), is the protocol's own cost:
+# floor.c, a helper that answers every get of (a copy of) the acache mode's
+# store from memory and writes puts to files unhashed and unchecked, cold
+# and warm, so that acache/floor shows how far acache's helper is from the
+# fastest any GOCACHEPROG helper can be here.
 # Needs a C compiler (cc, or $CC); skipped with a message without one.
 # Times come from a monotonic clock (Python time.monotonic) around the go
 # command. Verdicts against the targets are printed, never enforced: the exit
@@ -243,7 +244,7 @@ prog() { # prog TARGET [MODE]: the GOCACHEPROG of acache and the remote modes
   if [ "$mode" = acache ]; then
     echo "$HELPER gocacheprog --dir $(tdir "$1")/acache/dir -v"
   elif [ "$mode" = floor ]; then
-    echo "$FLOOR $(tdir "$1")/acache/dir"
+    echo "$FLOOR $(tdir "$1")/floor/dir"
   else
     echo "$HELPER gocacheprog --dir $(tdir "$1")/$mode/dir -v --remote $(remote_spec "$mode")"
   fi
@@ -321,25 +322,30 @@ STD_COLD_RATIO="" STD_WARM_RATIO=""
 for t in "${TLIST[@]}"; do
   d=$(tdir "$t"); mkdir -p "$d/logs"
   echo "-- go build $t --"
-  colds_own=() colds_ac=()
+  colds_own=() colds_ac=() colds_floor=()
   for ((i = 1; i <= COLD_RUNS; i++)); do
     # With several cold runs, alternate which mode goes first.
     if ((i % 2)); then order="own acache"; else order="acache own"; fi
+    if [ -n "$FLOOR" ]; then order="$order floor"; fi
     for mode in $order; do
       fresh "$t" "$mode"
       s=$(run_build "$t" "$mode" "$d/logs/$mode-cold-$i.log")
       printf '  cold %d  %-6s %8.3f s\n' "$i" "$mode" "$s"
-      if [ "$mode" = own ]; then colds_own+=("$s"); else colds_ac+=("$s"); fi
+      case $mode in
+        own) colds_own+=("$s") ;; acache) colds_ac+=("$s") ;; floor) colds_floor+=("$s") ;;
+      esac
     done
   done
+  if [ -n "$FLOOR" ]; then COLD[$t,floor]=$(python3 "$PY" median "${colds_floor[@]}"); fi
   SUMMARY_COLD[$t]=$(python3 "$PY" summary "$d/logs/acache-cold-$COLD_RUNS.log")
   modes=$(modes_of "$t")
   for mode in $modes; do
     case $mode in
       dead|hang) # the acache mode's warm state, with a remote that fails
         rm -rf "${d:?}/$mode"; cp -a "$d/acache" "$d/$mode" ;;
-      floor) # reads the acache mode's records; its own GOCACHE
-        rm -rf "${d:?}/floor"; mkdir -p "$d/floor/gocache" ;;
+      floor) # the acache mode's records, read at start; its own GOCACHE
+        rm -rf "${d:?}/floor"; cp -a "$d/acache" "$d/floor"; rm -rf "$d/floor/gocache"
+        mkdir -p "$d/floor/gocache" ;;
     esac
   done
   if [[ " $modes " == *" redis "* || " $modes " == *" http "* ]]; then
@@ -426,8 +432,11 @@ for t in "${TLIST[@]}"; do
     rr=$(python3 "$PY" ratio "${WARM[$t,$mode]}" "${WARM[$t,$base]}")
     printf '%-10s %-7s %9s %11.3f   %s   (%.3fx %s)\n' "$t" "$mode" "-" "${WARM[$t,$mode]}" "${WARMS[$t,$mode]}" "$rr" "$base"
     if [ "$mode" = floor ]; then
-      printf '  the protocol floor: a helper answering every get from memory (floor.c);\n'
-      printf '  acache/floor warm median: %.3fx\n' "$(python3 "$PY" ratio "${WARM[$t,acache]}" "${WARM[$t,floor]}")"
+      printf '  the protocol floor (floor.c): gets answered from memory, puts written unchecked;\n'
+      printf '  cold median %.3f s (%.3fx own); acache/floor: cold %.3fx, warm %.3fx\n' \
+        "${COLD[$t,floor]}" "$(python3 "$PY" ratio "${COLD[$t,floor]}" "${COLD[$t,own]}")" \
+        "$(python3 "$PY" ratio "${COLD[$t,acache]}" "${COLD[$t,floor]}")" \
+        "$(python3 "$PY" ratio "${WARM[$t,acache]}" "${WARM[$t,floor]}")"
       continue
     fi
     echo "  helper, last $mode run: ${SUMMARY_WARM[$t,$mode]:-(no -v summary)}"
