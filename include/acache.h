@@ -378,6 +378,8 @@ typedef struct acache_prefetch_info {
                             (or a lookup of the session was fetching) */
     uint64_t failed;     /* listed entries no remote could serve */
     uint64_t waited;     /* lookups that waited for a fetch under way */
+    int finished;        /* it has ended: no manifest was found, or every
+                            listed entry has been dealt with */
 } acache_prefetch_info;
 
 /* Fills out for a tier chain with session prefetch and returns 1; returns

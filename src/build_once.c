@@ -24,6 +24,7 @@
  * because a lock file could not be made (it builds without one).
  */
 #include "backend.h"
+#include "build_once.h"
 #include "error.h"
 #include "fingerprint.h"
 
@@ -323,6 +324,19 @@ static acache_status lead(acache_store *store, const acache_id *action, const ac
 out:
     lock_release(&lk);
     return st;
+}
+
+unsigned build_once_waiters(const acache_store *store, const acache_id *action)
+{
+    acache_id key;
+    unsigned n = 0;
+    store_backend_id(store, action, &key);
+    pthread_mutex_lock(&table_mu);
+    for (inflight *e = *bucket(&key); e; e = e->next)
+        if (e->store == store && memcmp(&e->key, &key, sizeof key) == 0 && !e->done)
+            n = e->refs - 1;
+    pthread_mutex_unlock(&table_mu);
+    return n;
 }
 
 acache_status acache_get_or_build_ex(acache_store *store, const acache_id *action,

@@ -52,6 +52,7 @@ struct prefetch {
     bool started;
     acache_id first[PREFETCH_KEYS]; /* the session's first distinct lookups */
     unsigned nfirst;
+    atomic_bool firsts_full; /* nfirst == PREFETCH_KEYS: lookups skip mu */
     entry *entries;         /* in order of insertion */
     uint32_t nentries, cap;
     uint32_t *index;        /* slots: entry number + 1, 0 = empty */
@@ -71,6 +72,7 @@ struct prefetch {
 
     atomic_uint_least64_t fetched, local, failed, waited;
     atomic_bool loaded;
+    atomic_bool searched;   /* the loader looked and found no manifest */
 };
 
 /* ------------------------------------------------------------------ */
@@ -168,12 +170,15 @@ static void mark_listed(prefetch *p, const unsigned char *ids, size_t n)
 
 void prefetch_lookup(prefetch *p, const acache_id *action)
 {
+    if (atomic_load_explicit(&p->firsts_full, memory_order_relaxed))
+        return; /* every lookup after the first few: nothing to do */
     pthread_mutex_lock(&p->mu);
     bool known = false;
     for (unsigned i = 0; i < p->nfirst && !known; i++)
         known = memcmp(p->first[i].bytes, action->bytes, ACACHE_ID_SIZE) == 0;
     if (!known && p->nfirst < PREFETCH_KEYS) {
         p->first[p->nfirst++] = *action;
+        atomic_store(&p->firsts_full, p->nfirst == PREFETCH_KEYS);
         pthread_cond_broadcast(&p->cv);
     }
     pthread_mutex_unlock(&p->mu);
@@ -322,8 +327,10 @@ static void *loader_main(void *arg)
     prefetch *p = arg;
     unsigned char *ids = NULL;
     size_t n = load_manifest(p, &ids);
-    if (n == 0)
+    if (n == 0) {
+        atomic_store(&p->searched, true);
         return NULL;
+    }
     pthread_mutex_lock(&p->mu);
     mark_listed(p, ids, n);
     p->list = ids;
@@ -379,6 +386,8 @@ void prefetch_info(prefetch *p, acache_prefetch_info *out)
     pthread_mutex_lock(&p->mu);
     out->listed = p->nlist;
     pthread_mutex_unlock(&p->mu);
+    out->finished = atomic_load(&p->searched) ||
+                    (out->loaded && out->fetched + out->local + out->failed >= out->listed);
 }
 
 static int by_seen(const void *a, const void *b)

@@ -582,6 +582,22 @@ static void test_close_stops_auto_trim(void **state)
     }
 }
 
+/* Waits (30 s at most) until a trim of s's store that started at or after
+ * since_ns (the real-time clock, as trim.state) is under way: trim.state,
+ * written under the lock as it starts, says so. Looking at the lock itself
+ * would take it for a moment, and an automatic trim finding it taken gives
+ * up. */
+static void wait_trim_running(acache_store *s, int64_t since_ns)
+{
+    for (double until = tu_now_s() + 30;; tu_sleep_ms(2)) {
+        acache_disk_counters c = stats(s);
+        if (c.last_trim_ns >= since_ns && !c.last_trim_finished)
+            return;
+        if (tu_now_s() > until)
+            fail_msg("no trim started");
+    }
+}
+
 static void *spin(void *p)
 {
     atomic_bool *stop = p;
@@ -605,8 +621,11 @@ static void test_waiting_trim_stops_auto_trim(void **state)
     assert_int_equal(pthread_create(&th, NULL, spin, &stop), 0); /* the machine is busy */
     acache_store *s = tu_open_disk(f->dir, "?max-size=0&trim-interval=0&grace=0");
     acache_id a = tu_id(9999);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now); /* trim.state's clock */
+    int64_t before = (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec - 1000000000LL;
     put_id(s, &a, 10, 1, NULL); /* starts the automatic trim */
-    usleep(200000);
+    wait_trim_running(s, before);
     acache_trim_report r = trim(f->s, 0, 0, 0);
     atomic_store(&stop, true);
     pthread_join(th, NULL);
@@ -620,10 +639,10 @@ static void test_waiting_trim_stops_auto_trim(void **state)
 /* On a busy machine the automatic trim gets 1% of a CPU, in processes that
  * may live a few seconds (a gocacheprog session): each must move it on, so
  * that over many sessions the store comes back under max-size. Each session
- * here opens the store, starts the trim with a put, gives it 300 ms, and
- * closes (which stops it). With max-age=1d a trim also sweeps 107 of the
- * 256 shards for expired entries: a unit of work that, done all at once,
- * no session would finish. */
+ * here opens the store, starts the trim with a put, waits until the trim
+ * has removed something (30 s at most), and closes (which stops it). With
+ * max-age=1d a trim also sweeps 107 of the 256 shards for expired entries:
+ * done before any removal, that would make every session start over. */
 static void test_auto_trim_short_sessions(void **state)
 {
     fixture *f = *state;
@@ -649,7 +668,8 @@ static void test_auto_trim_short_sessions(void **state)
         acache_store *s = tu_open_disk(f->dir, opts);
         acache_id a = tu_id(100000 + (uint32_t)sessions);
         put_id(s, &a, 10, 1, NULL); /* starts the automatic trim */
-        usleep(300000);
+        for (double until = tu_now_s() + 30; stats(s).entries >= prev && tu_now_s() < until;)
+            tu_sleep_ms(5); /* polling for the event: fewer than before the put */
         acache_close(s); /* stops it */
         sessions++;
         c = stats(f->s);
