@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Length of the standard base64 text of a 32-byte id, with padding. */
 #define ID_BASE64_LEN (ACACHE_ID_BASE64_SIZE - 1)
@@ -584,198 +585,62 @@ char *gcp_format_err(int64_t id, const char *msg, size_t *len)
     return dump_line(with(response(id), "Err", json_string(safe)), len);
 }
 
-/* Length of the valid UTF-8 sequence at p (at most n bytes), or 0 when
- * there is none: overlong forms, surrogates and code points past U+10FFFF
- * are not valid, as for json_string(). */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-    unsigned char c = p[0];
-    size_t len;
-    uint32_t cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (p[i] & 0x3f);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
-/* Writes s as the body of a JSON string (escaped as jansson escapes it) at
- * out, which has room for 6 bytes per input byte. Returns the bytes
- * written, or (size_t)-1 when s is not valid UTF-8. */
-static size_t json_escape(const char *s, size_t n, char *out)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    const unsigned char *p = (const unsigned char *)s;
-    size_t o = 0;
-    for (size_t i = 0; i < n;) {
-        unsigned char c = p[i];
-        if (c >= 0x80) {
-            size_t k = utf8_seq(p + i, n - i);
-            if (k == 0)
-                return (size_t)-1;
-            memcpy(out + o, p + i, k);
-            o += k;
-            i += k;
-            continue;
-        }
-        i++;
-        if (c == '"' || c == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)c;
-        } else if (c >= 0x20) {
-            out[o++] = (char)c;
-        } else {
-            out[o++] = '\\';
-            switch (c) {
-            case '\b': out[o++] = 'b'; break;
-            case '\f': out[o++] = 'f'; break;
-            case '\n': out[o++] = 'n'; break;
-            case '\r': out[o++] = 'r'; break;
-            case '\t': out[o++] = 't'; break;
-            default:
-                memcpy(out + o, "u00", 3);
-                out[o + 3] = hex[c >> 4];
-                out[o + 4] = hex[c & 15];
-                o += 5;
-            }
-        }
-    }
-    return o;
-}
-
-/* The one response on the path of every hit, so it is written by hand,
- * into one buffer, rather than through a JSON object (which cost more than
- * the disk lookup behind it). test_gocacheprog_proto checks it against
- * jansson's output. */
 char *gcp_format_entry(int64_t id, const acache_result *res, size_t *len)
 {
     char b64[ACACHE_ID_BASE64_SIZE];
     char when[GCP_TIME_SIZE];
-    size_t plen = strnlen(res->path, sizeof res->path);
-    /* Fixed text and numbers fit in 256 bytes; an escaped byte takes at most 6. */
-    size_t cap = 256 + sizeof b64 + sizeof when + 6 * plen;
-    char *line = malloc(cap);
-    if (line == NULL)
-        return NULL;
 
     acache_id_to_base64(&res->output_id, b64);
     /* Size is an int64 in Go; a result never comes near the limit. */
-    int64_t size = res->size > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)res->size;
-    int n = snprintf(line, cap, "{\"ID\":%" PRId64 ",\"OutputID\":\"%s\",\"Size\":%" PRId64, id,
-                     b64, size);
-    size_t o = (size_t)n;
-    if (gcp_format_time(res->time_ns, when)) {
-        size_t w = strlen(when);
-        memcpy(line + o, ",\"Time\":\"", 9);
-        memcpy(line + o + 9, when, w);
-        line[o + 9 + w] = '"';
-        o += 10 + w;
+    json_int_t size = res->size > (uint64_t)INT64_MAX ? INT64_MAX : (json_int_t)res->size;
+    json_t *obj = with(response(id), "OutputID", json_string(b64));
+    obj = with(obj, "Size", json_integer(size));
+    if (gcp_format_time(res->time_ns, when))
+        obj = with(obj, "Time", json_string(when));
+    if (res->path[0] != '\0') {
+        /* json_string refuses text that is not UTF-8: such a path cannot be
+         * handed to Go, so it is left out (the server answers a miss). */
+        json_t *p = json_string(res->path);
+        if (p != NULL)
+            obj = with(obj, "DiskPath", p);
     }
-    if (plen > 0) {
-        /* A path that is not UTF-8 cannot be handed to Go: it is left out
-         * (the server answers a miss). */
-        size_t at = o + 13;
-        size_t e = json_escape(res->path, plen, line + at);
-        if (e != (size_t)-1) {
-            memcpy(line + o, ",\"DiskPath\":\"", 13);
-            o = at + e;
-            line[o++] = '"';
-        }
-    }
-    line[o++] = '}';
-    line[o++] = '\n';
-    line[o] = '\0';
-    if (len != NULL)
-        *len = o;
-    return line;
-}
-
-/* Days since 1970-01-01 to a proleptic Gregorian date, in eras of 400
- * years (146097 days), each starting on March 1 so that the leap day is
- * the last of its year. */
-static void civil_from_days(int64_t days, int64_t *year, int *month, int *day)
-{
-    int64_t z = days + 719468; /* days since 0000-03-01 */
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;                                     /* [0, 146096] */
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365; /* [0, 399] */
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);               /* [0, 365] */
-    int64_t mp = (5 * doy + 2) / 153;                                    /* March = 0 */
-    *day = (int)(doy - (153 * mp + 2) / 5 + 1);
-    *month = (int)(mp < 10 ? mp + 3 : mp - 9);
-    *year = yoe + era * 400 + (*month <= 2);
-}
-
-static char *put_digits(char *p, int64_t v, int width)
-{
-    for (int i = width - 1; i >= 0; i--) {
-        p[i] = (char)('0' + v % 10);
-        v /= 10;
-    }
-    return p + width;
+    return dump_line(obj, len);
 }
 
 bool gcp_format_time(int64_t ns, char out[GCP_TIME_SIZE])
 {
-    /* Floor division: a time before 1970 has a positive fraction too. */
+    char buf[96];
+    struct tm tm;
     int64_t sec = ns / 1000000000;
     int64_t frac = ns % 1000000000;
+
+    out[0] = '\0';
     if (frac < 0) {
         frac += 1000000000;
         sec -= 1;
     }
-    int64_t days = sec / 86400, rem = sec % 86400;
-    if (rem < 0) {
-        rem += 86400;
-        days -= 1;
-    }
-    int64_t year;
-    int month, day;
-    civil_from_days(days, &year, &month, &day);
-    out[0] = '\0';
+    time_t t = (time_t)sec;
+    if (gmtime_r(&t, &tm) == NULL)
+        return false;
+    long year = (long)tm.tm_year + 1900;
     if (year < 0 || year > 9999)
         return false;
-    char *p = put_digits(out, year, 4);
-    *p++ = '-';
-    p = put_digits(p, month, 2);
-    *p++ = '-';
-    p = put_digits(p, day, 2);
-    *p++ = 'T';
-    p = put_digits(p, rem / 3600, 2);
-    *p++ = ':';
-    p = put_digits(p, rem / 60 % 60, 2);
-    *p++ = ':';
-    p = put_digits(p, rem % 60, 2);
+    int n = snprintf(buf, sizeof buf, "%04ld-%02d-%02dT%02d:%02d:%02d", year, tm.tm_mon + 1,
+                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    if (n < 0 || (size_t)n >= sizeof buf)
+        return false;
     if (frac != 0) {
-        int width = 9;
-        while (frac % 10 == 0) {
-            frac /= 10;
-            width--;
-        }
-        *p++ = '.';
-        p = put_digits(p, frac, width);
+        char digits[16];
+        snprintf(digits, sizeof digits, "%09" PRId64, frac);
+        size_t d = 9;
+        while (d > 0 && digits[d - 1] == '0')
+            d--;
+        digits[d] = '\0';
+        n += snprintf(buf + n, sizeof buf - (size_t)n, ".%s", digits);
     }
-    *p++ = 'Z';
-    *p = '\0';
+    snprintf(buf + n, sizeof buf - (size_t)n, "Z");
+    if (strlen(buf) >= GCP_TIME_SIZE)
+        return false;
+    strcpy(out, buf);
     return true;
 }

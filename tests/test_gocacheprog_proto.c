@@ -634,8 +634,9 @@ static void test_format(void **state)
     free(line);
 }
 
-/* What jansson writes for the same entry: the reference the hand-written
- * gcp_format_entry must match byte for byte. */
+/* What jansson writes for the entry, built field by field: the reference
+ * gcp_format_entry's line must match byte for byte (field order, escapes,
+ * a path that is not UTF-8 left out). */
 static char *entry_by_jansson(int64_t id, const acache_result *res)
 {
     char b64v[ACACHE_ID_BASE64_SIZE], when[GCP_TIME_SIZE];
@@ -697,7 +698,8 @@ static void test_format_entry_matches_jansson(void **state)
     free(want);
 }
 
-/* The hand-written calendar against gmtime_r, over many seconds. */
+/* gcp_format_time against gmtime_r, over many seconds (RFC 3339, the
+ * fraction without trailing zeros, years 0-9999 only). */
 static void test_format_time_against_gmtime(void **state)
 {
     (void)state;
