@@ -7,7 +7,7 @@
  */
 #include "testutil.h"
 
-#include "build_once.h"
+#include "compose/build_once.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -3,7 +3,7 @@
  * the size and duration parsers.
  */
 #include "testutil.h"
-#include "backend.h"
+#include "core/backend.h"
 
 #include <string.h>
 

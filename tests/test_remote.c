@@ -13,8 +13,8 @@
  */
 #include "testutil.h"
 
-#include "backend.h"
-#include "prefetch.h"
+#include "core/backend.h"
+#include "compose/prefetch.h"
 
 #include <errno.h>
 #include <fcntl.h>

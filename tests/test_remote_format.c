@@ -6,8 +6,8 @@
  */
 #include "testutil.h"
 
-#include "backend.h"
-#include "remote.h"
+#include "core/backend.h"
+#include "remote/remote.h"
 
 #include <stdlib.h>
 #include <string.h>

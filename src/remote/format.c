@@ -32,8 +32,8 @@
  * This file only encodes and decodes: it never does I/O, and the decoder
  * never delivers more bytes than the record promised.
  */
-#include "error.h"
-#include "remote.h"
+#include "core/error.h"
+#include "remote/remote.h"
 
 #include <inttypes.h>
 #include <openssl/crypto.h>

@@ -2,7 +2,7 @@
  * fsutil.c - file-system helpers: mkdir -p, full writes, rename into place.
  * Knows nothing of the cache layout; never removes anything.
  */
-#include "fsutil.h"
+#include "os/fsutil.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -19,10 +19,10 @@
  * answered, never hand out bytes that were not checked against their id,
  * and never wait on the network without a timeout.
  */
-#include "error.h"
-#include "fsutil.h"
-#include "prefetch.h"
-#include "remote.h"
+#include "core/error.h"
+#include "os/fsutil.h"
+#include "compose/prefetch.h"
+#include "remote/remote.h"
 
 #include <errno.h>
 #include <fcntl.h>

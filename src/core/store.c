@@ -4,11 +4,11 @@
  * expected, turns corrupt entries into counted misses, keeps the counters.
  * It must never hand a backend an output id it has not computed itself.
  */
-#include "backend.h"
-#include "disk.h"
-#include "error.h"
-#include "remote.h"
-#include "sha.h"
+#include "core/backend.h"
+#include "disk/disk.h"
+#include "core/error.h"
+#include "remote/remote.h"
+#include "core/sha.h"
 
 #include <errno.h>
 #include <openssl/evp.h>

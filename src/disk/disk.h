@@ -8,8 +8,8 @@
 #ifndef ACACHE_DISK_H
 #define ACACHE_DISK_H
 
-#include "backend.h"
-#include "counters.h"
+#include "core/backend.h"
+#include "disk/counters.h"
 
 #include <dirent.h>
 #include <pthread.h>

@@ -8,8 +8,8 @@
  * effort), and never count a process's totals twice, even when a process
  * dies in the middle of folding them.
  */
-#include "counters.h"
-#include "fsutil.h"
+#include "disk/counters.h"
+#include "os/fsutil.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -19,8 +19,8 @@
  * an I/O error is closed, never reused. This file must never let SIGPIPE
  * reach the process (hiredis writes with write(2)) and never print.
  */
-#include "error.h"
-#include "remote.h"
+#include "core/error.h"
+#include "remote/remote.h"
 
 #include <errno.h>
 #include <hiredis/hiredis.h>

@@ -21,9 +21,9 @@
  * known to be 200. This file must never follow redirects, use signals
  * (CURLOPT_NOSIGNAL), or print.
  */
-#include "curl_load.h"
-#include "error.h"
-#include "remote.h"
+#include "remote/curl_load.h"
+#include "core/error.h"
+#include "remote/remote.h"
 
 #include <inttypes.h>
 #include <limits.h>

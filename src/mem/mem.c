@@ -30,8 +30,8 @@
  * acache_result_release()), never call free() or anything slow while holding
  * a shard lock beyond growing a bucket array, and never print or exit.
  */
-#include "backend.h"
-#include "error.h"
+#include "core/backend.h"
+#include "core/error.h"
 
 #include <pthread.h>
 #include <stdalign.h>

@@ -16,9 +16,9 @@
  * skips it if it is local or claimed, and fetches it. Claims are a short
  * array of ids in flight under the mutex (lookups in flight plus threads).
  */
-#include "prefetch.h"
+#include "compose/prefetch.h"
 
-#include "error.h"
+#include "core/error.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

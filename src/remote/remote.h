@@ -20,7 +20,7 @@
 #ifndef ACACHE_REMOTE_H
 #define ACACHE_REMOTE_H
 
-#include "backend.h"
+#include "core/backend.h"
 
 #include <pthread.h>
 

@@ -6,7 +6,7 @@
 #ifndef ACACHE_FINGERPRINT_H
 #define ACACHE_FINGERPRINT_H
 
-#include "backend.h"
+#include "core/backend.h"
 
 /* The id under which the backends below store (and any namespace wrappers
  * on top of it) keep the entry of action: action itself for a plain store. */

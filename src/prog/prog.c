@@ -27,8 +27,8 @@
  * helper's answer be served without checking it against the file it names,
  * never read a line longer than PROG_MAX_LINE, and never print.
  */
-#include "backend.h"
-#include "error.h"
+#include "core/backend.h"
+#include "core/error.h"
 
 #include <errno.h>
 #include <fcntl.h>

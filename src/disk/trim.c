@@ -37,9 +37,9 @@
  * then the object); hold up acache_close() (it checks the stop flag before
  * every file); or run in two processes at once (flock on trim.lock).
  */
-#include "disk.h"
-#include "error.h"
-#include "fsutil.h"
+#include "disk/disk.h"
+#include "core/error.h"
+#include "os/fsutil.h"
 
 #include <dirent.h>
 #include <errno.h>

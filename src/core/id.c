@@ -3,8 +3,8 @@
  * derivation. Hashing and base64 come from libcrypto; never hand-rolled.
  */
 #include "acache.h"
-#include "error.h"
-#include "sha.h"
+#include "core/error.h"
+#include "core/sha.h"
 
 #include <openssl/evp.h>
 #include <pthread.h>

@@ -19,10 +19,10 @@
  *     claims its id so that it never fetches what a prefetch thread is
  *     fetching, but waits for that and looks again.
  */
-#include "backend.h"
-#include "error.h"
-#include "prefetch.h"
-#include "remote.h"
+#include "core/backend.h"
+#include "core/error.h"
+#include "compose/prefetch.h"
+#include "remote/remote.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -23,10 +23,10 @@
  * process build one (store, id) at once, and never make a build fail
  * because a lock file could not be made (it builds without one).
  */
-#include "backend.h"
-#include "build_once.h"
-#include "error.h"
-#include "fingerprint.h"
+#include "core/backend.h"
+#include "compose/build_once.h"
+#include "core/error.h"
+#include "compose/fingerprint.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -2,7 +2,7 @@
  * error.c - per-thread error messages and status names.
  * Must never print or exit: the caller decides what to show.
  */
-#include "error.h"
+#include "core/error.h"
 
 #include <errno.h>
 #include <stdarg.h>

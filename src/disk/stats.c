@@ -3,8 +3,8 @@
  * counters summed over every process that used it, and its last trim.
  * It only reads (folding the counter files of dead processes aside).
  */
-#include "disk.h"
-#include "error.h"
+#include "disk/disk.h"
+#include "core/error.h"
 
 #include <stdio.h>
 #include <string.h>

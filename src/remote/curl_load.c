@@ -8,8 +8,8 @@
  * the process), never retry a failed load (the answer is fixed for the
  * process, and every caller gets the same message), and never print.
  */
-#include "curl_load.h"
-#include "error.h"
+#include "remote/curl_load.h"
+#include "core/error.h"
 
 #include <dlfcn.h>
 #include <pthread.h>

@@ -12,10 +12,10 @@
  * and unreferenced objects are reported, not counted as problems: trims
  * remove them. Without REPAIR it changes nothing.
  */
-#include "disk.h"
-#include "error.h"
-#include "fsutil.h"
-#include "sha.h"
+#include "disk/disk.h"
+#include "core/error.h"
+#include "os/fsutil.h"
+#include "core/sha.h"
 
 #include <dirent.h>
 #include <errno.h>

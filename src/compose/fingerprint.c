@@ -13,8 +13,8 @@
  * namespaced store, and never read anything but cpuid / the auxiliary
  * vector to describe the host.
  */
-#include "fingerprint.h"
-#include "error.h"
+#include "compose/fingerprint.h"
+#include "core/error.h"
 
 #include <ctype.h>
 #include <openssl/evp.h>

@@ -33,10 +33,10 @@
  * and never serve an object whose size (or, with verify-reads, SHA-256) does
  * not match its record: such entries are removed and reported as corrupt.
  */
-#include "disk.h"
-#include "error.h"
-#include "fsutil.h"
-#include "sha.h"
+#include "disk/disk.h"
+#include "core/error.h"
+#include "os/fsutil.h"
+#include "core/sha.h"
 
 #include <dirent.h>
 #include <errno.h>

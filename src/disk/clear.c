@@ -6,9 +6,9 @@
  * a dead process left), the store's own directories, or its counters of
  * hits and misses; and it runs only while no trim does (the trim lock).
  */
-#include "disk.h"
-#include "error.h"
-#include "fsutil.h"
+#include "disk/disk.h"
+#include "core/error.h"
+#include "os/fsutil.h"
 
 #include <dirent.h>
 #include <errno.h>
