@@ -31,7 +31,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,48 +44,6 @@
 /* Polling a held lock: first and longest pause between tries. */
 #define LOCK_POLL_MIN_NS (1000000LL)
 #define LOCK_POLL_MAX_NS (20000000LL)
-/* Chunk of acache_put_write_fd(). */
-#define FD_CHUNK ((size_t)1 << 20)
-
-acache_status acache_set_error(acache_status st, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    if (!fmt) {
-        clear_error();
-        return st;
-    }
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return set_error(st, "%s", msg);
-}
-
-acache_status acache_put_write_fd(acache_put_stream *stream, int fd)
-{
-    acache_status st = ACACHE_OK;
-    if (!stream || fd < 0)
-        return set_error(ACACHE_EINVAL, "acache_put_write_fd: bad argument");
-    char *buf = malloc(FD_CHUNK);
-    if (!buf)
-        return set_error(ACACHE_ENOMEM, "out of memory");
-    for (;;) {
-        ssize_t n = read(fd, buf, FD_CHUNK);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            st = set_errno_error(errno, "put: reading input");
-            break;
-        }
-        if (n == 0)
-            break;
-        if ((st = acache_put_write(stream, buf, (size_t)n)) != ACACHE_OK)
-            break;
-    }
-    free(buf);
-    return st;
-}
-
 /* ------------------------------------------------------------------ */
 /* Builds in flight in this process                                     */
 

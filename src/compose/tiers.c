@@ -22,11 +22,15 @@
 #include "core/backend.h"
 #include "core/error.h"
 #include "compose/prefetch.h"
+#include "os/clock.h"
 #include "remote/remote.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* A remote asks for at most REMOTE_PREFETCH_MAX prefetch threads. */
+_Static_assert(REMOTE_PREFETCH_MAX <= PREFETCH_MAX_THREADS, "prefetch threads");
 
 #define NO_TIER ((size_t)-1)
 
@@ -64,7 +68,8 @@ static void count_put(acache_store *s, uint64_t size)
 
 static void count_error(acache_store *s) { COUNT(s, errors, 1); }
 
-size_t tiers_list(acache_store *store, acache_store *const **out)
+/* The stores of a tier chain, or 0 if store is not one. */
+static size_t tiers_list(acache_store *store, acache_store *const **out)
 {
     if (store->ops != &tiers_ops)
         return 0;
@@ -73,13 +78,56 @@ size_t tiers_list(acache_store *store, acache_store *const **out)
     return t->n;
 }
 
+/* ------------------------------------------------------------------ */
+/* Public: the remotes of a store, found by walking tier chains         */
+
+size_t acache_remotes(acache_store *store, acache_remote_info *out, size_t max)
+{
+    if (!store)
+        return 0;
+    acache_store *const *subs;
+    size_t n = tiers_list(store, &subs);
+    if (n > 0) {
+        size_t total = 0;
+        for (size_t i = 0; i < n; i++)
+            total += acache_remotes(subs[i], out && total < max ? out + total : NULL,
+                                    total < max ? max - total : 0);
+        return total;
+    }
+    if (!store->ops->remote)
+        return 0;
+    if (out && max > 0)
+        store->ops->remote->info(store->self, out);
+    return 1;
+}
+
+/* Flushes the remotes among stores (and inside tier chains among them),
+ * every deadline counted from start_ns, so they drain side by side. */
+static void flush_remotes(acache_store *const *stores, size_t n, int64_t start_ns)
+{
+    for (size_t i = 0; i < n; i++) {
+        acache_store *const *subs;
+        size_t m = tiers_list(stores[i], &subs);
+        if (m > 0)
+            flush_remotes(subs, m, start_ns);
+        else if (stores[i]->ops->remote)
+            stores[i]->ops->remote->flush(stores[i]->self, start_ns);
+    }
+}
+
+void acache_flush(acache_store *store)
+{
+    if (store)
+        flush_remotes(&store, 1, os_mono_ns());
+}
+
 static void tiers_close(void *self)
 {
     tiers *t = self;
     /* The session's manifest is stored (and queued for upload) first. */
     prefetch_close(t->pf);
     /* Remotes drain their uploads at once, each within its flush-timeout. */
-    remote_flush_stores(t->stores, t->n, remote_now_ns());
+    flush_remotes(t->stores, t->n, os_mono_ns());
     for (size_t i = t->n; i-- > 0;)
         acache_close(t->stores[i]);
     free(t->stores);

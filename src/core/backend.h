@@ -94,9 +94,10 @@ acache_status parse_size(const char *text, uint64_t *out);
 acache_status parse_duration_ns(const char *text, int64_t *out);
 acache_status parse_bool(const char *key, const char *text, bool *out);
 
-/* Backend constructors (each in its own file). */
-acache_status disk_open(spec *s, void **self, const backend_ops **ops);
-acache_status mem_open(spec *s, void **self, const backend_ops **ops);
-acache_status prog_open(spec *s, void **self, const backend_ops **ops);
+/* Every backend has this constructor, declared in its own folder's header
+ * and named in the scheme table (src/schemes.c): it takes the options it
+ * knows from the spec (spec_get) and leaves the others for the table to
+ * refuse. */
+typedef acache_status (*backend_open_fn)(spec *s, void **self, const backend_ops **ops);
 
 #endif

@@ -63,3 +63,17 @@ const char *acache_status_str(acache_status st)
     }
     return "unknown status";
 }
+
+acache_status acache_set_error(acache_status st, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    if (!fmt) {
+        clear_error();
+        return st;
+    }
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return set_error(st, "%s", msg);
+}

@@ -1,13 +1,12 @@
 /*
- * store.c - the store handle every caller holds: opens a backend from a
- * spec, hashes every put exactly once and checks it against what the caller
- * expected, turns corrupt entries into counted misses, keeps the counters.
- * It must never hand a backend an output id it has not computed itself.
+ * store.c - the store handle every caller holds around one backend's ops
+ * table: hashes every put exactly once and checks it against what the
+ * caller expected, turns corrupt entries into counted misses, keeps the
+ * counters. It knows no backend by name (src/schemes.c opens them). It must
+ * never hand a backend an output id it has not computed itself.
  */
 #include "core/backend.h"
-#include "disk/disk.h"
 #include "core/error.h"
-#include "remote/remote.h"
 #include "core/sha.h"
 
 #include <errno.h>
@@ -24,6 +23,9 @@ struct acache_put_stream {
     acache_status failed; /* first write error, reported again at commit */
 };
 
+/* Chunk of acache_put_write_fd(). */
+#define FD_CHUNK ((size_t)1 << 20)
+
 #define COUNT(store, field, n) atomic_fetch_add_explicit(&(store)->counters.field, (n), memory_order_relaxed)
 
 acache_status store_wrap(const backend_ops *ops, void *self, acache_store **out)
@@ -39,72 +41,12 @@ acache_status store_wrap(const backend_ops *ops, void *self, acache_store **out)
     return ACACHE_OK;
 }
 
-typedef acache_status (*backend_open_fn)(spec *s, void **self, const backend_ops **ops);
-
-static const struct {
-    const char *scheme;
-    backend_open_fn open;
-} backends[] = {
-    { "disk", disk_open },
-    { "mem", mem_open },
-    { "prog", prog_open },
-    { "redis", redis_open },
-    { "redis+unix", redis_open },
-    { "http", http_open },
-    { "https", http_open },
-};
-
-acache_status acache_open(const char *text, acache_store **out)
-{
-    spec sp;
-    void *self = NULL;
-    const backend_ops *ops = NULL;
-    if (!out)
-        return set_error(ACACHE_EINVAL, "acache_open: NULL argument");
-    *out = NULL;
-    acache_status st = spec_parse(text, &sp);
-    if (st != ACACHE_OK)
-        return st;
-    backend_open_fn open_fn = NULL;
-    for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++)
-        if (strcmp(sp.scheme, backends[i].scheme) == 0)
-            open_fn = backends[i].open;
-    if (!open_fn) {
-        st = set_error(ACACHE_EINVAL, "store spec '%s': unknown or unsupported scheme '%s' (known: disk, mem, prog, redis, redis+unix, http, https)",
-                       text, sp.scheme);
-        goto out;
-    }
-    st = open_fn(&sp, &self, &ops);
-    if (st != ACACHE_OK)
-        goto out;
-    st = spec_check_unused(&sp);
-    if (st != ACACHE_OK) {
-        ops->close(self);
-        goto out;
-    }
-    st = store_wrap(ops, self, out);
-out:
-    spec_free(&sp);
-    return st;
-}
-
 void acache_close(acache_store *store)
 {
     if (!store)
         return;
     store->ops->close(store->self);
     free(store);
-}
-
-void acache_save_counters(acache_store *store)
-{
-    /* Only stores with a local directory can have a disk tier; asking the
-     * others would leave an error message behind. */
-    if (!store || !store->ops->local_dir || !store->ops->local_dir(store->self))
-        return;
-    disk *d = disk_of_store(store, "acache_save_counters");
-    if (d)
-        counters_flush(&d->cnt);
 }
 
 static void result_reset(acache_result *res)
@@ -252,6 +194,31 @@ acache_status acache_put_commit(acache_put_stream *ps, const acache_id *expect_o
 abort:
     COUNT(store, errors, 1);
     acache_put_abort(ps);
+    return st;
+}
+
+acache_status acache_put_write_fd(acache_put_stream *stream, int fd)
+{
+    acache_status st = ACACHE_OK;
+    if (!stream || fd < 0)
+        return set_error(ACACHE_EINVAL, "acache_put_write_fd: bad argument");
+    char *buf = malloc(FD_CHUNK);
+    if (!buf)
+        return set_error(ACACHE_ENOMEM, "out of memory");
+    for (;;) {
+        ssize_t n = read(fd, buf, FD_CHUNK);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            st = set_errno_error(errno, "put: reading input");
+            break;
+        }
+        if (n == 0)
+            break;
+        if ((st = acache_put_write(stream, buf, (size_t)n)) != ACACHE_OK)
+            break;
+    }
+    free(buf);
     return st;
 }
 

@@ -1,5 +1,5 @@
 /*
- * backend_disk.c - the local disk store, acache's home tier.
+ * disk.c - the local disk store, acache's home tier.
  *
  * Layout under the root directory given in the spec:
  *
@@ -65,77 +65,6 @@ static const backend_ops disk_ops;
 
 /* An entry path relative to rootfd. */
 #define REL(d, path) disk_rel((d), (path))
-
-/* Every open disk store, so that maintenance calls can find the one behind
- * a store handle (a tier chain or a namespace only shows its directory). */
-static pthread_mutex_t open_mu = PTHREAD_MUTEX_INITIALIZER;
-static disk *open_list;
-
-/* ROOT/v1/<kind>/XX/<hex>. The root length was checked at open. */
-void disk_entry_path(const disk *d, char kind, const acache_id *id, char *out)
-{
-    char hex[ACACHE_ID_HEX_SIZE];
-    acache_id_to_hex(id, hex);
-    char *p = out;
-    memcpy(p, d->root, d->rootlen);
-    p += d->rootlen;
-    *p++ = '/';
-    *p++ = kind;
-    *p++ = '/';
-    *p++ = hex[0];
-    *p++ = hex[1];
-    *p++ = '/';
-    memcpy(p, hex, ACACHE_ID_HEX_SIZE);
-}
-
-DIR *disk_opendir(const disk *d, const char *rel)
-{
-    int fd = openat(d->rootfd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    DIR *dp = fd >= 0 ? fdopendir(fd) : NULL;
-    if (!dp && fd >= 0)
-        close(fd);
-    return dp;
-}
-
-/* Reads a decimal number of at most 19 digits ending at `stop`. */
-static const char *parse_u63(const char *p, char stop, uint64_t *out)
-{
-    uint64_t v = 0;
-    const char *start = p;
-    while (*p >= '0' && *p <= '9' && p - start < 19)
-        v = v * 10 + (uint64_t)(*p++ - '0');
-    if (p == start || *p != stop)
-        return NULL;
-    *out = v;
-    return p + 1;
-}
-
-/* Parses a record read from the file named by ahex (the action's hex id).
- * This is on every get's path, hence no sscanf and no round trips through
- * binary: the action is compared as text, the output decoded once. */
-acache_status disk_parse_record(const char *buf, size_t n, const char *ahex,
-                                acache_id *output, uint64_t *size, int64_t *time_ns)
-{
-    /* magic SP action SP output SP size SP time LF */
-    const size_t hexlen = 2 * ACACHE_ID_SIZE, mlen = sizeof DISK_RECORD_MAGIC - 1;
-    if (n < mlen + 2 * (hexlen + 1) + 4 || n > DISK_RECORD_MAX || buf[n - 1] != '\n')
-        return ACACHE_CORRUPT;
-    if (memcmp(buf, DISK_RECORD_MAGIC " ", mlen + 1) != 0)
-        return ACACHE_CORRUPT;
-    const char *p = buf + mlen + 1;
-    if (memcmp(p, ahex, hexlen) != 0 || p[hexlen] != ' ')
-        return ACACHE_CORRUPT;
-    p += hexlen + 1;
-    if (p[hexlen] != ' ' || acache_id_from_hex(p, hexlen, output) != ACACHE_OK)
-        return ACACHE_CORRUPT;
-    p += hexlen + 1;
-    uint64_t sz, t;
-    if (!(p = parse_u63(p, ' ', &sz)) || !(p = parse_u63(p, '\n', &t)) || p != buf + n)
-        return ACACHE_CORRUPT;
-    *size = sz;
-    *time_ns = (int64_t)t;
-    return ACACHE_OK;
-}
 
 static void unmap_release(void *ctx, const void *data, uint64_t size)
 {
@@ -683,14 +612,7 @@ static void disk_close(void *self)
     disk *d = self;
     trim_stop(d);
     counters_close(&d->cnt);
-    pthread_mutex_lock(&open_mu);
-    for (disk **p = &open_list; *p; p = &(*p)->next_open) {
-        if (*p == d) {
-            *p = d->next_open;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&open_mu);
+    disk_unregister(d);
     pthread_mutex_destroy(&d->at.mu);
     if (d->rootfd >= 0)
         close(d->rootfd);
@@ -840,10 +762,7 @@ acache_status disk_open(spec *s, void **self, const backend_ops **ops)
         trim_mark_fresh(d);
     }
     pthread_mutex_init(&d->at.mu, NULL);
-    pthread_mutex_lock(&open_mu);
-    d->next_open = open_list;
-    open_list = d;
-    pthread_mutex_unlock(&open_mu);
+    disk_register(d);
     *self = d;
     *ops = &disk_ops;
     return ACACHE_OK;
@@ -852,27 +771,6 @@ fail:
         close(d->rootfd);
     free(d);
     return st;
-}
-
-disk *disk_of_store(acache_store *store, const char *what)
-{
-    if (!store) {
-        set_error(ACACHE_EINVAL, "%s: NULL store", what);
-        return NULL;
-    }
-    if (store->ops == &disk_ops)
-        return store->self;
-    const char *dir = store->ops->local_dir ? store->ops->local_dir(store->self) : NULL;
-    disk *found = NULL;
-    pthread_mutex_lock(&open_mu);
-    for (disk *d = open_list; d && dir; d = d->next_open)
-        if (d->root == dir)
-            found = d;
-    pthread_mutex_unlock(&open_mu);
-    if (!found)
-        set_error(ACACHE_EINVAL, "%s: the store is not a disk store and its first tier is not "
-                                 "one either (open it with a disk: spec)", what);
-    return found;
 }
 
 static const backend_ops disk_ops = {

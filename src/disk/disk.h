@@ -1,9 +1,11 @@
 /*
- * disk.h - the disk store's internals, shared by the files that implement
- * it: backend_disk.c (open, get, put, delete; the layout is described at
- * its top), counters.c (counts across processes), trim.c (eviction),
- * verify.c and clear.c (maintenance). Nothing outside these files may
- * depend on it.
+ * disk.h - the disk store's internals, shared by the files of src/disk:
+ * layout.c (paths and the record format), open_list.c (the open stores),
+ * counters.c (counts across processes), trim.c (eviction), verify.c,
+ * clear.c and stats.c (maintenance), and disk.c (open, get, put, delete;
+ * the layout is described at its top), the only one that calls the trim
+ * from a put. Above src/disk, only the scheme table includes it (for
+ * disk_open).
  */
 #ifndef ACACHE_DISK_H
 #define ACACHE_DISK_H
@@ -61,11 +63,14 @@ typedef struct disk {
     struct disk *next_open;     /* the list of open disk stores */
 } disk;
 
+/* The backend constructor (the scheme table's "disk"). */
+acache_status disk_open(spec *s, void **self, const backend_ops **ops);
+
 /* Disk usage of a file of this size, as the estimate counts it: whole
  * 4 KiB blocks (what ext4, xfs and tmpfs allocate). */
 static inline uint64_t disk_usage(uint64_t size) { return (size + 4095) & ~(uint64_t)4095; }
 
-/* ROOT/v1/<kind>/XX/<hex> into out (ACACHE_PATH_MAX bytes). */
+/* layout.c: ROOT/v1/<kind>/XX/<hex> into out (ACACHE_PATH_MAX bytes). */
 void disk_entry_path(const disk *d, char kind, const acache_id *id, char *out);
 
 /* The part of an absolute entry path below ROOT/v1/, for *at() calls. */
@@ -74,12 +79,12 @@ static inline const char *disk_rel(const disk *d, const char *path)
     return path + d->rootlen + 1;
 }
 
-/* Parses a record read from the file named by ahex (the action's hex id).
+/* layout.c: parses a record read from the file named by ahex (the action's hex id).
  * ACACHE_CORRUPT unless it is whole and names that action. */
 acache_status disk_parse_record(const char *buf, size_t n, const char *ahex,
                                 acache_id *output, uint64_t *size, int64_t *time_ns);
 
-/* Opens the directory rel below ROOT/v1 ("a/3f", "tmp") for reading; NULL
+/* layout.c: opens the directory rel below ROOT/v1 ("a/3f", "tmp") for reading; NULL
  * if it cannot (it does not exist, most often). */
 DIR *disk_opendir(const disk *d, const char *rel);
 
@@ -91,9 +96,12 @@ DIR *disk_opendir(const disk *d, const char *rel);
  * be slow on a busy machine. */
 int disk_trim_lock(disk *d, bool wait);
 
-/* The disk store a store handle is, or whose home tier is (NULL otherwise,
- * with an error message naming `what`). */
+/* open_list.c: the disk store a store handle is, or whose home tier is
+ * (NULL otherwise, with an error message naming `what`). */
 disk *disk_of_store(acache_store *store, const char *what);
+/* open_list.c: adds a store disk_open made / removes one disk_close frees. */
+void disk_register(disk *d);
+void disk_unregister(disk *d);
 
 /* trim.c: starts a background trim when one is due (called after a put). */
 void trim_after_put(disk *d);

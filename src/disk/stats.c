@@ -1,7 +1,9 @@
 /*
- * disk_stats.c - acache_disk_stats(): a disk store's settings, its
+ * stats.c - acache_disk_stats(): a disk store's settings, its
  * counters summed over every process that used it, and its last trim.
  * It only reads (folding the counter files of dead processes aside).
+ * Also acache_save_counters(): this process's counts written now rather
+ * than at the next flush.
  */
 #include "disk/disk.h"
 #include "core/error.h"
@@ -41,4 +43,15 @@ acache_status acache_disk_stats(acache_store *store, acache_disk_counters *out)
     out->trimmed_bytes = clamp0(t.v[CNT_TRIMMED_BYTES]);
     trim_last(d, out);
     return ACACHE_OK;
+}
+
+void acache_save_counters(acache_store *store)
+{
+    /* Only stores with a local directory can have a disk tier; asking the
+     * others would leave an error message behind. */
+    if (!store || !store->ops->local_dir || !store->ops->local_dir(store->self))
+        return;
+    disk *d = disk_of_store(store, "acache_save_counters");
+    if (d)
+        counters_flush(&d->cnt);
 }

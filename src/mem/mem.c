@@ -1,5 +1,5 @@
 /*
- * backend_mem.c - the in-memory backend ("mem:?max-size=SIZE&scope=...").
+ * mem.c - the in-memory backend ("mem:?max-size=SIZE&scope=...").
  *
  * A byte-bounded, least-recently-used map from action id to an immutable,
  * reference-counted entry {output id, size, time stored, bytes}. It is the
@@ -30,7 +30,7 @@
  * acache_result_release()), never call free() or anything slow while holding
  * a shard lock beyond growing a bucket array, and never print or exit.
  */
-#include "core/backend.h"
+#include "mem/mem.h"
 #include "core/error.h"
 
 #include <pthread.h>

@@ -1,5 +1,5 @@
 /*
- * backend_prog.c - any GOCACHEPROG helper as a store ("prog:COMMAND ARGS"):
+ * prog.c - any GOCACHEPROG helper as a store ("prog:COMMAND ARGS"):
  * the client side of the protocol, as the go command's ProgCache.
  *
  * open starts the helper with its stdin on a socket (so that a write to a
@@ -27,7 +27,7 @@
  * helper's answer be served without checking it against the file it names,
  * never read a line longer than PROG_MAX_LINE, and never print.
  */
-#include "core/backend.h"
+#include "prog/prog.h"
 #include "core/error.h"
 
 #include <errno.h>

@@ -1,5 +1,5 @@
 /*
- * remote_format.c - the bytes a remote holds: action records and objects.
+ * format.c - the bytes a remote holds: action records and objects.
  *
  * An action record (under ac/<action hex>) is a Remote Execution API
  * ActionResult message, encoded by hand, so that bazel-remote, which checks

@@ -1,5 +1,5 @@
 /*
- * backend_http.c - the HTTP transport of a remote store, through libcurl,
+ * http.c - the HTTP transport of a remote store, through libcurl,
  * for caches in the bazel-remote layout: bazel-remote itself, nginx with
  * WebDAV PUT, or anything else that answers GET, PUT and HEAD.
  *

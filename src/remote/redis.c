@@ -1,5 +1,5 @@
 /*
- * backend_redis.c - the Redis (or Valkey) transport of a remote store,
+ * redis.c - the Redis (or Valkey) transport of a remote store,
  * through hiredis.
  *
  *   redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]?prefix=P&...

@@ -20,8 +20,8 @@
  * and never wait on the network without a timeout.
  */
 #include "core/error.h"
+#include "os/clock.h"
 #include "os/fsutil.h"
-#include "compose/prefetch.h"
 #include "remote/remote.h"
 
 #include <errno.h>
@@ -70,13 +70,6 @@ void remote_log(const char *fmt, ...)
     pthread_mutex_unlock(&log_mu);
     if (fn)
         fn(ctx, msg);
-}
-
-int64_t remote_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 void remote_pool_init(remote_pool *p)
@@ -244,7 +237,7 @@ acache_status remote_config_parse(spec *s, remote_config *cfg)
                                             "got '%s'", v);
     }
     if ((v = spec_get(s, "prefetch"))) {
-        if ((st = parse_count("prefetch", v, 0, PREFETCH_MAX_THREADS, &n)))
+        if ((st = parse_count("prefetch", v, 0, REMOTE_PREFETCH_MAX, &n)))
             return st;
         cfg->prefetch = (unsigned)n;
     }
@@ -674,7 +667,7 @@ static void remote_flush(void *self, int64_t start_ns)
     int64_t deadline = start_ns + r->cfg.flush_timeout_ns;
     struct timespec ts = { (time_t)(deadline / 1000000000), (long)(deadline % 1000000000) };
     pthread_mutex_lock(&r->mu);
-    while ((r->head || r->busy) && remote_now_ns() < deadline)
+    while ((r->head || r->busy) && os_mono_ns() < deadline)
         pthread_cond_timedwait(&r->idle_cv, &r->mu, &ts);
     while (r->head) {
         upload *u = r->head;
@@ -720,7 +713,7 @@ static void remote_info(void *self, acache_remote_info *out)
 static void remote_close(void *self)
 {
     remote *r = self;
-    remote_flush(r, remote_now_ns());
+    remote_flush(r, os_mono_ns());
     pthread_mutex_lock(&r->mu);
     r->stopping = true;
     pthread_cond_broadcast(&r->work_cv);
@@ -871,45 +864,4 @@ acache_status remote_create(const remote_config *cfg, const transport_ops *tops,
     *self = r;
     *ops = &remote_backend_ops;
     return ACACHE_OK;
-}
-
-/* ------------------------------------------------------------------ */
-/* Public: the remotes of a store                                       */
-
-size_t acache_remotes(acache_store *store, acache_remote_info *out, size_t max)
-{
-    if (!store)
-        return 0;
-    acache_store *const *subs;
-    size_t n = tiers_list(store, &subs);
-    if (n > 0) {
-        size_t total = 0;
-        for (size_t i = 0; i < n; i++)
-            total += acache_remotes(subs[i], out && total < max ? out + total : NULL,
-                                    total < max ? max - total : 0);
-        return total;
-    }
-    if (!store->ops->remote)
-        return 0;
-    if (out && max > 0)
-        store->ops->remote->info(store->self, out);
-    return 1;
-}
-
-void remote_flush_stores(acache_store *const *stores, size_t n, int64_t start_ns)
-{
-    for (size_t i = 0; i < n; i++) {
-        acache_store *const *subs;
-        size_t m = tiers_list(stores[i], &subs);
-        if (m > 0)
-            remote_flush_stores(subs, m, start_ns);
-        else if (stores[i]->ops->remote)
-            stores[i]->ops->remote->flush(stores[i]->self, start_ns);
-    }
-}
-
-void acache_flush(acache_store *store)
-{
-    if (store)
-        remote_flush_stores(&store, 1, remote_now_ns());
 }

@@ -1,11 +1,11 @@
 /*
  * remote.h - what the remote backends (Redis, HTTP) share.
  *
- * A remote store is two layers. A *transport* (backend_redis.c,
- * backend_http.c) moves bytes under a name: fetch, exists, store, remove,
+ * A remote store is two layers. A *transport* (redis.c,
+ * http.c) moves bytes under a name: fetch, exists, store, remove,
  * in one of two namespaces, "ac" (action records) and "cas" (objects). The
  * *remote* layer (remote.c) builds a store on any transport: it encodes
- * and checks action records (remote_format.c), frames and compresses
+ * and checks action records (format.c), frames and compresses
  * objects, keeps the remote's health (consecutive failures switch it off),
  * and uploads in the background from a bounded queue.
  *
@@ -32,6 +32,9 @@
 
 /* Longest encoded action record; a longer value is not one of ours. */
 #define REMOTE_RECORD_MAX 512
+/* The most session-prefetch threads a remote may ask for (prefetch=N); the
+ * tier combinator's prefetch has room for this many. */
+#define REMOTE_PREFETCH_MAX 64
 /* Size of the frame header in front of a compressed (or escaped) object. */
 #define REMOTE_OBJ_HEADER 17
 
@@ -127,7 +130,7 @@ typedef struct remote_ops {
 } remote_ops;
 
 /* ------------------------------------------------------------------ */
-/* Record and object formats (remote_format.c)                          */
+/* Record and object formats (format.c)                          */
 
 typedef struct remote_record {
     acache_id output;
@@ -203,19 +206,7 @@ bool remote_pool_give(remote_pool *p, void *h);
 /* Frees every idle handle with free_fn and destroys the pool. */
 void remote_pool_destroy(remote_pool *p, void (*free_fn)(void *));
 
-/* ------------------------------------------------------------------ */
-/* Tiers and transports                                                 */
-
-/* The stores of a tier chain, or 0 if store is not one (tiers.c). */
-size_t tiers_list(acache_store *store, acache_store *const **out);
-/* Flushes the remotes among stores (and inside tier chains among them),
- * every deadline counted from start_ns, so they drain side by side. */
-void remote_flush_stores(acache_store *const *stores, size_t n, int64_t start_ns);
-
-/* Monotonic clock, ns. */
-int64_t remote_now_ns(void);
-
-/* Backend constructors, registered in store.c. */
+/* Backend constructors, named in the scheme table (src/schemes.c). */
 acache_status redis_open(spec *s, void **self, const backend_ops **ops);
 acache_status http_open(spec *s, void **self, const backend_ops **ops);
 
