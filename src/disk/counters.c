@@ -10,6 +10,7 @@
  */
 #include "disk/counters.h"
 #include "os/fsutil.h"
+#include "os/tempfile.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -213,23 +214,12 @@ static void unlock_shard(int fd)
 /* Replaces a shard file (temp file, then rename). The caller holds its lock. */
 static bool write_shard(counters *c, int dirfd, int shard, const counter_file *f)
 {
-    char buf[FILE_MAX], tmp[ACACHE_PATH_MAX], name[32];
+    char buf[FILE_MAX], dir[ACACHE_PATH_MAX + 16], prefix[32], name[32];
     size_t n = format_file(f, buf, sizeof buf);
-    int len = snprintf(tmp, sizeof tmp, "%s/" STATS_DIR "/.shard-%d-XXXXXX", c->root, shard);
-    if (len < 0 || (size_t)len >= sizeof tmp)
-        return false;
-    int fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    int err = fs_write_all(fd, buf, n);
-    if (close(fd) != 0 && !err)
-        err = errno;
+    snprintf(dir, sizeof dir, "%s/" STATS_DIR, c->root);
+    snprintf(prefix, sizeof prefix, ".shard-%d-", shard);
     snprintf(name, sizeof name, "shard-%d", shard);
-    if (err || renameat(AT_FDCWD, tmp, dirfd, name) != 0) {
-        unlink(tmp);
-        return false;
-    }
-    return true;
+    return tempfile_replace(dir, prefix, dirfd, name, buf, n, 0) == 0;
 }
 
 /*
@@ -282,26 +272,25 @@ static void snapshot(counters *c, int64_t *out)
  * byte is written (a reader that finds it empty and fresh leaves it). */
 static bool create_proc_file(counters *c)
 {
-    char path[ACACHE_PATH_MAX];
+    char dir[ACACHE_PATH_MAX + 16], prefix[40];
+    tempfile t;
     int dirfd = stats_dir(c);
     if (dirfd < 0)
         return false;
     close(dirfd);
-    int n = snprintf(path, sizeof path, "%s/" STATS_DIR "/proc-%ld-XXXXXX", c->root, (long)getpid());
-    if (n < 0 || (size_t)n >= sizeof path)
+    snprintf(dir, sizeof dir, "%s/" STATS_DIR, c->root);
+    snprintf(prefix, sizeof prefix, "proc-%ld-", (long)getpid());
+    if (tempfile_create(&t, dir, prefix) != 0)
         return false;
-    int fd = mkostemp(path, O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    while (flock(fd, LOCK_EX) != 0) {
+    while (flock(t.fd, LOCK_EX) != 0) {
         if (errno != EINTR) {
-            close(fd);
-            unlink(path);
+            tempfile_discard(&t);
             return false;
         }
     }
-    c->procfd = fd;
-    snprintf(c->procname, sizeof c->procname, "%s", strrchr(path, '/') + 1);
+    /* Kept under its unique name: it is this process's file, not renamed. */
+    c->procfd = t.fd;
+    snprintf(c->procname, sizeof c->procname, "%s", strrchr(t.path, '/') + 1);
     return true;
 }
 

@@ -36,6 +36,7 @@
 #include "disk/disk.h"
 #include "core/error.h"
 #include "os/fsutil.h"
+#include "os/tempfile.h"
 #include "core/sha.h"
 
 #include <dirent.h>
@@ -57,8 +58,7 @@ typedef struct disk_writer {
     backend_writer base;
     disk *d;
     acache_id action;
-    int fd;
-    char tmp[ACACHE_PATH_MAX];
+    tempfile t;                 /* the bytes, in ROOT/v1/tmp/put-XXXXXX */
 } disk_writer;
 
 static const backend_ops disk_ops;
@@ -233,14 +233,14 @@ static acache_status disk_get(void *self, const acache_id *action, unsigned flag
     return st;
 }
 
-static acache_status make_temp(disk *d, const char *what, char *path, int *fd)
+/* A new temp file ROOT/v1/tmp/<prefix>XXXXXX. */
+static acache_status make_temp(disk *d, const char *prefix, tempfile *t)
 {
-    int n = snprintf(path, ACACHE_PATH_MAX, "%s/tmp/%s-XXXXXX", d->root, what);
-    if (n < 0 || n >= ACACHE_PATH_MAX)
-        return set_error(ACACHE_EINVAL, "disk store: path too long: %s", d->root);
-    *fd = mkostemp(path, O_CLOEXEC);
-    if (*fd < 0)
-        return set_errno_error(errno, "disk store: cannot create a temp file in %s/tmp", d->root);
+    char dir[ACACHE_PATH_MAX + 8];
+    snprintf(dir, sizeof dir, "%s/tmp", d->root);
+    int err = tempfile_create(t, dir, prefix);
+    if (err)
+        return set_errno_error(err, "disk store: cannot create a temp file in %s/tmp", d->root);
     return ACACHE_OK;
 }
 
@@ -253,7 +253,7 @@ static acache_status disk_put_begin(void *self, const acache_id *action, backend
     w->base.ops = &disk_ops;
     w->d = d;
     w->action = *action;
-    acache_status st = make_temp(d, "put", w->tmp, &w->fd);
+    acache_status st = make_temp(d, "put-", &w->t);
     if (st != ACACHE_OK) {
         counters_add(&d->cnt, CNT_ERRORS, 1);
         free(w);
@@ -266,10 +266,10 @@ static acache_status disk_put_begin(void *self, const acache_id *action, backend
 static acache_status disk_put_write(backend_writer *bw, const void *data, size_t len)
 {
     disk_writer *w = (disk_writer *)bw;
-    int err = fs_write_all(w->fd, data, len);
+    int err = fs_write_all(w->t.fd, data, len);
     if (err) {
         counters_add(&w->d->cnt, CNT_ERRORS, 1);
-        return set_errno_error(err, "disk store: writing %s", w->tmp);
+        return set_errno_error(err, "disk store: writing %s", w->t.path);
     }
     return ACACHE_OK;
 }
@@ -277,9 +277,7 @@ static acache_status disk_put_write(backend_writer *bw, const void *data, size_t
 static void disk_put_abort(backend_writer *bw)
 {
     disk_writer *w = (disk_writer *)bw;
-    if (w->fd >= 0)
-        close(w->fd);
-    unlink(w->tmp);
+    tempfile_discard(&w->t);
     free(w);
 }
 
@@ -287,34 +285,32 @@ static void disk_put_abort(backend_writer *bw)
 static acache_status write_record(disk *d, const acache_id *action, const acache_id *output,
                                   uint64_t size, int64_t time_ns)
 {
-    char tmp[ACACHE_PATH_MAX], rpath[ACACHE_PATH_MAX], line[DISK_RECORD_MAX];
+    char rpath[ACACHE_PATH_MAX], line[DISK_RECORD_MAX];
     char ahex[ACACHE_ID_HEX_SIZE], ohex[ACACHE_ID_HEX_SIZE];
-    int fd = -1, err = 0;
+    tempfile t;
+    int err = 0;
     acache_id_to_hex(action, ahex);
     acache_id_to_hex(output, ohex);
     int n = snprintf(line, sizeof line, DISK_RECORD_MAGIC " %s %s %" PRIu64 " %" PRId64 "\n", ahex,
                      ohex, size, time_ns);
-    acache_status st = make_temp(d, "rec", tmp, &fd);
+    acache_status st = make_temp(d, "rec-", &t);
     if (st != ACACHE_OK)
         return st;
-    err = fs_write_all(fd, line, (size_t)n);
-    if (!err && d->fsync && fsync(fd) != 0)
-        err = errno;
-    if (close(fd) != 0 && !err)
-        err = errno;
-    if (err) {
-        st = set_errno_error(err, "disk store: writing %s", tmp);
+    err = fs_write_all(t.fd, line, (size_t)n);
+    int cerr = tempfile_close(&t, d->fsync);
+    if (err || cerr) {
+        st = set_errno_error(err ? err : cerr, "disk store: writing %s", t.path);
         goto fail;
     }
     disk_entry_path(d, 'a', action, rpath);
-    err = fs_rename_into(tmp, rpath, d->fsync);
+    err = tempfile_rename(&t, d->rootfd, REL(d, rpath), TEMPFILE_MKDIR | (d->fsync ? TEMPFILE_SYNC : 0));
     if (err) {
-        st = set_errno_error(err, "disk store: renaming %s to %s", tmp, rpath);
+        st = set_errno_error(err, "disk store: renaming %s to %s", t.path, rpath);
         goto fail;
     }
     return ACACHE_OK;
 fail:
-    unlink(tmp);
+    tempfile_discard(&t);
     return st;
 }
 
@@ -453,15 +449,13 @@ static acache_status disk_put_commit(backend_writer *bw, const acache_id *output
     bool new_entry = false, new_object = false, linked = false, placed = false, owned = false;
     struct stat sb, mine;
     int err = 0;
-    if (fstat(w->fd, &mine) != 0)
+    if (fstat(w->t.fd, &mine) != 0)
         err = errno;
-    if (!err && d->fsync && fsync(w->fd) != 0)
-        err = errno;
-    if (close(w->fd) != 0 && !err)
-        err = errno;
-    w->fd = -1;
+    int cerr = tempfile_close(&w->t, d->fsync && !err);
+    if (!err)
+        err = cerr;
     if (err) {
-        st = set_errno_error(err, "disk store: writing %s", w->tmp);
+        st = set_errno_error(err, "disk store: writing %s", w->t.path);
         goto out;
     }
     disk_entry_path(d, 'o', output, opath);
@@ -470,17 +464,17 @@ static acache_status disk_put_commit(backend_writer *bw, const acache_id *output
     /* Private names beside the temp file ("tmp/put-XXXXXX"): "ref-XXXXXX"
      * for replacing the reference, "own-XXXXXX" for holding a shared
      * object. Unique while the temp file lives. */
-    memcpy(tmpref, w->tmp, sizeof tmpref);
+    memcpy(tmpref, w->t.path, sizeof tmpref);
     memcpy(strrchr(tmpref, '/') + 1, "ref", 3);
-    memcpy(own, w->tmp, sizeof own);
+    memcpy(own, w->t.path, sizeof own);
     memcpy(strrchr(own, '/') + 1, "own", 3);
 
     /* 1. The action's reference first: the bytes are never visible under
      * their object name with no reference (a trim would take them for
      * garbage). */
-    err = link_into(d, AT_FDCWD, w->tmp, REL(d, ref), tmpref, &new_entry);
+    err = link_into(d, AT_FDCWD, w->t.path, REL(d, ref), tmpref, &new_entry);
     if (err) {
-        st = set_errno_error(err, "disk store: linking %s to %s", w->tmp, ref);
+        st = set_errno_error(err, "disk store: linking %s to %s", w->t.path, ref);
         goto out;
     }
     linked = true;
@@ -489,18 +483,18 @@ static acache_status disk_put_commit(backend_writer *bw, const acache_id *output
      * vanishes meanwhile (a trim took it for garbage), ours take its place. */
     for (int tries = 0; !placed; tries++) {
         bool created;
-        err = tries < 4 ? place_new(d, w->tmp, REL(d, opath)) : EAGAIN;
+        err = tries < 4 ? place_new(d, w->t.path, REL(d, opath)) : EAGAIN;
         if (err == 0) {
             new_object = placed = true;
         } else if (err != EEXIST) {
-            st = set_errno_error(err, "disk store: renaming %s to %s", w->tmp, opath);
+            st = set_errno_error(err, "disk store: renaming %s to %s", w->t.path, opath);
             goto out;
         } else if (fstatat(d->rootfd, REL(d, opath), &sb, AT_SYMLINK_NOFOLLOW) != 0) {
             continue;
         } else if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != size) {
             /* A damaged copy: ours replaces it. */
-            if (renameat(AT_FDCWD, w->tmp, d->rootfd, REL(d, opath)) != 0) {
-                st = set_errno_error(errno, "disk store: renaming %s to %s", w->tmp, opath);
+            if (renameat(AT_FDCWD, w->t.path, d->rootfd, REL(d, opath)) != 0) {
+                st = set_errno_error(errno, "disk store: renaming %s to %s", w->t.path, opath);
                 goto out;
             }
             placed = true;
@@ -519,7 +513,7 @@ static acache_status disk_put_commit(backend_writer *bw, const acache_id *output
                 }
                 /* Too many links to it: our own copy stays the
                  * reference; the object's name serves the same bytes. */
-                unlink(w->tmp);
+                unlink(w->t.path);
                 placed = true;
                 continue;
             }
@@ -531,7 +525,7 @@ static acache_status disk_put_commit(backend_writer *bw, const acache_id *output
             }
             if (!err && fstatat(d->rootfd, REL(d, ref), &sb, AT_SYMLINK_NOFOLLOW) == 0)
                 mine = sb;
-            unlink(w->tmp);
+            unlink(w->t.path);
             placed = true;
         }
     }
@@ -578,7 +572,7 @@ out:
         if (new_object && fstatat(d->rootfd, REL(d, opath), &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
             sb.st_nlink == 1)
             unlinkat(d->rootfd, REL(d, opath), 0);
-        unlink(w->tmp);
+        unlink(w->t.path);
         counters_add(&d->cnt, CNT_ERRORS, 1);
     }
     if (owned)

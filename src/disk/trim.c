@@ -40,6 +40,7 @@
 #include "disk/disk.h"
 #include "core/error.h"
 #include "os/fsutil.h"
+#include "os/tempfile.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -200,7 +201,7 @@ static void state_read(disk *d, trim_state *s)
 /* Replaces trim.state (temp file, then rename). Best effort. */
 static void state_write(disk *d, const trim_state *s)
 {
-    char tmp[ACACHE_PATH_MAX], buf[1024];
+    char tmp[ACACHE_PATH_MAX + 8], buf[1024];
     int n = snprintf(buf, sizeof buf,
                      STATE_MAGIC "\nstarted %" PRId64 "\nfinished %" PRId64 "\nduration %" PRId64
                                  "\nentries-removed %" PRIu64 "\nbytes-removed %" PRIu64
@@ -209,15 +210,8 @@ static void state_write(disk *d, const trim_state *s)
                      s->started_ns, s->finished_ns, s->duration_ns, s->entries_removed,
                      s->bytes_removed, s->files_examined, s->dirs_listed, s->size_cursor,
                      s->sweep_cursor);
-    int len = snprintf(tmp, sizeof tmp, "%s/tmp/state-XXXXXX", d->root);
-    if (len < 0 || (size_t)len >= sizeof tmp)
-        return;
-    int fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0)
-        return;
-    int err = fs_write_all(fd, buf, (size_t)n);
-    if (close(fd) != 0 || err || renameat(AT_FDCWD, tmp, d->rootfd, "trim.state") != 0)
-        unlink(tmp);
+    snprintf(tmp, sizeof tmp, "%s/tmp", d->root);
+    tempfile_replace(tmp, "state-", d->rootfd, "trim.state", buf, (size_t)n, 0);
 }
 
 /* ------------------------------------------------------------------ */

@@ -69,27 +69,6 @@ int fs_fsync_parent(const char *path)
     return err;
 }
 
-int fs_rename_into(const char *tmp, const char *dst, int sync)
-{
-    if (rename(tmp, dst) != 0) {
-        if (errno != ENOENT)
-            return errno;
-        /* The shard directory does not exist yet. */
-        char dir[PATH_MAX];
-        const char *slash = strrchr(dst, '/');
-        size_t len = slash ? (size_t)(slash - dst) : 0;
-        if (len == 0 || len >= sizeof dir)
-            return EINVAL;
-        memcpy(dir, dst, len);
-        dir[len] = '\0';
-        if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-            return errno;
-        if (rename(tmp, dst) != 0)
-            return errno;
-    }
-    return sync ? fs_fsync_parent(dst) : 0;
-}
-
 int64_t fs_now_ns(void)
 {
     struct timespec ts;

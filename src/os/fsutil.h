@@ -13,9 +13,6 @@
 int fs_mkdir_p(const char *path, mode_t mode);
 /* Writes all len bytes, retrying short writes and EINTR; 0 or errno. */
 int fs_write_all(int fd, const void *buf, size_t len);
-/* Renames tmp to dst, creating dst's parent directory (0700) if missing;
- * with sync, also fsyncs that directory so the rename survives a crash. */
-int fs_rename_into(const char *tmp, const char *dst, int sync);
 /* fsyncs the directory holding path. */
 int fs_fsync_parent(const char *path);
 /* Current time in ns since the Unix epoch. */

@@ -29,6 +29,7 @@
  */
 #include "prog/prog.h"
 #include "core/error.h"
+#include "os/tempfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -773,19 +774,7 @@ static acache_status prog_put_begin(void *self, const acache_id *action, backend
 
 static int spool_file(prog_writer *w)
 {
-    const char *dir = w->p->spool_dir;
-    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
-        return fd;
-    char path[ACACHE_PATH_MAX];
-    if (snprintf(path, sizeof path, "%s/acache-prog-XXXXXX", dir) >= (int)sizeof path) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    fd = mkostemp(path, O_CLOEXEC);
-    if (fd >= 0)
-        unlink(path);
-    return fd;
+    return tempfile_anonymous(w->p->spool_dir, "acache-prog-");
 }
 
 static acache_status prog_put_write(backend_writer *bw, const void *data, size_t len)
