@@ -437,146 +437,198 @@ static void match_ref(disk *d, const char *rpath, const char *ref, const char *t
     }
 }
 
+/* One commit in progress: the names it uses and what it has done so far,
+ * so that a failure undoes exactly that. */
+typedef struct commit {
+    disk *d;
+    disk_writer *w;
+    uint64_t size;
+    char opath[ACACHE_PATH_MAX], rpath[ACACHE_PATH_MAX];
+    char ref[ACACHE_PATH_MAX + sizeof DISK_REF_SUFFIX];
+    char tmpref[ACACHE_PATH_MAX]; /* tmp/ref-XXXXXX: replaces the reference */
+    char own[ACACHE_PATH_MAX];    /* tmp/own-XXXXXX: holds a shared object */
+    struct stat mine;             /* the file our reference is */
+    bool new_entry, new_object, linked, placed, owned;
+} commit;
+
+/* Closes the temp file (fsync under durability=fsync), remembering which
+ * file it is, and names the paths the commit uses. */
+static acache_status commit_start(commit *c, const acache_id *output)
+{
+    disk_writer *w = c->w;
+    int err = fstat(w->t.fd, &c->mine) != 0 ? errno : 0;
+    int cerr = tempfile_close(&w->t, c->d->fsync && !err);
+    if (!err)
+        err = cerr;
+    if (err)
+        return set_errno_error(err, "disk store: writing %s", w->t.path);
+    disk_entry_path(c->d, 'o', output, c->opath);
+    disk_entry_path(c->d, 'a', &w->action, c->rpath);
+    snprintf(c->ref, sizeof c->ref, "%s" DISK_REF_SUFFIX, c->rpath);
+    /* Private names beside the temp file ("tmp/put-XXXXXX"): unique while
+     * the temp file lives. */
+    memcpy(c->tmpref, w->t.path, sizeof c->tmpref);
+    memcpy(strrchr(c->tmpref, '/') + 1, "ref", 3);
+    memcpy(c->own, w->t.path, sizeof c->own);
+    memcpy(strrchr(c->own, '/') + 1, "own", 3);
+    return ACACHE_OK;
+}
+
+/* The object exists with the right size: used again. Our reference moves to
+ * it (objects are shared) and our bytes are dropped. c->placed stays false
+ * when it vanished meanwhile (go round again). */
+static acache_status share_object(commit *c)
+{
+    disk *d = c->d;
+    struct stat sb;
+    bool created;
+    /* A trim must see it as recent. Held under a private name, so that its
+     * name can be given back to these very bytes if a trim removes it
+     * before our record is in. */
+    utimensat(d->rootfd, REL(d, c->opath), NULL, 0);
+    unlink(c->own);
+    if (linkat(d->rootfd, REL(d, c->opath), AT_FDCWD, c->own, 0) != 0) {
+        if (errno == ENOENT)
+            return ACACHE_OK;
+        if (errno != EMLINK) {
+            return set_errno_error(errno, "disk store: linking %s", c->opath);
+        }
+        /* Too many links to it: our own copy stays the reference; the
+         * object's name serves the same bytes. */
+        unlink(c->w->t.path);
+        c->placed = true;
+        return ACACHE_OK;
+    }
+    c->owned = true;
+    int err = link_into(d, AT_FDCWD, c->own, REL(d, c->ref), c->tmpref, &created);
+    if (err && err != EMLINK) {
+        return set_errno_error(err, "disk store: linking %s to %s", c->opath, c->ref);
+    }
+    if (!err && fstatat(d->rootfd, REL(d, c->ref), &sb, AT_SYMLINK_NOFOLLOW) == 0)
+        c->mine = sb;
+    unlink(c->w->t.path);
+    c->placed = true;
+    return ACACHE_OK;
+}
+
+/* Step 2: the object's name. When the object exists already, the reference
+ * moves to it and these bytes are dropped; when it vanishes meanwhile (a
+ * trim took it for garbage), ours take its place. */
+static acache_status place_object(commit *c)
+{
+    disk *d = c->d;
+    const char *tmp = c->w->t.path;
+    acache_status st = ACACHE_OK;
+    struct stat sb;
+    for (int tries = 0; !c->placed && st == ACACHE_OK; tries++) {
+        int err = tries < 4 ? place_new(d, tmp, REL(d, c->opath)) : EAGAIN;
+        if (err == 0) {
+            c->new_object = c->placed = true;
+        } else if (err != EEXIST) {
+            st = set_errno_error(err, "disk store: renaming %s to %s", tmp, c->opath);
+        } else if (fstatat(d->rootfd, REL(d, c->opath), &sb, AT_SYMLINK_NOFOLLOW) != 0) {
+            continue;
+        } else if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != c->size) {
+            /* A damaged copy: ours replaces it. */
+            if (renameat(AT_FDCWD, tmp, d->rootfd, REL(d, c->opath)) != 0)
+                st = set_errno_error(errno, "disk store: renaming %s to %s", tmp, c->opath);
+            else
+                c->placed = true;
+        } else {
+            st = share_object(c);
+        }
+    }
+    return st;
+}
+
+/* After the record: mends what another process may have done meanwhile. */
+static void commit_mend(commit *c)
+{
+    disk *d = c->d;
+    struct stat sb;
+    /* A trim may have taken the shared object for garbage just before our
+     * link: its name comes back, from the bytes we hold. */
+    if (c->owned && fstatat(d->rootfd, REL(d, c->opath), &sb, AT_SYMLINK_NOFOLLOW) != 0 &&
+        errno == ENOENT)
+        linkat(AT_FDCWD, c->own, d->rootfd, REL(d, c->opath), 0);
+    /* Another put of this action may have replaced the reference since. */
+    if (fstatat(d->rootfd, REL(d, c->ref), &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
+        sb.st_ino != c->mine.st_ino || sb.st_dev != c->mine.st_dev)
+        match_ref(d, c->rpath, c->ref, c->tmpref);
+}
+
+static void commit_count(commit *c)
+{
+    counters *cnt = &c->d->cnt;
+    counters_add(cnt, CNT_PUTS, 1);
+    counters_add(cnt, CNT_BYTES_WRITTEN, (int64_t)c->size);
+    if (c->new_entry) {
+        counters_add(cnt, CNT_ENTRIES, 1);
+        counters_add(cnt, CNT_SIZE, (int64_t)disk_usage(DISK_RECORD_MAX));
+    }
+    if (c->new_object) {
+        counters_add(cnt, CNT_OBJECTS, 1);
+        counters_add(cnt, CNT_SIZE, (int64_t)disk_usage(c->size));
+    }
+    counters_flush_due(cnt, fs_now_ns(), COUNTERS_PUT_FLUSH_NS);
+}
+
+/* Nothing partial stays: our reference (if it still is ours), and the
+ * object if we made it and nobody else refers to it. */
+static void commit_undo(commit *c)
+{
+    disk *d = c->d;
+    struct stat sb;
+    if (c->linked && fstatat(d->rootfd, REL(d, c->ref), &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+        sb.st_ino == c->mine.st_ino && sb.st_dev == c->mine.st_dev)
+        unlinkat(d->rootfd, REL(d, c->ref), 0);
+    if (c->new_object && fstatat(d->rootfd, REL(d, c->opath), &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+        sb.st_nlink == 1)
+        unlinkat(d->rootfd, REL(d, c->opath), 0);
+    unlink(c->w->t.path);
+    counters_add(&d->cnt, CNT_ERRORS, 1);
+}
+
 static acache_status disk_put_commit(backend_writer *bw, const acache_id *output, uint64_t size,
                                      acache_result *res)
 {
     disk_writer *w = (disk_writer *)bw;
-    disk *d = w->d;
-    char opath[ACACHE_PATH_MAX], rpath[ACACHE_PATH_MAX];
-    char ref[ACACHE_PATH_MAX + sizeof DISK_REF_SUFFIX], tmpref[ACACHE_PATH_MAX];
-    char own[ACACHE_PATH_MAX];
-    acache_status st = ACACHE_OK;
-    bool new_entry = false, new_object = false, linked = false, placed = false, owned = false;
-    struct stat sb, mine;
-    int err = 0;
-    if (fstat(w->t.fd, &mine) != 0)
-        err = errno;
-    int cerr = tempfile_close(&w->t, d->fsync && !err);
-    if (!err)
-        err = cerr;
-    if (err) {
-        st = set_errno_error(err, "disk store: writing %s", w->t.path);
+    commit c = { .d = w->d, .w = w, .size = size };
+    int64_t now = 0;
+    acache_status st = commit_start(&c, output);
+    if (st != ACACHE_OK)
         goto out;
-    }
-    disk_entry_path(d, 'o', output, opath);
-    disk_entry_path(d, 'a', &w->action, rpath);
-    snprintf(ref, sizeof ref, "%s" DISK_REF_SUFFIX, rpath);
-    /* Private names beside the temp file ("tmp/put-XXXXXX"): "ref-XXXXXX"
-     * for replacing the reference, "own-XXXXXX" for holding a shared
-     * object. Unique while the temp file lives. */
-    memcpy(tmpref, w->t.path, sizeof tmpref);
-    memcpy(strrchr(tmpref, '/') + 1, "ref", 3);
-    memcpy(own, w->t.path, sizeof own);
-    memcpy(strrchr(own, '/') + 1, "own", 3);
-
     /* 1. The action's reference first: the bytes are never visible under
      * their object name with no reference (a trim would take them for
      * garbage). */
-    err = link_into(d, AT_FDCWD, w->t.path, REL(d, ref), tmpref, &new_entry);
+    int err = link_into(c.d, AT_FDCWD, w->t.path, REL(c.d, c.ref), c.tmpref, &c.new_entry);
     if (err) {
-        st = set_errno_error(err, "disk store: linking %s to %s", w->t.path, ref);
+        st = set_errno_error(err, "disk store: linking %s to %s", w->t.path, c.ref);
         goto out;
     }
-    linked = true;
-    /* 2. The object's name. When the object exists already, the reference
-     * moves to it (objects are shared) and these bytes are dropped; when it
-     * vanishes meanwhile (a trim took it for garbage), ours take its place. */
-    for (int tries = 0; !placed; tries++) {
-        bool created;
-        err = tries < 4 ? place_new(d, w->t.path, REL(d, opath)) : EAGAIN;
-        if (err == 0) {
-            new_object = placed = true;
-        } else if (err != EEXIST) {
-            st = set_errno_error(err, "disk store: renaming %s to %s", w->t.path, opath);
-            goto out;
-        } else if (fstatat(d->rootfd, REL(d, opath), &sb, AT_SYMLINK_NOFOLLOW) != 0) {
-            continue;
-        } else if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != size) {
-            /* A damaged copy: ours replaces it. */
-            if (renameat(AT_FDCWD, w->t.path, d->rootfd, REL(d, opath)) != 0) {
-                st = set_errno_error(errno, "disk store: renaming %s to %s", w->t.path, opath);
-                goto out;
-            }
-            placed = true;
-        } else {
-            /* Used again: a trim must see it as recent. Held under a
-             * private name, so that its name can be given back to these
-             * very bytes if a trim removes it before our record is in. */
-            utimensat(d->rootfd, REL(d, opath), NULL, 0);
-            unlink(own);
-            if (linkat(d->rootfd, REL(d, opath), AT_FDCWD, own, 0) != 0) {
-                if (errno == ENOENT)
-                    continue;
-                if (errno != EMLINK) {
-                    st = set_errno_error(errno, "disk store: linking %s", opath);
-                    goto out;
-                }
-                /* Too many links to it: our own copy stays the
-                 * reference; the object's name serves the same bytes. */
-                unlink(w->t.path);
-                placed = true;
-                continue;
-            }
-            owned = true;
-            err = link_into(d, AT_FDCWD, own, REL(d, ref), tmpref, &created);
-            if (err && err != EMLINK) {
-                st = set_errno_error(err, "disk store: linking %s to %s", opath, ref);
-                goto out;
-            }
-            if (!err && fstatat(d->rootfd, REL(d, ref), &sb, AT_SYMLINK_NOFOLLOW) == 0)
-                mine = sb;
-            unlink(w->t.path);
-            placed = true;
-        }
-    }
+    c.linked = true;
+    /* 2. The object's name. */
+    if ((st = place_object(&c)) != ACACHE_OK)
+        goto out;
     /* 3. The record: from now on the entry is visible. */
-    int64_t now = fs_now_ns();
-    st = write_record(d, &w->action, output, size, now);
-    if (st != ACACHE_OK)
+    now = fs_now_ns();
+    if ((st = write_record(c.d, &w->action, output, size, now)) != ACACHE_OK)
         goto out;
-    /* A trim may have taken the shared object for garbage just before our
-     * link: its name comes back, from the bytes we hold. */
-    if (owned && fstatat(d->rootfd, REL(d, opath), &sb, AT_SYMLINK_NOFOLLOW) != 0 &&
-        errno == ENOENT)
-        linkat(AT_FDCWD, own, d->rootfd, REL(d, opath), 0);
-    /* Another put of this action may have replaced the reference since. */
-    if (fstatat(d->rootfd, REL(d, ref), &sb, AT_SYMLINK_NOFOLLOW) != 0 || sb.st_ino != mine.st_ino ||
-        sb.st_dev != mine.st_dev)
-        match_ref(d, rpath, ref, tmpref);
+    commit_mend(&c);
     if (res) {
         res->output_id = *output;
         res->size = size;
         res->time_ns = now;
-        memcpy(res->path, opath, sizeof opath);
+        memcpy(res->path, c.opath, sizeof c.opath);
         res->data = NULL;
     }
-    counters_add(&d->cnt, CNT_PUTS, 1);
-    counters_add(&d->cnt, CNT_BYTES_WRITTEN, (int64_t)size);
-    if (new_entry) {
-        counters_add(&d->cnt, CNT_ENTRIES, 1);
-        counters_add(&d->cnt, CNT_SIZE, (int64_t)disk_usage(DISK_RECORD_MAX));
-    }
-    if (new_object) {
-        counters_add(&d->cnt, CNT_OBJECTS, 1);
-        counters_add(&d->cnt, CNT_SIZE, (int64_t)disk_usage(size));
-    }
-    counters_flush_due(&d->cnt, fs_now_ns(), COUNTERS_PUT_FLUSH_NS);
-    trim_after_put(d);
+    commit_count(&c);
+    trim_after_put(c.d);
 out:
-    if (st != ACACHE_OK) {
-        /* Nothing partial stays: our reference (if it still is ours), and
-         * the object if we made it and nobody else refers to it. */
-        if (linked && fstatat(d->rootfd, REL(d, ref), &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
-            sb.st_ino == mine.st_ino && sb.st_dev == mine.st_dev)
-            unlinkat(d->rootfd, REL(d, ref), 0);
-        if (new_object && fstatat(d->rootfd, REL(d, opath), &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
-            sb.st_nlink == 1)
-            unlinkat(d->rootfd, REL(d, opath), 0);
-        unlink(w->t.path);
-        counters_add(&d->cnt, CNT_ERRORS, 1);
-    }
-    if (owned)
-        unlink(own);
+    if (st != ACACHE_OK)
+        commit_undo(&c);
+    if (c.owned)
+        unlink(c.own);
     free(w);
     return st;
 }

@@ -576,13 +576,89 @@ static void mem_put_abort(backend_writer *bw)
     free(w);
 }
 
+/* Turns the writer's buffer into an entry of exactly size bytes (the
+ * doubling slack trimmed, so that the charge is what is resident; an empty
+ * put has no buffer yet). NULL when out of memory. */
+static mem_entry *entry_from_writer(mem_writer *w, const acache_id *output, uint64_t size,
+                                    int64_t now)
+{
+    if (!w->e || w->cap != size) {
+        mem_entry *ne = realloc(w->e, sizeof(mem_entry) + (size_t)size);
+        if (ne)
+            w->e = ne;
+        else if (!w->e)
+            return NULL;
+        w->cap = (size_t)size;
+    }
+    mem_entry *e = w->e;
+    w->e = NULL;
+    e->hnext = e->newer = e->older = NULL;
+    atomic_init(&e->refs, 1);
+    e->action = w->action;
+    e->output = *output;
+    e->size = size;
+    e->time_ns = now;
+    return e;
+}
+
+/* Puts e in its shard, replacing the action's old entry, and evicts the
+ * oldest entries over the shard's budget. Returns what left the shard, to
+ * be freed outside the lock. */
+static mem_entry *shard_insert(mem_backend *mb, mem_cache *c, mem_entry *e)
+{
+    mem_entry *dead = NULL;
+    uint64_t h = id_hash(&e->action);
+    mem_shard *sh = shard_of(c, &e->action);
+    uint64_t budget = mb->shard_budget;
+    shard_lock(c, sh);
+    mem_entry **pp = shard_find(sh, &e->action, h);
+    if (*pp) {
+        dead = shard_remove_at(sh, pp);
+    } else if (sh->count >= ((size_t)1 << sh->bucket_bits)) {
+        shard_grow(sh);
+        pp = shard_find(sh, &e->action, h);
+    }
+    e->hnext = *pp;
+    *pp = e;
+    lru_push_newest(sh, e);
+    sh->count++;
+    sh->bytes += entry_charge(e);
+    /* the new entry fits on its own (writer_limit), so it is never the
+     * victim */
+    while (sh->bytes > budget && sh->oldest != e) {
+        mem_entry *victim = sh->oldest;
+        mem_entry **vp = shard_find(sh, &victim->action, id_hash(&victim->action));
+        shard_remove_at(sh, vp);
+        victim->hnext = dead;
+        dead = victim;
+    }
+    shard_unlock(c, sh);
+    return dead;
+}
+
+/* A put too big to keep: an older output of this action must not outlive
+ * the put that superseded it. Returns the removed entry, if any. */
+static mem_entry *shard_forget(mem_backend *mb, const acache_id *action)
+{
+    mem_entry *dead = NULL;
+    mem_cache *c = cache_for_read(mb);
+    if (c) {
+        mem_shard *sh = shard_of(c, action);
+        shard_lock(c, sh);
+        mem_entry **pp = shard_find(sh, action, id_hash(action));
+        if (*pp)
+            dead = shard_remove_at(sh, pp);
+        shard_unlock(c, sh);
+    }
+    return dead;
+}
+
 static acache_status mem_put_commit(backend_writer *bw, const acache_id *output, uint64_t size,
                                     acache_result *res)
 {
     mem_writer *w = (mem_writer *)bw;
     acache_status st = ACACHE_OK;
     mem_entry *dead = NULL;
-    mem_entry *e = NULL;
     struct timespec ts;
     int64_t now;
 
@@ -599,65 +675,14 @@ static acache_status mem_put_commit(backend_writer *bw, const acache_id *output,
         st = cache_for_write(w->mb, &c);
         if (st != ACACHE_OK)
             goto out;
-        if (!w->e || w->cap != size) {
-            /* trims the doubling slack so that the charge is what is
-             * resident; an empty put has no buffer yet */
-            mem_entry *ne = realloc(w->e, sizeof(mem_entry) + (size_t)size);
-            if (ne)
-                w->e = ne;
-            else if (!w->e) {
-                st = set_error(ACACHE_ENOMEM, "mem: out of memory storing an entry");
-                goto out;
-            }
-            w->cap = (size_t)size;
+        mem_entry *e = entry_from_writer(w, output, size, now);
+        if (!e) {
+            st = set_error(ACACHE_ENOMEM, "mem: out of memory storing an entry");
+            goto out;
         }
-        e = w->e;
-        w->e = NULL;
-        e->hnext = e->newer = e->older = NULL;
-        atomic_init(&e->refs, 1);
-        e->action = w->action;
-        e->output = *output;
-        e->size = size;
-        e->time_ns = now;
-
-        uint64_t h = id_hash(&e->action);
-        mem_shard *sh = shard_of(c, &e->action);
-        uint64_t budget = w->mb->shard_budget;
-        shard_lock(c, sh);
-        mem_entry **pp = shard_find(sh, &e->action, h);
-        if (*pp) {
-            dead = shard_remove_at(sh, pp);
-        } else if (sh->count >= ((size_t)1 << sh->bucket_bits)) {
-            shard_grow(sh);
-            pp = shard_find(sh, &e->action, h);
-        }
-        e->hnext = *pp;
-        *pp = e;
-        lru_push_newest(sh, e);
-        sh->count++;
-        sh->bytes += entry_charge(e);
-        /* the new entry fits on its own (writer_limit), so it is never the
-         * victim */
-        while (sh->bytes > budget && sh->oldest != e) {
-            mem_entry *victim = sh->oldest;
-            mem_entry **vp = shard_find(sh, &victim->action, id_hash(&victim->action));
-            shard_remove_at(sh, vp);
-            victim->hnext = dead;
-            dead = victim;
-        }
-        shard_unlock(c, sh);
+        dead = shard_insert(w->mb, c, e);
     } else {
-        /* Not storable; an older output of this action must not outlive
-         * the put that superseded it. */
-        mem_cache *c = cache_for_read(w->mb);
-        if (c) {
-            mem_shard *sh = shard_of(c, &w->action);
-            shard_lock(c, sh);
-            mem_entry **pp = shard_find(sh, &w->action, id_hash(&w->action));
-            if (*pp)
-                dead = shard_remove_at(sh, pp);
-            shard_unlock(c, sh);
-        }
+        dead = shard_forget(w->mb, &w->action);
     }
 
     if (res) {
