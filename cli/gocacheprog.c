@@ -414,6 +414,97 @@ static void stop_workers(server *s)
     s->nworkers = 0;
 }
 
+/* A put being served: its stream (NULL once it failed), what came in, and
+ * the answer's error ("" while all is well). */
+typedef struct put_job {
+    server *s;
+    const gcp_request *req;
+    acache_put_stream *stream;
+    uint64_t got, want;
+    char err[GCP_MSG_SIZE + 160];
+} put_job;
+
+/* Hands decoded bytes to the stream. Past BodySize the put has failed:
+ * stop writing, keep reading to the end of the line. */
+static void put_bytes(put_job *p, const unsigned char *data, size_t len)
+{
+    p->got += len;
+    if (p->stream != NULL && p->got > p->want) {
+        acache_put_abort(p->stream);
+        p->stream = NULL;
+        snprintf(p->err, sizeof p->err, "body is longer than BodySize %" PRIu64, p->want);
+    } else if (p->stream != NULL && acache_put_write(p->stream, data, len) != ACACHE_OK) {
+        snprintf(p->err, sizeof p->err, "cannot store: %s", acache_last_error());
+        acache_put_abort(p->stream);
+        p->stream = NULL;
+    }
+}
+
+/* Reads the body line from stdin into the put. -1 (message printed) when
+ * the input is broken and the session cannot go on. */
+static int read_body(put_job *p)
+{
+    server *s = p->s;
+    input *in = &s->in;
+    char msg[GCP_MSG_SIZE];
+    int rc = -1;
+    gcp_body *body = gcp_body_new();
+    if (body == NULL) {
+        cli_err("gocacheprog: put %" PRId64 ": out of memory", p->req->id);
+        return -1;
+    }
+    for (;;) {
+        gcp_body_status bst;
+        size_t used = 0, outlen = 0;
+        if (!in_fill(in)) {
+            if (in->err != 0) {
+                cli_err("gocacheprog: put %" PRId64 ": reading stdin: %s", p->req->id,
+                        strerror(in->err));
+                goto out;
+            }
+            bst = gcp_body_eof(body, msg);
+        } else {
+            bst = gcp_body_feed(body, in->buf + in->pos, in->len - in->pos, &used, s->decoded,
+                                &outlen, msg);
+            in->pos += used;
+        }
+        if (bst == GCP_BODY_BROKEN) {
+            cli_err("gocacheprog: put %" PRId64 ": %s", p->req->id, msg);
+            goto out;
+        }
+        if (outlen > 0)
+            put_bytes(p, s->decoded, outlen);
+        if (bst == GCP_BODY_DONE)
+            break;
+    }
+    if (p->err[0] == '\0' && !gcp_body_valid(body))
+        snprintf(p->err, sizeof p->err, "body is not valid base64");
+    rc = 0;
+out:
+    gcp_body_free(body);
+    return rc;
+}
+
+/* Commits a put whose body arrived whole, and answers it if it is stored. */
+static void commit_put(put_job *p)
+{
+    acache_result res;
+    memset(&res, 0, sizeof res);
+    acache_status st = acache_put_commit(p->stream, &p->req->output, p->want, &res);
+    p->stream = NULL;
+    if (st == ACACHE_EINVAL) {
+        snprintf(p->err, sizeof p->err, "body does not match its OutputID: %s",
+                 acache_last_error());
+    } else if (st != ACACHE_OK) {
+        snprintf(p->err, sizeof p->err, "cannot store: %s", acache_last_error());
+    } else if (res.path[0] != '/') {
+        snprintf(p->err, sizeof p->err, "stored, but the store gave no local path");
+    } else {
+        respond(p->s, p->req->id, gcp_format_entry(p->req->id, &res, NULL));
+    }
+    acache_result_release(&res);
+}
+
 /*
  * Serves one put: streams its body (if any) from stdin into a put stream
  * and answers. parse_st/parse_msg say whether the request itself was
@@ -425,102 +516,37 @@ static int serve_put(server *s, const gcp_request *req, gcp_parse_status parse_s
                      const char *parse_msg)
 {
     int64_t start = now_ns();
-    input *in = &s->in;
-    acache_put_stream *stream = NULL;
-    gcp_body *body = NULL;
-    char err[GCP_MSG_SIZE + 160] = "";
-    char msg[GCP_MSG_SIZE];
-    uint64_t got = 0;
-    uint64_t want = req->body_size > 0 ? (uint64_t)req->body_size : 0;
+    put_job p = { .s = s, .req = req, .want = req->body_size > 0 ? (uint64_t)req->body_size : 0 };
     int rc = -1;
 
     atomic_fetch_add(&s->puts, 1);
     if (parse_st != GCP_PARSE_OK)
-        snprintf(err, sizeof err, "%s", parse_msg);
-    else if (acache_put_begin(gcp_spill_route(&s->spill, s->store, want), &req->action,
-                              &stream) != ACACHE_OK)
-        snprintf(err, sizeof err, "cannot store: %s", acache_last_error());
+        snprintf(p.err, sizeof p.err, "%s", parse_msg);
+    else if (acache_put_begin(gcp_spill_route(&s->spill, s->store, p.want), &req->action,
+                              &p.stream) != ACACHE_OK)
+        snprintf(p.err, sizeof p.err, "cannot store: %s", acache_last_error());
 
-    if (gcp_request_has_body(req)) {
-        body = gcp_body_new();
-        if (body == NULL) {
-            cli_err("gocacheprog: put %" PRId64 ": out of memory", req->id);
-            goto out;
-        }
-        for (;;) {
-            gcp_body_status bst;
-            size_t used = 0, outlen = 0;
-            if (!in_fill(in)) {
-                if (in->err != 0) {
-                    cli_err("gocacheprog: put %" PRId64 ": reading stdin: %s", req->id,
-                            strerror(in->err));
-                    goto out;
-                }
-                bst = gcp_body_eof(body, msg);
-            } else {
-                bst = gcp_body_feed(body, in->buf + in->pos, in->len - in->pos, &used, s->decoded,
-                                    &outlen, msg);
-                in->pos += used;
-            }
-            if (bst == GCP_BODY_BROKEN) {
-                cli_err("gocacheprog: put %" PRId64 ": %s", req->id, msg);
-                goto out;
-            }
-            if (outlen > 0) {
-                got += outlen;
-                /* Past BodySize the put has failed: stop writing, keep
-                 * reading to the end of the line. */
-                if (stream != NULL && got > want) {
-                    acache_put_abort(stream);
-                    stream = NULL;
-                    snprintf(err, sizeof err, "body is longer than BodySize %" PRIu64, want);
-                } else if (stream != NULL &&
-                           acache_put_write(stream, s->decoded, outlen) != ACACHE_OK) {
-                    snprintf(err, sizeof err, "cannot store: %s", acache_last_error());
-                    acache_put_abort(stream);
-                    stream = NULL;
-                }
-            }
-            if (bst == GCP_BODY_DONE)
-                break;
-        }
-        if (err[0] == '\0' && !gcp_body_valid(body))
-            snprintf(err, sizeof err, "body is not valid base64");
-    }
-    atomic_fetch_add(&s->bytes_in, got);
+    if (gcp_request_has_body(req) && read_body(&p) != 0)
+        goto out;
+    atomic_fetch_add(&s->bytes_in, p.got);
 
-    if (err[0] == '\0' && got != want)
-        snprintf(err, sizeof err, "body has %" PRIu64 " bytes but BodySize is %" PRIu64, got,
-                 want);
-    if (err[0] == '\0') {
-        acache_result res;
-        memset(&res, 0, sizeof res);
-        acache_status st = acache_put_commit(stream, &req->output, want, &res);
-        stream = NULL;
-        if (st == ACACHE_EINVAL) {
-            snprintf(err, sizeof err, "body does not match its OutputID: %s", acache_last_error());
-        } else if (st != ACACHE_OK) {
-            snprintf(err, sizeof err, "cannot store: %s", acache_last_error());
-        } else if (res.path[0] != '/') {
-            snprintf(err, sizeof err, "stored, but the store gave no local path");
-        } else {
-            respond(s, req->id, gcp_format_entry(req->id, &res, NULL));
-        }
-        acache_result_release(&res);
-    }
-    if (err[0] != '\0') {
-        acache_put_abort(stream);
-        stream = NULL;
+    if (p.err[0] == '\0' && p.got != p.want)
+        snprintf(p.err, sizeof p.err, "body has %" PRIu64 " bytes but BodySize is %" PRIu64,
+                 p.got, p.want);
+    if (p.err[0] == '\0')
+        commit_put(&p);
+    if (p.err[0] != '\0') {
+        acache_put_abort(p.stream);
+        p.stream = NULL;
         if (s->verbose)
-            cli_err("gocacheprog: put %" PRId64 ": %s", req->id, err);
-        respond_err(s, req->id, err);
+            cli_err("gocacheprog: put %" PRId64 ": %s", req->id, p.err);
+        respond_err(s, req->id, p.err);
     }
     rc = 0;
 out:
     /* On a broken input nothing is answered and nothing half-written may
      * stay: the stream is dropped. */
-    acache_put_abort(stream);
-    gcp_body_free(body);
+    acache_put_abort(p.stream);
     add_busy(s, start);
     return rc;
 }
@@ -744,121 +770,138 @@ out:
     return rc;
 }
 
-int cmd_gocacheprog(int argc, char **argv)
-{
-    cli_disk_opts disk = { 0 }; /* --dir, --max-size, --max-age, --grace, --verify-reads */
-    bool verbose = false;
-    long workers = -1;
-    char **remotes = NULL;
-    size_t nremotes = 0;
-    char *env_remotes = NULL;
-    acache_store *store = NULL;
-    server *s = NULL;
-    int rc = 2;
-    int64_t t0 = now_ns();
+/* The command line of a session. */
+typedef struct gcp_opts {
+    cli_disk_opts disk; /* --dir, --max-size, --max-age, --grace, --verify-reads */
+    bool verbose;
+    long workers;       /* -1: the default */
+    char **remotes;     /* --remote, else the words of ACACHE_REMOTE */
+    size_t nremotes;
+    char *env_remotes;  /* the copy of ACACHE_REMOTE they point into */
+} gcp_opts;
 
-    remotes = calloc((size_t)argc + 1, sizeof *remotes);
-    if (remotes == NULL)
-        goto out;
+/* Reads the flags into o. Returns -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, gcp_opts *o)
+{
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         int r;
         if (strcmp(argv[i], "-v") == 0 || strcmp(argv[i], "--verbose") == 0) {
-            verbose = true;
+            o->verbose = true;
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stderr);
-            rc = 0;
-            goto out;
+            return 0;
         } else if (strcmp(argv[i], "--verify-reads") == 0) {
-            disk.verify_reads = true;
+            o->disk.verify_reads = true;
         } else if ((r = opt_value(argc, argv, &i, "--dir", &v)) != 0) {
             if (r < 0)
-                goto out;
-            disk.dir = v;
+                return 2;
+            o->disk.dir = v;
         } else if ((r = opt_value(argc, argv, &i, "--max-age", &v)) != 0) {
             if (r < 0)
-                goto out;
-            disk.max_age = v;
+                return 2;
+            o->disk.max_age = v;
         } else if ((r = opt_value(argc, argv, &i, "--grace", &v)) != 0) {
             if (r < 0)
-                goto out;
-            disk.grace = v;
+                return 2;
+            o->disk.grace = v;
         } else if ((r = opt_value(argc, argv, &i, "--remote", &v)) != 0) {
             if (r < 0)
-                goto out;
-            remotes[nremotes++] = (char *)v;
+                return 2;
+            o->remotes[o->nremotes++] = (char *)v;
         } else if ((r = opt_value(argc, argv, &i, "--max-size", &v)) != 0) {
             if (r < 0)
-                goto out;
-            disk.max_size = v;
+                return 2;
+            o->disk.max_size = v;
         } else if ((r = opt_value(argc, argv, &i, "--workers", &v)) != 0) {
             if (r < 0)
-                goto out;
+                return 2;
             char *end = NULL;
-            workers = strtol(v, &end, 10);
-            if (*v == '\0' || *end != '\0' || workers < 0 || workers > GCP_WORKERS_MAX) {
+            o->workers = strtol(v, &end, 10);
+            if (*v == '\0' || *end != '\0' || o->workers < 0 || o->workers > GCP_WORKERS_MAX) {
                 cli_err("gocacheprog: --workers wants a number from 0 to %d, got \"%s\"",
                         GCP_WORKERS_MAX, v);
-                goto out;
+                return 2;
             }
         } else {
             cli_err("gocacheprog: unknown argument %s", argv[i]);
             usage(stderr);
-            goto out;
+            return 2;
         }
     }
-    /* Flags override the environment: ACACHE_REMOTE only without --remote. */
+    return -1;
+}
+
+/* Flags override the environment: ACACHE_REMOTE only without --remote.
+ * False when out of memory. */
+static bool remotes_from_env(gcp_opts *o)
+{
     const char *env = getenv("ACACHE_REMOTE");
-    if (nremotes == 0 && env != NULL && env[0] != '\0') {
-        const char *sep = " \t\n";
-        size_t count = 0;
-        env_remotes = strdup(env);
-        if (env_remotes == NULL)
-            goto out;
-        for (const char *t = env; *t; t++)
-            if (strchr(sep, *t) == NULL && (t == env || strchr(sep, t[-1]) != NULL))
-                count++;
-        char **more = realloc(remotes, (count + 1) * sizeof *remotes);
-        if (more == NULL)
-            goto out;
-        remotes = more;
-        char *save = NULL;
-        for (char *t = strtok_r(env_remotes, sep, &save); t && nremotes < count;
-             t = strtok_r(NULL, sep, &save))
-            remotes[nremotes++] = t;
-    }
+    if (o->nremotes != 0 || env == NULL || env[0] == '\0')
+        return true;
+    const char *sep = " \t\n";
+    size_t count = 0;
+    o->env_remotes = strdup(env);
+    if (o->env_remotes == NULL)
+        return false;
+    for (const char *t = env; *t; t++)
+        if (strchr(sep, *t) == NULL && (t == env || strchr(sep, t[-1]) != NULL))
+            count++;
+    char **more = realloc(o->remotes, (count + 1) * sizeof *o->remotes);
+    if (more == NULL)
+        return false;
+    o->remotes = more;
+    char *save = NULL;
+    for (char *t = strtok_r(o->env_remotes, sep, &save); t && o->nremotes < count;
+         t = strtok_r(NULL, sep, &save))
+        o->remotes[o->nremotes++] = t;
+    return true;
+}
 
-    acache_set_log(log_line, NULL);
-    rc = open_stores(&disk, remotes, nremotes, &store);
-    if (rc != 0)
-        goto out;
-
-    s = calloc(1, sizeof *s);
-    if (s == NULL) {
-        cli_err("gocacheprog: out of memory");
-        rc = 1;
-        goto out;
-    }
+/* A server on stdin/stdout for store; NULL when out of memory. */
+static server *server_new(acache_store *store, const gcp_opts *o)
+{
+    server *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return NULL;
     s->store = store;
     gcp_spill_init(&s->spill, store);
-    s->verbose = verbose;
+    s->verbose = o->verbose;
     s->in.fd = STDIN_FILENO;
     pthread_mutex_init(&s->out_mu, NULL);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->job_cv, NULL);
     pthread_cond_init(&s->space_cv, NULL);
     pthread_cond_init(&s->idle_cv, NULL);
+    s->local_first = o->nremotes > 0;
+    return s;
+}
 
-    /* A reader gone away must surface as EPIPE, so that the open put is
-     * aborted, not as a silent death by signal. */
-    signal(SIGPIPE, SIG_IGN);
+/* Frees a server (its store stays open). */
+static void server_free(server *s)
+{
+    if (s == NULL)
+        return;
+    gcp_spill_close(&s->spill);
+    pthread_cond_destroy(&s->idle_cv);
+    pthread_cond_destroy(&s->space_cv);
+    pthread_cond_destroy(&s->job_cv);
+    pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->out_mu);
+    free(s->in.line);
+    free(s);
+}
 
-    s->local_first = nremotes > 0;
-    if (verbose)
+/* The session: handshake, requests until close or EOF, then everything
+ * the go command waits for, in the order it waits. The exit status. */
+static int run_session(server *s, const gcp_opts *o, int64_t t0)
+{
+    acache_store *store = s->store;
+    if (o->verbose)
         print_remotes(store, false);
     respond(s, 0, gcp_format_handshake(NULL));
-    start_workers(s, workers >= 0 ? (size_t)workers : nremotes > 0 ? GCP_WORKERS : 0);
-    rc = serve(s);
+    start_workers(s, o->workers >= 0 ? (size_t)o->workers : o->nremotes > 0 ? GCP_WORKERS : 0);
+    int rc = serve(s);
     /* Answers already due are written before exiting, also on error. */
     wait_idle(s);
     stop_workers(s);
@@ -867,7 +910,7 @@ int cmd_gocacheprog(int argc, char **argv)
     /* Uploads still queued go out now, within each remote's flush-timeout. */
     acache_flush(store);
     /* The -v summary still comes out before the go command returns. */
-    if (verbose) {
+    if (o->verbose) {
         print_summary(s, now_ns() - t0);
         print_remotes(store, true);
     }
@@ -881,20 +924,42 @@ int cmd_gocacheprog(int argc, char **argv)
      * used them during the build, and nothing may be left behind. */
     gcp_spill_close(&s->spill);
     end_stdout(s);
+    return rc;
+}
 
-    pthread_cond_destroy(&s->idle_cv);
-    pthread_cond_destroy(&s->space_cv);
-    pthread_cond_destroy(&s->job_cv);
-    pthread_mutex_destroy(&s->mu);
-    pthread_mutex_destroy(&s->out_mu);
+int cmd_gocacheprog(int argc, char **argv)
+{
+    gcp_opts o = { .workers = -1 };
+    acache_store *store = NULL;
+    server *s = NULL;
+    int rc = 2;
+    int64_t t0 = now_ns();
+
+    o.remotes = calloc((size_t)argc + 1, sizeof *o.remotes);
+    if (o.remotes == NULL)
+        goto out;
+    if ((rc = parse_args(argc, argv, &o)) >= 0)
+        goto out;
+    rc = 2;
+    if (!remotes_from_env(&o))
+        goto out;
+    acache_set_log(log_line, NULL);
+    rc = open_stores(&o.disk, o.remotes, o.nremotes, &store);
+    if (rc != 0)
+        goto out;
+    if ((s = server_new(store, &o)) == NULL) {
+        cli_err("gocacheprog: out of memory");
+        rc = 1;
+        goto out;
+    }
+    /* A reader gone away must surface as EPIPE, so that the open put is
+     * aborted, not as a silent death by signal. */
+    signal(SIGPIPE, SIG_IGN);
+    rc = run_session(s, &o, t0);
 out:
     acache_close(store);
-    if (s != NULL) {
-        gcp_spill_close(&s->spill);
-        free(s->in.line);
-    }
-    free(s);
-    free(env_remotes);
-    free(remotes);
+    server_free(s);
+    free(o.env_remotes);
+    free(o.remotes);
     return rc;
 }

@@ -148,6 +148,101 @@ static bool parse_plain_get(const char *line, size_t len, gcp_request *req)
     return true;
 }
 
+/* What every request has: an object, an integer ID, and (on a put, before
+ * anything else can be answered) a BodySize that says where the next
+ * request starts. Sets req->command when Command is a string. */
+static gcp_parse_status parse_head(json_t *root, gcp_request *req, char msg[GCP_MSG_SIZE])
+{
+    if (!json_is_object(root)) {
+        set_msg(msg, "request is not a JSON object");
+        return GCP_PARSE_FATAL;
+    }
+    json_t *jid = json_object_get(root, "ID");
+    if (!json_is_integer(jid)) {
+        set_msg(msg, "request has no integer ID");
+        return GCP_PARSE_FATAL;
+    }
+    req->id = json_integer_value(jid);
+    json_t *jcmd = field(root, "Command");
+    if (json_is_string(jcmd))
+        req->command = command_of(json_string_value(jcmd), json_string_length(jcmd));
+    json_t *jsize = field(root, "BodySize");
+    if (jsize != NULL) {
+        if (!json_is_integer(jsize)) {
+            set_msg(msg, "BodySize is not an integer");
+            return req->command == GCP_CMD_PUT ? GCP_PARSE_FATAL : GCP_PARSE_ERR;
+        }
+        req->body_size = json_integer_value(jsize);
+    }
+    return GCP_PARSE_OK;
+}
+
+/* The ActionID a get or a put must have. */
+static gcp_parse_status parse_action(json_t *root, gcp_request *req, const char *what,
+                                     char msg[GCP_MSG_SIZE])
+{
+    int r = parse_id(root, "ActionID", &req->action, msg);
+    if (r < 0)
+        return GCP_PARSE_ERR;
+    if (r == 0) {
+        set_msg(msg, "%s without ActionID", what);
+        return GCP_PARSE_ERR;
+    }
+    req->has_action = true;
+    return GCP_PARSE_OK;
+}
+
+static gcp_parse_status parse_put(json_t *root, gcp_request *req, char msg[GCP_MSG_SIZE])
+{
+    if (parse_action(root, req, "put", msg) != GCP_PARSE_OK)
+        return GCP_PARSE_ERR;
+    /* Go 1.21-1.23 call it ObjectID, 1.24 sends OutputID (and maybe both),
+     * 1.25 only OutputID. */
+    int r = parse_id(root, "OutputID", &req->output, msg);
+    if (r == 0)
+        r = parse_id(root, "ObjectID", &req->output, msg);
+    if (r < 0)
+        return GCP_PARSE_ERR;
+    if (r == 0) {
+        set_msg(msg, "put without OutputID or ObjectID");
+        return GCP_PARSE_ERR;
+    }
+    req->has_output = true;
+    if (req->body_size < 0) {
+        set_msg(msg, "negative BodySize %" PRId64, req->body_size);
+        return GCP_PARSE_ERR;
+    }
+    return GCP_PARSE_OK;
+}
+
+/* The fields the request's command needs. */
+static gcp_parse_status parse_command(json_t *root, gcp_request *req, char msg[GCP_MSG_SIZE])
+{
+    json_t *jcmd = field(root, "Command");
+    if (jcmd == NULL) {
+        set_msg(msg, "request has no Command");
+        return GCP_PARSE_ERR;
+    }
+    if (!json_is_string(jcmd)) {
+        set_msg(msg, "Command is not a string");
+        return GCP_PARSE_ERR;
+    }
+    switch (req->command) {
+    case GCP_CMD_GET:
+        return parse_action(root, req, "get", msg);
+    case GCP_CMD_PUT:
+        return parse_put(root, req, msg);
+    case GCP_CMD_CLOSE:
+        return GCP_PARSE_OK;
+    case GCP_CMD_UNKNOWN:
+        break;
+    }
+    char shown[41];
+    quote_safe(shown, sizeof shown, json_string_value(jcmd), json_string_length(jcmd));
+    set_msg(msg, "unknown command \"%s\"", shown);
+    return GCP_PARSE_ERR;
+}
+
 gcp_parse_status gcp_parse_request(const char *line, size_t len, gcp_request *req,
                                    char msg[GCP_MSG_SIZE])
 {
@@ -155,112 +250,18 @@ gcp_parse_status gcp_parse_request(const char *line, size_t len, gcp_request *re
     msg[0] = '\0';
     if (parse_plain_get(line, len, req))
         return GCP_PARSE_OK;
-
-    gcp_parse_status st = GCP_PARSE_ERR;
-    json_error_t jerr;
-    json_t *root = NULL;
-
     memset(req, 0, sizeof *req);
     msg[0] = '\0';
 
-    root = json_loadb(line, len, 0, &jerr);
+    json_error_t jerr;
+    json_t *root = json_loadb(line, len, 0, &jerr);
     if (root == NULL) {
         set_msg(msg, "request is not JSON: %s (column %d)", jerr.text, jerr.column);
-        st = GCP_PARSE_FATAL;
-        goto out;
+        return GCP_PARSE_FATAL;
     }
-    if (!json_is_object(root)) {
-        set_msg(msg, "request is not a JSON object");
-        st = GCP_PARSE_FATAL;
-        goto out;
-    }
-    json_t *jid = json_object_get(root, "ID");
-    if (!json_is_integer(jid)) {
-        set_msg(msg, "request has no integer ID");
-        st = GCP_PARSE_FATAL;
-        goto out;
-    }
-    req->id = json_integer_value(jid);
-
-    json_t *jcmd = field(root, "Command");
-    const char *cmd_text = "";
-    size_t cmd_len = 0;
-    if (json_is_string(jcmd)) {
-        cmd_text = json_string_value(jcmd);
-        cmd_len = json_string_length(jcmd);
-        req->command = command_of(cmd_text, cmd_len);
-    }
-
-    /* BodySize decides where the next request starts, so on a put it has
-     * to be understood before anything else can be answered. */
-    json_t *jsize = field(root, "BodySize");
-    if (jsize != NULL) {
-        if (!json_is_integer(jsize)) {
-            set_msg(msg, "BodySize is not an integer");
-            st = req->command == GCP_CMD_PUT ? GCP_PARSE_FATAL : GCP_PARSE_ERR;
-            goto out;
-        }
-        req->body_size = json_integer_value(jsize);
-    }
-
-    if (jcmd == NULL) {
-        set_msg(msg, "request has no Command");
-        goto out;
-    }
-    if (!json_is_string(jcmd)) {
-        set_msg(msg, "Command is not a string");
-        goto out;
-    }
-
-    int r;
-    switch (req->command) {
-    case GCP_CMD_GET:
-        r = parse_id(root, "ActionID", &req->action, msg);
-        if (r < 0)
-            goto out;
-        if (r == 0) {
-            set_msg(msg, "get without ActionID");
-            goto out;
-        }
-        req->has_action = true;
-        break;
-    case GCP_CMD_PUT:
-        r = parse_id(root, "ActionID", &req->action, msg);
-        if (r < 0)
-            goto out;
-        if (r == 0) {
-            set_msg(msg, "put without ActionID");
-            goto out;
-        }
-        req->has_action = true;
-        /* Go 1.21-1.23 call it ObjectID, 1.24 sends OutputID (and maybe
-         * both), 1.25 only OutputID. */
-        r = parse_id(root, "OutputID", &req->output, msg);
-        if (r == 0)
-            r = parse_id(root, "ObjectID", &req->output, msg);
-        if (r < 0)
-            goto out;
-        if (r == 0) {
-            set_msg(msg, "put without OutputID or ObjectID");
-            goto out;
-        }
-        req->has_output = true;
-        if (req->body_size < 0) {
-            set_msg(msg, "negative BodySize %" PRId64, req->body_size);
-            goto out;
-        }
-        break;
-    case GCP_CMD_CLOSE:
-        break;
-    case GCP_CMD_UNKNOWN: {
-        char shown[41];
-        quote_safe(shown, sizeof shown, cmd_text, cmd_len);
-        set_msg(msg, "unknown command \"%s\"", shown);
-        goto out;
-    }
-    }
-    st = GCP_PARSE_OK;
-out:
+    gcp_parse_status st = parse_head(root, req, msg);
+    if (st == GCP_PARSE_OK)
+        st = parse_command(root, req, msg);
     json_decref(root);
     return st;
 }
