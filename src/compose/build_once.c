@@ -26,7 +26,7 @@
 #include "core/backend.h"
 #include "compose/build_once.h"
 #include "core/error.h"
-#include "compose/fingerprint.h"
+#include "compose/namespace.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,10 +1,10 @@
 /*
- * fingerprint.h - what build_once.c needs to know about namespaced stores:
+ * namespace.h - what build_once.c needs to know about namespaced stores:
  * the id an action has once it reaches the storage backends. Internal to
  * src/; the public side is in acache.h.
  */
-#ifndef ACACHE_FINGERPRINT_H
-#define ACACHE_FINGERPRINT_H
+#ifndef ACACHE_NAMESPACE_H
+#define ACACHE_NAMESPACE_H
 
 #include "core/backend.h"
 
