@@ -27,6 +27,15 @@
 extern "C" {
 #endif
 
+/* What libacache exports: the functions below and nothing else (the
+ * library is built with every other name hidden, and the static library
+ * has them made local). */
+#if defined(__GNUC__) || defined(__clang__)
+#define ACACHE_API __attribute__((visibility("default")))
+#else
+#define ACACHE_API
+#endif
+
 #define ACACHE_VERSION_MAJOR 0
 #define ACACHE_VERSION_MINOR 1
 #define ACACHE_VERSION_PATCH 0
@@ -66,34 +75,34 @@ typedef struct acache_put_stream acache_put_stream;
 /* Errors and ids                                                       */
 
 /* Human-readable name of a status ("ok", "miss", "invalid argument", ...). */
-const char *acache_status_str(acache_status st);
+ACACHE_API const char *acache_status_str(acache_status st);
 
 /*
  * Message describing the last error returned to the calling thread, or ""
  * when there was none. Valid until the thread's next call into libacache.
  */
-const char *acache_last_error(void);
+ACACHE_API const char *acache_last_error(void);
 
 /* Writes the 64 lowercase hex digits of id and a NUL into out. */
-void acache_id_to_hex(const acache_id *id, char out[ACACHE_ID_HEX_SIZE]);
+ACACHE_API void acache_id_to_hex(const acache_id *id, char out[ACACHE_ID_HEX_SIZE]);
 
 /*
  * Parses exactly 64 hex digits (either case) from text[0..len). Returns
  * ACACHE_EINVAL for any other length or a non-hex character.
  */
-acache_status acache_id_from_hex(const char *text, size_t len, acache_id *out);
+ACACHE_API acache_status acache_id_from_hex(const char *text, size_t len, acache_id *out);
 
 /* Writes the 44-character standard base64 form of id and a NUL into out. */
-void acache_id_to_base64(const acache_id *id, char out[ACACHE_ID_BASE64_SIZE]);
+ACACHE_API void acache_id_to_base64(const acache_id *id, char out[ACACHE_ID_BASE64_SIZE]);
 
 /*
  * Parses standard base64 (with padding) from text[0..len). Returns
  * ACACHE_EINVAL unless it decodes to exactly 32 bytes.
  */
-acache_status acache_id_from_base64(const char *text, size_t len, acache_id *out);
+ACACHE_API acache_status acache_id_from_base64(const char *text, size_t len, acache_id *out);
 
 /* Computes the SHA-256 of data[0..len) into out (an output id). */
-void acache_id_of_bytes(const void *data, size_t len, acache_id *out);
+ACACHE_API void acache_id_of_bytes(const void *data, size_t len, acache_id *out);
 
 /* One input to key derivation. */
 typedef struct acache_part {
@@ -107,7 +116,7 @@ typedef struct acache_part {
  * by concatenation. ns is a NUL-terminated string (an engine fingerprint,
  * a format version) and may be "" but not NULL.
  */
-acache_status acache_key_derive(acache_id *out, const char *ns,
+ACACHE_API acache_status acache_key_derive(acache_id *out, const char *ns,
                                 const acache_part *parts, size_t nparts);
 
 /* ------------------------------------------------------------------ */
@@ -174,7 +183,7 @@ acache_status acache_key_derive(acache_id *out, const char *ns,
  * that is a file or a directory that cannot be written is refused with a
  * message naming the path.
  */
-acache_status acache_open(const char *spec, acache_store **out);
+ACACHE_API acache_status acache_open(const char *spec, acache_store **out);
 
 /*
  * Chains stores into tiers, first to last: get tries each in order and
@@ -183,10 +192,10 @@ acache_status acache_open(const char *spec, acache_store **out);
  * took. Takes ownership of the n stores (also on failure); the array itself
  * stays the caller's.
  */
-acache_status acache_tiers(acache_store *const *stores, size_t n, acache_store **out);
+ACACHE_API acache_status acache_tiers(acache_store *const *stores, size_t n, acache_store **out);
 
 /* Closes a store, releasing everything it holds. NULL is allowed. */
-void acache_close(acache_store *store);
+ACACHE_API void acache_close(acache_store *store);
 
 /* ------------------------------------------------------------------ */
 /* Get                                                                  */
@@ -227,11 +236,11 @@ typedef struct acache_result {
  * store is closed (until evicted). Returns ACACHE_MISS when there is no
  * usable entry.
  */
-acache_status acache_get(acache_store *store, const acache_id *action,
+ACACHE_API acache_status acache_get(acache_store *store, const acache_id *action,
                          unsigned flags, acache_result *result);
 
 /* Releases result->data, if any. Safe to call on any result, twice. */
-void acache_result_release(acache_result *result);
+ACACHE_API void acache_result_release(acache_result *result);
 
 /* ------------------------------------------------------------------ */
 /* Put                                                                  */
@@ -240,11 +249,11 @@ void acache_result_release(acache_result *result);
  * Stores data[0..len) as the output of action. If output is not NULL it
  * receives the output id (the SHA-256 of data).
  */
-acache_status acache_put(acache_store *store, const acache_id *action,
+ACACHE_API acache_status acache_put(acache_store *store, const acache_id *action,
                          const void *data, size_t len, acache_id *output);
 
 /* Stores everything read from fd until end of file, as acache_put(). */
-acache_status acache_put_fd(acache_store *store, const acache_id *action, int fd,
+ACACHE_API acache_status acache_put_fd(acache_store *store, const acache_id *action, int fd,
                             acache_id *output);
 
 /*
@@ -253,11 +262,11 @@ acache_status acache_put_fd(acache_store *store, const acache_id *action, int fd
  * at most one shard's share of them). Finish with acache_put_commit() or
  * acache_put_abort(); until then nothing is visible to readers.
  */
-acache_status acache_put_begin(acache_store *store, const acache_id *action,
+ACACHE_API acache_status acache_put_begin(acache_store *store, const acache_id *action,
                                acache_put_stream **out);
 
 /* Appends len bytes to a streaming put. */
-acache_status acache_put_write(acache_put_stream *stream, const void *data, size_t len);
+ACACHE_API acache_status acache_put_write(acache_put_stream *stream, const void *data, size_t len);
 
 /*
  * Finishes a streaming put. If expect_output is not NULL the bytes must hash
@@ -266,11 +275,11 @@ acache_status acache_put_write(acache_put_stream *stream, const void *data, size
  * is not NULL it is filled as by acache_get() (without data). The stream is
  * freed whatever the outcome.
  */
-acache_status acache_put_commit(acache_put_stream *stream, const acache_id *expect_output,
+ACACHE_API acache_status acache_put_commit(acache_put_stream *stream, const acache_id *expect_output,
                                 uint64_t expect_size, acache_result *result);
 
 /* Abandons a streaming put and frees it; nothing is stored. NULL is allowed. */
-void acache_put_abort(acache_put_stream *stream);
+ACACHE_API void acache_put_abort(acache_put_stream *stream);
 
 /* ------------------------------------------------------------------ */
 /* Delete and stats                                                     */
@@ -279,7 +288,7 @@ void acache_put_abort(acache_put_stream *stream);
  * Removes the action entry (objects are shared between actions and are left
  * for eviction). Deleting a missing entry is ACACHE_MISS.
  */
-acache_status acache_delete(acache_store *store, const acache_id *action);
+ACACHE_API acache_status acache_delete(acache_store *store, const acache_id *action);
 
 /* Counters of one store handle since it was opened. */
 typedef struct acache_stats {
@@ -294,7 +303,7 @@ typedef struct acache_stats {
 } acache_stats;
 
 /* Copies the store's counters into out. */
-void acache_get_stats(acache_store *store, acache_stats *out);
+ACACHE_API void acache_get_stats(acache_store *store, acache_stats *out);
 
 /* ------------------------------------------------------------------ */
 /* Remotes: their state, background uploads, log messages               */
@@ -308,7 +317,7 @@ void acache_get_stats(acache_store *store, acache_stats *out);
  * it must not call into libacache. NULL turns the messages off.
  */
 typedef void (*acache_log_fn)(void *ctx, const char *message);
-void acache_set_log(acache_log_fn fn, void *ctx);
+ACACHE_API void acache_set_log(acache_log_fn fn, void *ctx);
 
 /* Room for acache_remote_info.name and .reason. */
 #define ACACHE_REMOTE_NAME_SIZE 256
@@ -342,7 +351,7 @@ typedef struct acache_remote_info {
  * a tier chain, in order) and returns how many there are (which may exceed
  * max; 0 for a store without remotes).
  */
-size_t acache_remotes(acache_store *store, acache_remote_info *out, size_t max);
+ACACHE_API size_t acache_remotes(acache_store *store, acache_remote_info *out, size_t max);
 
 /*
  * Waits for the background uploads of store's remotes, each for at most
@@ -350,7 +359,7 @@ size_t acache_remotes(acache_store *store, acache_remote_info *out, size_t max);
  * dropped and counted. acache_close() does this too; call it first to read
  * the final counters with acache_remotes(). The store stays usable.
  */
-void acache_flush(acache_store *store);
+ACACHE_API void acache_flush(acache_store *store);
 
 /*
  * Writes what this process has counted on store's disk tier (a disk store,
@@ -360,7 +369,7 @@ void acache_flush(acache_store *store);
  * client it is done before closing the store (acache gocacheprog closes
  * its stdout first: the go command waits for that) calls this first.
  */
-void acache_save_counters(acache_store *store);
+ACACHE_API void acache_save_counters(acache_store *store);
 
 /*
  * Session prefetch (docs/remotes.md): a tier chain with a remote remembers
@@ -384,7 +393,7 @@ typedef struct acache_prefetch_info {
 
 /* Fills out for a tier chain with session prefetch and returns 1; returns
  * 0 (out zeroed) for any other store. */
-int acache_prefetch_stats(acache_store *store, acache_prefetch_info *out);
+ACACHE_API int acache_prefetch_stats(acache_store *store, acache_prefetch_info *out);
 
 /* ------------------------------------------------------------------ */
 /* For runtimes and compilers: build once, engine fingerprints          */
@@ -401,11 +410,11 @@ int acache_prefetch_stats(acache_store *store, acache_prefetch_info *out);
  * returns) and returns st, so that a build callback can say why it failed:
  * `return acache_set_error(ACACHE_EIO, "wasm2c exited with %d", code);`.
  */
-acache_status acache_set_error(acache_status st, const char *fmt, ...) ACACHE_PRINTF_(2, 3);
+ACACHE_API acache_status acache_set_error(acache_status st, const char *fmt, ...) ACACHE_PRINTF_(2, 3);
 
 /* Appends everything read from fd until end of file to a streaming put
  * (in bounded chunks: memory does not grow with the file). */
-acache_status acache_put_write_fd(acache_put_stream *stream, int fd);
+ACACHE_API acache_status acache_put_write_fd(acache_put_stream *stream, int fd);
 
 /*
  * Produces the output of action. It writes the bytes to out with
@@ -458,11 +467,11 @@ typedef struct acache_build_options {
  * helper that takes no puts), so there is nothing to return. A failing get
  * is treated as a miss; a store that cannot take the put fails the call.
  */
-acache_status acache_get_or_build(acache_store *store, const acache_id *action,
+ACACHE_API acache_status acache_get_or_build(acache_store *store, const acache_id *action,
                                   acache_build_fn build, void *ctx, acache_result *result);
 
 /* acache_get_or_build() with options (opts may be NULL for the defaults). */
-acache_status acache_get_or_build_ex(acache_store *store, const acache_id *action,
+ACACHE_API acache_status acache_get_or_build_ex(acache_store *store, const acache_id *action,
                                      acache_build_fn build, void *ctx,
                                      const acache_build_options *opts,
                                      acache_result *result);
@@ -484,7 +493,7 @@ typedef struct acache_fingerprint {
 } acache_fingerprint;
 
 /* Computes the 32-byte id of a fingerprint (SHA-256 of every field). */
-acache_status acache_fingerprint_id(const acache_fingerprint *fp, acache_id *out);
+ACACHE_API acache_status acache_fingerprint_id(const acache_fingerprint *fp, acache_id *out);
 
 /* Room for acache_fingerprint_string(). */
 #define ACACHE_FINGERPRINT_STRING_SIZE 128
@@ -495,10 +504,10 @@ acache_status acache_fingerprint_id(const acache_fingerprint *fp, acache_id *out
  * 24 characters of [A-Za-z0-9._+] ('_' for others). size must be at least
  * ACACHE_FINGERPRINT_STRING_SIZE.
  */
-acache_status acache_fingerprint_string(const acache_fingerprint *fp, char *out, size_t size);
+ACACHE_API acache_status acache_fingerprint_string(const acache_fingerprint *fp, char *out, size_t size);
 
 /* The target this library was compiled for, e.g. "x86_64-linux". */
-const char *acache_host_target(void);
+ACACHE_API const char *acache_host_target(void);
 
 /* Room for acache_cpu_features(). */
 #define ACACHE_CPU_FEATURES_SIZE 512
@@ -509,7 +518,7 @@ const char *acache_host_target(void);
  * aarch64: from getauxval(AT_HWCAP), e.g. "aes,asimd,atomics,..."). Other
  * architectures give "". size must be at least ACACHE_CPU_FEATURES_SIZE.
  */
-acache_status acache_cpu_features(char *out, size_t size);
+ACACHE_API acache_status acache_cpu_features(char *out, size_t size);
 
 /*
  * Wraps store in the namespace of a fingerprint id: every action id is
@@ -520,7 +529,7 @@ acache_status acache_cpu_features(char *out, size_t size);
  * ownership of store (also on failure). Delete and get_or_build work
  * through the wrapper as on any store.
  */
-acache_status acache_namespace(acache_store *store, const acache_id *fingerprint,
+ACACHE_API acache_status acache_namespace(acache_store *store, const acache_id *fingerprint,
                                acache_store **out);
 
 /*
@@ -528,7 +537,7 @@ acache_status acache_namespace(acache_store *store, const acache_id *fingerprint
  * with the fingerprint's hex id as the namespace. For keys handed to stores
  * that cannot be wrapped (another process, the acache command).
  */
-acache_status acache_fingerprint_key(acache_id *out, const acache_id *fingerprint,
+ACACHE_API acache_status acache_fingerprint_key(acache_id *out, const acache_id *fingerprint,
                                      const acache_part *parts, size_t nparts);
 
 /*
@@ -648,7 +657,7 @@ typedef struct acache_trim_report {
  * report may be NULL. Waits for a trim running elsewhere unless
  * ACACHE_TRIM_NOWAIT.
  */
-acache_status acache_trim(acache_store *store, const acache_trim_options *opts,
+ACACHE_API acache_status acache_trim(acache_store *store, const acache_trim_options *opts,
                           acache_trim_report *report);
 
 /* Flags for acache_verify_options.flags. */
@@ -697,7 +706,7 @@ typedef struct acache_verify_report {
  * changes under it is looked at again before it is called a problem.
  * opts may be NULL (check only); report may not.
  */
-acache_status acache_verify(acache_store *store, const acache_verify_options *opts,
+ACACHE_API acache_status acache_verify(acache_store *store, const acache_verify_options *opts,
                             acache_verify_report *report);
 
 /*
@@ -705,7 +714,7 @@ acache_status acache_verify(acache_store *store, const acache_verify_options *op
  * running are left alone), and resets the size estimate. report may be
  * NULL; entries_removed, objects_removed and bytes_removed are filled.
  */
-acache_status acache_clear(acache_store *store, acache_trim_report *report);
+ACACHE_API acache_status acache_clear(acache_store *store, acache_trim_report *report);
 
 /* The store's counters, summed over every process that used it. */
 typedef struct acache_disk_counters {
@@ -729,12 +738,12 @@ typedef struct acache_disk_counters {
 } acache_disk_counters;
 
 /* Fills out with the store's counters (this process's included). */
-acache_status acache_disk_stats(acache_store *store, acache_disk_counters *out);
+ACACHE_API acache_status acache_disk_stats(acache_store *store, acache_disk_counters *out);
 
 /* Parses a size ("10G", "512M", "4096"; K/M/G/T are binary). */
-acache_status acache_parse_size(const char *text, uint64_t *out);
+ACACHE_API acache_status acache_parse_size(const char *text, uint64_t *out);
 /* Parses a duration ("30d", "10m", "90s", "300ms"; plain numbers are s). */
-acache_status acache_parse_duration(const char *text, int64_t *ns);
+ACACHE_API acache_status acache_parse_duration(const char *text, int64_t *ns);
 
 #ifdef __cplusplus
 }

@@ -13,7 +13,7 @@
 # It must fail on any violation, naming the file; it changes nothing.
 set -euo pipefail
 src=${ACACHE_SOURCE_DIR:?}/src
-lib=${ACACHE_LAYERS_LIB:-${ACACHE_BUILD_DIR:?}/libacache.a}
+lib=${ACACHE_LAYERS_LIB:-${ACACHE_BUILD_DIR:?}/libacache_internal.a}
 fail=0
 
 rank() {
