@@ -2,7 +2,8 @@
  * acache.h - the one public header of libacache, a content-addressed cache
  * for compiled artifacts.
  *
- * Data model (see DESIGN.md): an *action id* (32 bytes) names a computation;
+ * Data model (docs/architecture.md has it with the layers of the code):
+ * an *action id* (32 bytes) names a computation;
  * the *action table* maps it to an *output id* (the SHA-256 of the produced
  * bytes), a size and the time it was stored; the *object store* maps output
  * ids to bytes. A store is opened from a spec string ("disk:/path",
@@ -182,6 +183,21 @@ ACACHE_API acache_status acache_key_derive(acache_id *out, const char *ns,
  * scheme or option is ACACHE_EINVAL with a message naming it; a disk path
  * that is a file or a directory that cannot be written is refused with a
  * message naming the path.
+ *
+ * Sharing a disk store: any number of processes on one machine may open
+ * the same directory at once and get, put, delete and trim in it, with no
+ * daemon and no lock on the hot path: every file is written to a unique
+ * temp file and renamed into place (a reader sees a whole entry or none),
+ * counters are kept per process and folded under flock(2), and trims,
+ * verify and clear take the trim lock (flock on ROOT/v1/trim.lock), so
+ * that at most one runs at a time. This relies on a local POSIX file
+ * system: atomic rename(2) and link(2) within one directory tree, exact
+ * link counts, and flock(2) that excludes other processes. Network file
+ * systems (NFS, SMB/CIFS, sshfs, 9p) may not give those: flock may be
+ * local to one client or ignored, and renames and times may be seen late
+ * by other clients. Do not share a disk store between machines through
+ * one; share entries between machines with a remote (redis://, http://)
+ * behind each machine's local store instead.
  */
 ACACHE_API acache_status acache_open(const char *spec, acache_store **out);
 
