@@ -19,6 +19,8 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+/* Shard directories per kind: XX, the first two hex digits of an id. */
+#define DISK_SHARDS 256
 #define DISK_RECORD_MAGIC "acache-action-v1"
 #define DISK_RECORD_MAX 256
 /* An action's reference to its object: a/XX/<action hex> DISK_REF_SUFFIX,
@@ -88,7 +90,7 @@ acache_status disk_parse_record(const char *buf, size_t n, const char *ahex,
  * if it cannot (it does not exist, most often). */
 DIR *disk_opendir(const disk *d, const char *rel);
 
-/* trim.c: takes the trim lock (ROOT/v1/trim.lock), waiting for it or not.
+/* trim_lock.c: takes the trim lock (ROOT/v1/trim.lock), waiting for it or not.
  * Returns the descriptor holding it (close it to let go), or -1 with errno
  * (EWOULDBLOCK: another process holds it). Trims, clear and repairs take
  * it, so that they never run at once. One that waits first asks an
@@ -107,10 +109,10 @@ void disk_unregister(disk *d);
 void trim_after_put(disk *d);
 /* trim.c: stops the background trim, if any, and waits for it (close). */
 void trim_stop(disk *d);
-/* trim.c: records a new, empty store as just trimmed (the first trim is
+/* trim_state.c: records a new, empty store as just trimmed (the first trim is
  * due one interval later). */
 void trim_mark_fresh(disk *d);
-/* trim.c: fills the last_trim_* fields from ROOT/v1/trim.state. */
+/* trim_state.c: fills the last_trim_* fields from ROOT/v1/trim.state. */
 void trim_last(disk *d, acache_disk_counters *out);
 
 #endif

@@ -40,7 +40,7 @@
 #include "disk/disk.h"
 #include "core/error.h"
 #include "os/fsutil.h"
-#include "os/tempfile.h"
+#include "disk/trim_state.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -57,13 +57,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SHARDS 256
+#define SHARDS DISK_SHARDS
 /* Action shards listed together by the size pass: an explicit trim takes
  * 8 at a time (a better approximation of LRU on a small store), the
  * automatic one 1 (a unit it can finish, and save, in a short process). */
 #define SLICE_EXPLICIT 8
 #define SLICE_AUTO 1
-#define STATE_MAGIC "acache-trim-v1"
 #define SEC 1000000000LL
 /* A process checks whether a trim is due at most this often. */
 #define CHECK_NS (60 * SEC)
@@ -79,15 +78,6 @@
 /* An automatic trim writes its position at most this often. */
 #define SAVE_NS (50 * 1000000LL)
 #define BUSY_REST 99
-
-/* What trim.state holds: the last trim, and where the next one goes on. */
-typedef struct trim_state {
-    int64_t started_ns, finished_ns, duration_ns;
-    uint64_t entries_removed, bytes_removed, files_examined, dirs_listed;
-    /* The last action shard the size pass finished; the next shard the
-     * sweep takes. */
-    int64_t size_cursor, sweep_cursor;
-} trim_state;
 
 typedef struct trim_params {
     uint64_t max_size;
@@ -150,68 +140,6 @@ static bool is_hex(const char *s, size_t n)
         if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
             return false;
     return true;
-}
-
-/* ------------------------------------------------------------------ */
-/* The state file                                                       */
-
-static void state_read(disk *d, trim_state *s)
-{
-    char buf[1024];
-    memset(s, 0, sizeof *s);
-    int fd = openat(d->rootfd, "trim.state", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return;
-    buf[n] = '\0';
-    if (strncmp(buf, STATE_MAGIC "\n", sizeof STATE_MAGIC) != 0)
-        return;
-    static const struct {
-        const char *key;
-        size_t off;
-    } keys[] = {
-        { "started", offsetof(trim_state, started_ns) },
-        { "finished", offsetof(trim_state, finished_ns) },
-        { "duration", offsetof(trim_state, duration_ns) },
-        { "entries-removed", offsetof(trim_state, entries_removed) },
-        { "bytes-removed", offsetof(trim_state, bytes_removed) },
-        { "files-examined", offsetof(trim_state, files_examined) },
-        { "dirs-listed", offsetof(trim_state, dirs_listed) },
-        { "size-cursor", offsetof(trim_state, size_cursor) },
-        { "sweep-cursor", offsetof(trim_state, sweep_cursor) },
-    };
-    char *save = NULL;
-    for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        char *sp = strchr(line, ' ');
-        if (!sp)
-            continue;
-        *sp = '\0';
-        long long v = strtoll(sp + 1, NULL, 10);
-        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-            if (strcmp(line, keys[i].key) == 0)
-                memcpy((char *)s + keys[i].off, &(int64_t){ v }, sizeof(int64_t));
-    }
-    s->size_cursor = ((s->size_cursor % SHARDS) + SHARDS) % SHARDS;
-    s->sweep_cursor = ((s->sweep_cursor % SHARDS) + SHARDS) % SHARDS;
-}
-
-/* Replaces trim.state (temp file, then rename). Best effort. */
-static void state_write(disk *d, const trim_state *s)
-{
-    char tmp[ACACHE_PATH_MAX + 8], buf[1024];
-    int n = snprintf(buf, sizeof buf,
-                     STATE_MAGIC "\nstarted %" PRId64 "\nfinished %" PRId64 "\nduration %" PRId64
-                                 "\nentries-removed %" PRIu64 "\nbytes-removed %" PRIu64
-                                 "\nfiles-examined %" PRIu64 "\ndirs-listed %" PRIu64
-                                 "\nsize-cursor %" PRId64 "\nsweep-cursor %" PRId64 "\n",
-                     s->started_ns, s->finished_ns, s->duration_ns, s->entries_removed,
-                     s->bytes_removed, s->files_examined, s->dirs_listed, s->size_cursor,
-                     s->sweep_cursor);
-    snprintf(tmp, sizeof tmp, "%s/tmp", d->root);
-    tempfile_replace(tmp, "state-", d->rootfd, "trim.state", buf, (size_t)n, 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -315,7 +243,7 @@ static void save_progress(trim_run *t, trim_state *st)
     st->bytes_removed = t->r->bytes_removed;
     st->files_examined = t->r->files_examined;
     st->dirs_listed = t->r->dirs_listed;
-    state_write(t->d, st);
+    trim_state_write(t->d, st);
 }
 
 /* Accounts for a removal in the report, the estimate and the counters. */
@@ -732,7 +660,7 @@ static bool trim_due(disk *d, int64_t now)
     struct stat sb;
     if (fstatat(d->rootfd, "trim.state", &sb, 0) != 0)
         return true;
-    state_read(d, &st);
+    trim_state_read(d, &st);
     if (st.finished_ns == 0)
         return now - mtime_ns(&sb) >= (d->trim_interval_ns < RETRY_NS ? d->trim_interval_ns : RETRY_NS);
     return now - st.started_ns >= d->trim_interval_ns;
@@ -751,13 +679,13 @@ static void trim_locked(disk *d, const trim_params *p, acache_trim_report *r)
     t.protect_from = p->grace_ns > 0 ? t.now - p->grace_ns - DISK_REFRESH_NS : t.now + 1;
     t.expire_before = t.now - p->max_age_ns;
     t.stale_before = t.now - DISK_STALE_NS;
-    state_read(d, &st);
+    trim_state_read(d, &st);
     if (!t.dry) {
         /* Until it finishes, the state says a trim is under way. */
         st.started_ns = t.now;
         st.finished_ns = st.duration_ns = 0;
         st.entries_removed = st.bytes_removed = st.files_examined = st.dirs_listed = 0;
-        state_write(d, &st);
+        trim_state_write(d, &st);
     }
 
     counter_totals tot;
@@ -815,35 +743,8 @@ static void trim_locked(disk *d, const trim_params *p, acache_trim_report *r)
         st.bytes_removed = r->bytes_removed;
         st.files_examined = r->files_examined;
         st.dirs_listed = r->dirs_listed;
-        state_write(d, &st);
+        trim_state_write(d, &st);
     }
-}
-
-int disk_trim_lock(disk *d, bool wait)
-{
-    int fd = openat(d->rootfd, "trim.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return -1;
-    bool asked = false;
-    while (flock(fd, LOCK_EX | (wait && asked ? 0 : LOCK_NB)) != 0) {
-        if (errno == EWOULDBLOCK && wait && !asked) {
-            /* An automatic trim, slow on a busy machine, stops for us. */
-            int stop = openat(d->rootfd, "trim.stop", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-            if (stop >= 0) {
-                futimens(stop, NULL);
-                close(stop);
-            }
-            asked = true;
-            continue;
-        }
-        if (errno != EINTR) {
-            int err = errno;
-            close(fd);
-            errno = err;
-            return -1;
-        }
-    }
-    return fd;
 }
 
 /* ------------------------------------------------------------------ */
@@ -967,23 +868,3 @@ acache_status acache_trim(acache_store *store, const acache_trim_options *opts,
     return ACACHE_OK;
 }
 
-void trim_last(disk *d, acache_disk_counters *out)
-{
-    trim_state st;
-    state_read(d, &st);
-    out->last_trim_ns = st.started_ns;
-    out->last_trim_duration_ns = st.duration_ns;
-    out->last_trim_finished = st.finished_ns != 0;
-    out->last_trim_entries_removed = st.entries_removed;
-    out->last_trim_bytes_removed = st.bytes_removed;
-    out->last_trim_files_examined = st.files_examined;
-    out->last_trim_dirs_listed = st.dirs_listed;
-}
-
-void trim_mark_fresh(disk *d)
-{
-    trim_state st;
-    memset(&st, 0, sizeof st);
-    st.started_ns = st.finished_ns = fs_now_ns();
-    state_write(d, &st);
-}
