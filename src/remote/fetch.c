@@ -1,0 +1,198 @@
+/*
+ * fetch.c - reading a remote: an action record, checked (its signature,
+ * its action id) before anything it says is believed, then the object it
+ * names, decoded and streamed to the caller's sink, which checks it
+ * against its id (remote_verdict says how that went). remote_get is the
+ * same for a remote used alone: the bytes go to memory and are checked
+ * here.
+ *
+ * Rules: never hand out bytes that were not checked against their id;
+ * never size an allocation by a number from the server before it has been
+ * checked against max-object; a failure of the caller's sink is the
+ * caller's, never counted against the remote's health; an object that
+ * does not match its id is removed (when writable), since left in place it
+ * would stop every later upload of it.
+ */
+#include "core/error.h"
+#include "remote/remote_store.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Fills a fixed buffer; more than it holds is refused by the transport's
+ * limit before it gets here. */
+typedef struct buf_sink {
+    unsigned char buf[REMOTE_RECORD_MAX];
+    size_t len;
+} buf_sink;
+
+static acache_status buf_write(void *ctx, const void *data, size_t len)
+{
+    buf_sink *b = ctx;
+    if (len > sizeof b->buf - b->len)
+        return set_error(ACACHE_CORRUPT, "action record is too long");
+    memcpy(b->buf + b->len, data, len);
+    b->len += len;
+    return ACACHE_OK;
+}
+
+/* Passes bytes on and remembers a failure of the caller's sink, which is
+ * the caller's problem and not the remote's. */
+typedef struct guard_sink {
+    const remote_sink *down;
+    acache_status st;
+} guard_sink;
+
+static acache_status guard_write(void *ctx, const void *data, size_t len)
+{
+    guard_sink *g = ctx;
+    g->st = g->down->write(g->down->ctx, data, len);
+    return g->st;
+}
+
+acache_status remote_get_into(void *self, const acache_id *action, acache_result *meta,
+                              const remote_sink *sink)
+{
+    remote *r = self;
+    char hex[ACACHE_ID_HEX_SIZE], why[512];
+    if (!r->cfg.can_read || atomic_load(&r->off))
+        return ACACHE_MISS;
+    acache_id_to_hex(action, hex);
+    buf_sink rb = { .len = 0 };
+    remote_sink rs = { buf_write, &rb };
+    acache_status st = remote_health(r, r->tops->fetch(r->t, REMOTE_AC, hex, sizeof rb.buf, &rs));
+    if (st == ACACHE_MISS) {
+        BUMP(r, misses);
+        return ACACHE_MISS;
+    }
+    if (st != ACACHE_OK && st != ACACHE_CORRUPT)
+        return st;
+    remote_record rec;
+    if (st == ACACHE_OK)
+        st = record_decode(rb.buf, rb.len, action, r->cfg.key, r->cfg.keylen, &rec);
+    if (st != ACACHE_OK) {
+        BUMP(r, rejected);
+        snprintf(why, sizeof why, "%s", acache_last_error());
+        return set_error(ACACHE_CORRUPT, "remote %s: ac/%s refused: %s", r->name, hex, why);
+    }
+    if (rec.size > r->cfg.max_object) {
+        BUMP(r, misses);
+        return ACACHE_MISS;
+    }
+    meta->output_id = rec.output;
+    meta->size = rec.size;
+    meta->time_ns = rec.time_ns;
+    meta->path[0] = '\0';
+
+    guard_sink g = { sink, ACACHE_OK };
+    remote_sink gs = { guard_write, &g };
+    object_decoder d;
+    object_decoder_init(&d, rec.size, &gs);
+    remote_sink ds = object_decoder_sink(&d);
+    acache_id_to_hex(&rec.output, hex);
+    st = r->tops->fetch(r->t, REMOTE_CAS, hex, object_stored_limit(rec.size), &ds);
+    if (st == ACACHE_OK)
+        st = object_decoder_finish(&d);
+    object_decoder_free(&d);
+    if (g.st != ACACHE_OK)
+        return g.st;
+    st = remote_health(r, st);
+    if (st == ACACHE_MISS) {
+        /* The record outlived its object (evicted by the server). */
+        BUMP(r, misses);
+        return ACACHE_MISS;
+    }
+    if (st == ACACHE_CORRUPT) {
+        snprintf(why, sizeof why, "%s", acache_last_error());
+        /* Left in place, it would stop every later upload of the object. */
+        if (r->cfg.can_write)
+            remote_health(r, r->tops->remove(r->t, REMOTE_CAS, hex));
+        BUMP(r, rejected);
+        return set_error(ACACHE_CORRUPT, "remote %s: cas/%s refused%s: %s", r->name, hex,
+                         r->cfg.can_write ? " and removed" : "", why);
+    }
+    return st;
+}
+
+void remote_verdict(void *self, const acache_result *meta, bool good)
+{
+    remote *r = self;
+    if (good) {
+        BUMP(r, hits);
+        return;
+    }
+    BUMP(r, rejected);
+    if (r->cfg.can_write && !atomic_load(&r->off)) {
+        char hex[ACACHE_ID_HEX_SIZE];
+        acache_id_to_hex(&meta->output_id, hex);
+        remote_health(r, r->tops->remove(r->t, REMOTE_CAS, hex));
+    }
+}
+
+/* A get on the remote alone: the bytes go to memory and are checked here. */
+typedef struct mem_sink {
+    const acache_result *meta;
+    unsigned char *buf;
+    size_t len;
+} mem_sink;
+
+static acache_status mem_write(void *ctx, const void *data, size_t len)
+{
+    mem_sink *m = ctx;
+    if (!m->buf && !(m->buf = malloc((size_t)m->meta->size)))
+        return set_error(ACACHE_ENOMEM, "out of memory for a %llu-byte object",
+                         (unsigned long long)m->meta->size);
+    /* The decoder never delivers more than meta->size bytes. */
+    memcpy(m->buf + m->len, data, len);
+    m->len += len;
+    return ACACHE_OK;
+}
+
+static void free_release(void *ctx, const void *data, uint64_t size)
+{
+    (void)data;
+    (void)size;
+    free(ctx);
+}
+
+acache_status remote_get(void *self, const acache_id *action, unsigned flags,
+                         acache_result *res)
+{
+    remote *r = self;
+    if (flags & ACACHE_GET_LOCAL)
+        return ACACHE_MISS;
+    mem_sink m = { res, NULL, 0 };
+    remote_sink sink = { mem_write, &m };
+    acache_status st = remote_get_into(r, action, res, &sink);
+    if (st != ACACHE_OK) {
+        free(m.buf);
+        return st;
+    }
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    bool good = EVP_Digest(m.buf ? m.buf : (unsigned char *)"", m.len, md, &mdlen, EVP_sha256(),
+                           NULL) &&
+                mdlen == ACACHE_ID_SIZE && memcmp(md, res->output_id.bytes, ACACHE_ID_SIZE) == 0;
+    remote_verdict(r, res, good);
+    if (!good) {
+        free(m.buf);
+        return set_error(ACACHE_CORRUPT, "remote %s: object does not match its id; removed",
+                         r->name);
+    }
+    if (flags & ACACHE_GET_DATA) {
+        res->data = m.buf ? (const void *)m.buf : (const void *)"";
+        res->release_fn_ = m.buf ? free_release : NULL;
+        res->release_ctx_ = m.buf;
+    } else {
+        free(m.buf);
+    }
+    return ACACHE_OK;
+}
+
+/* The prefetch hook: how many entries of a session manifest to fetch ahead. */
+unsigned remote_prefetch(void *self)
+{
+    return ((remote *)self)->cfg.prefetch;
+}
