@@ -14,10 +14,10 @@
  * (diagnostics go to stderr through cli_err), never answer a request twice
  * or not at all (the go command waits for every ID), and never let a put
  * whose body was incomplete or did not match its OutputID become visible.
- * Wire format details live in gocacheprog_proto.c; storage in the library.
+ * Wire format details live in src/prog/wire.c; storage in the library.
  */
 #include "commands.h"
-#include "gocacheprog_proto.h"
+#include "prog/wire.h"
 #include "gcp_spill.h"
 
 #include "acache.h"

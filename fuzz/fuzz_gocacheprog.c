@@ -1,6 +1,6 @@
 /*
  * fuzz_gocacheprog.c - libFuzzer target over the GOCACHEPROG wire format
- * (cli/gocacheprog_proto.c): request lines, put bodies, response lines.
+ * (src/prog/wire.c): request lines, put bodies, response lines.
  *
  * The first input byte picks the mode. Requests: whatever the line, the
  * parser must return one of its three statuses with a message when it
@@ -9,7 +9,7 @@
  * feeding the same bytes in different pieces must give the same result.
  * Never reads or writes a file; never touches a store.
  */
-#include "gocacheprog_proto.h"
+#include "prog/wire.h"
 
 #include <stdint.h>
 #include <stdio.h>

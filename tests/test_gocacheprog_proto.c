@@ -1,6 +1,6 @@
 /*
  * test_gocacheprog_proto.c - unit tests of the GOCACHEPROG wire format
- * (cli/gocacheprog_proto.c): request parsing, put body decoding, response
+ * (src/prog/wire.c): request parsing, put body decoding, response
  * formatting. Pure functions, so no process and no store is involved; the
  * end-to-end tests of the server are in test_gocacheprog.sh.
  *
@@ -9,7 +9,7 @@
  */
 #include "testutil.h"
 
-#include "gocacheprog_proto.h"
+#include "prog/wire.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -749,6 +749,146 @@ static void test_format_time(void **state)
     assert_string_equal(t, "1677-09-21T00:12:43.145224192Z");
 }
 
+/* ------------------------------------------------------------------ */
+/* The client's side, read back by the server's                        */
+
+/* A request the prog: store writes is the request the server reads, with
+ * the blank line after it left for the next read. */
+static void test_client_request_round_trip(void **state)
+{
+    (void)state;
+    char line[GCP_REQUEST_SIZE], msg[GCP_MSG_SIZE];
+    gcp_request req;
+    acache_id a = id_n(3), o = id_n(9);
+    size_t n = gcp_format_request(line, 42, "put", &a, &o, 12345);
+    assert_int_equal(n, strlen(line));
+    assert_true(n > 2 && line[n - 2] == '\n' && line[n - 1] == '\n');
+    assert_int_equal(gcp_parse_request(line, n - 2, &req, msg), GCP_PARSE_OK);
+    assert_int_equal(req.id, 42);
+    assert_int_equal(req.command, GCP_CMD_PUT);
+    assert_memory_equal(req.action.bytes, a.bytes, ACACHE_ID_SIZE);
+    assert_memory_equal(req.output.bytes, o.bytes, ACACHE_ID_SIZE);
+    assert_int_equal(req.body_size, 12345);
+    assert_non_null(strstr(line, "\"ObjectID\":"));
+
+    n = gcp_format_request(line, 7, "get", &a, NULL, 0);
+    assert_int_equal(gcp_parse_request(line, n - 2, &req, msg), GCP_PARSE_OK);
+    assert_int_equal(req.command, GCP_CMD_GET);
+    assert_false(req.has_output);
+    n = gcp_format_request(line, 8, "close", NULL, NULL, 0);
+    assert_string_equal(line, "{\"ID\":8,\"Command\":\"close\"}\n\n");
+}
+
+/* A body encoded in chunks as the prog: store sends it decodes to the
+ * same bytes, whatever its size modulo 3. */
+static void test_client_body_round_trip(void **state)
+{
+    (void)state;
+    size_t sizes[] = { 1, 2, 3, GCP_BODY_CHUNK, GCP_BODY_CHUNK + 1, 2 * GCP_BODY_CHUNK + 2 };
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        size_t size = sizes[k];
+        unsigned char *in = malloc(size);
+        char *text = malloc(GCP_BODY_ENCODED_SIZE(size) + 8);
+        assert_non_null(in);
+        assert_non_null(text);
+        for (size_t i = 0; i < size; i++)
+            in[i] = (unsigned char)(i * 31 + k);
+        size_t len = strlen(GCP_BODY_OPEN);
+        memcpy(text, GCP_BODY_OPEN, len);
+        for (size_t off = 0; off < size; off += GCP_BODY_CHUNK) {
+            size_t c = size - off < GCP_BODY_CHUNK ? size - off : GCP_BODY_CHUNK;
+            len += gcp_body_encode(in + off, c, text + len);
+        }
+        memcpy(text + len, GCP_BODY_CLOSE, strlen(GCP_BODY_CLOSE));
+        len += strlen(GCP_BODY_CLOSE);
+        decoded d = decode(text, len, 4096, false);
+        assert_int_equal(d.st, GCP_BODY_DONE);
+        assert_true(d.valid);
+        assert_int_equal(d.used, len);
+        assert_int_equal(d.len, size);
+        assert_memory_equal(d.data, in, size);
+        free(d.data);
+        free(text);
+        free(in);
+    }
+}
+
+/* What the server answers, the client reads back. */
+static void test_client_reads_responses(void **state)
+{
+    (void)state;
+    size_t n = 0;
+    int64_t id = -1;
+    unsigned known = 0;
+    char *line = gcp_format_handshake(&n);
+    assert_true(gcp_parse_handshake(line, n - 1, &known));
+    assert_int_equal(known, GCP_KNOWS_GET | GCP_KNOWS_PUT | GCP_KNOWS_CLOSE);
+    free(line);
+    assert_false(gcp_parse_handshake("{\"ID\":1,\"KnownCommands\":[]}", 27, &known));
+    assert_false(gcp_parse_handshake("not json", 8, &known));
+
+    acache_result res, back;
+    memset(&res, 0, sizeof res);
+    memset(&back, 0, sizeof back);
+    res.output_id = id_n(5);
+    res.size = 77;
+    res.time_ns = 1700000000123456789LL;
+    snprintf(res.path, sizeof res.path, "/cache/o/ab/x");
+    line = gcp_format_entry(9, &res, &n);
+    json_t *resp = gcp_parse_response(line, n - 1, &id);
+    assert_non_null(resp);
+    assert_int_equal(id, 9);
+    assert_null(gcp_response_err(resp));
+    assert_false(gcp_response_miss(resp));
+    const char *path = NULL;
+    assert_int_equal(gcp_parse_entry(resp, &back, &path), GCP_ENTRY_OK);
+    assert_string_equal(path, "/cache/o/ab/x");
+    assert_memory_equal(back.output_id.bytes, res.output_id.bytes, ACACHE_ID_SIZE);
+    assert_int_equal(back.size, 77);
+    assert_int_equal(back.time_ns, res.time_ns);
+    json_decref(resp);
+    free(line);
+
+    res.path[0] = '\0'; /* no DiskPath: not a hit the client can use */
+    line = gcp_format_entry(10, &res, &n);
+    resp = gcp_parse_response(line, n - 1, &id);
+    assert_int_equal(gcp_parse_entry(resp, &back, &path), GCP_ENTRY_NO_PATH);
+    assert_null(gcp_response_path(resp));
+    json_decref(resp);
+    free(line);
+
+    line = gcp_format_miss(11, &n);
+    resp = gcp_parse_response(line, n - 1, &id);
+    assert_true(gcp_response_miss(resp));
+    assert_int_equal(gcp_parse_entry(resp, &back, &path), GCP_ENTRY_NO_ID);
+    json_decref(resp);
+    free(line);
+
+    line = gcp_format_err(12, "disk full", &n);
+    resp = gcp_parse_response(line, n - 1, &id);
+    assert_string_equal(gcp_response_err(resp), "disk full");
+    json_decref(resp);
+    free(line);
+
+    assert_null(gcp_parse_response("{\"ID\":\"1\"}", 10, &id));
+    assert_null(gcp_parse_response("[1]", 3, &id));
+}
+
+static void test_client_parse_time(void **state)
+{
+    (void)state;
+    int64_t ns = 0;
+    assert_true(gcp_parse_time("1970-01-01T00:00:01Z", &ns));
+    assert_int_equal(ns, 1000000000LL);
+    assert_true(gcp_parse_time("2023-11-14T23:13:20.5+01:00", &ns));
+    /* 23:13:20 at UTC+1 is 22:13:20 UTC, 1700000000 s. */
+    assert_int_equal(ns, 1700000000LL * 1000000000LL + 500000000LL);
+    assert_false(gcp_parse_time("1969-12-31T23:59:59Z", &ns));
+    assert_false(gcp_parse_time("2023-13-01T00:00:00Z", &ns));
+    assert_false(gcp_parse_time("2023-11-14T23:13:20", &ns));
+    assert_false(gcp_parse_time("2023-11-14T23:13:20.Z", &ns));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -775,6 +915,10 @@ int main(void)
         cmocka_unit_test(test_format_time),
         cmocka_unit_test(test_format_entry_matches_jansson),
         cmocka_unit_test(test_format_time_against_gmtime),
+        cmocka_unit_test(test_client_request_round_trip),
+        cmocka_unit_test(test_client_body_round_trip),
+        cmocka_unit_test(test_client_reads_responses),
+        cmocka_unit_test(test_client_parse_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

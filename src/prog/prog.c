@@ -30,6 +30,7 @@
 #include "prog/prog.h"
 #include "core/error.h"
 #include "os/tempfile.h"
+#include "prog/wire.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -58,8 +59,6 @@ extern char **environ;
 #define PROG_MAX_LINE ((size_t)1 << 20)
 /* Bytes of a put kept in memory before the rest goes to a temp file. */
 #define PROG_SPOOL_MEM ((size_t)256 << 10)
-/* Body bytes base64-encoded at a time: a multiple of 3. */
-#define PROG_CHUNK ((size_t)48 << 10)
 #define PROG_DEFAULT_TIMEOUT_NS (10LL * 1000000000LL)
 /* How long to wait for the status of a helper whose stdout just ended. */
 #define PROG_EXIT_GRACE_NS (200LL * 1000000LL)
@@ -400,15 +399,13 @@ static void *reader_main(void *arg)
         }
         if (blank(line, n))
             continue;
-        json_t *resp = json_loadb(line, n, 0, NULL);
-        json_t *jid = json_is_object(resp) ? json_object_get(resp, "ID") : NULL;
-        if (!json_is_integer(jid)) {
-            json_decref(resp);
+        int64_t id = 0;
+        json_t *resp = gcp_parse_response(line, n, &id);
+        if (!resp) {
             show_line(line, n, shown);
             prog_break(p, "the helper wrote a line that is not a response: '%s'", shown);
             return NULL;
         }
-        int64_t id = (int64_t)json_integer_value(jid);
         pthread_mutex_lock(&p->mu);
         pending *pd = p->pending;
         while (pd && (pd->id != id || pd->done))
@@ -481,23 +478,22 @@ static size_t spool_read(prog_writer *w, uint64_t off, unsigned char *buf, size_
     return got;
 }
 
-/* The body line: a JSON string of standard base64, streamed. */
+/* The body line (wire.h): a JSON string of standard base64, streamed. */
 static int send_body(prog *p, prog_writer *w)
 {
-    unsigned char *in = malloc(PROG_CHUNK);
-    char *out = malloc(PROG_CHUNK / 3 * 4 + 1);
-    int err = in && out ? send_all(p, "\"", 1) : ENOMEM;
+    unsigned char *in = malloc(GCP_BODY_CHUNK);
+    char *out = malloc(GCP_BODY_ENCODED_SIZE(GCP_BODY_CHUNK));
+    int err = in && out ? send_all(p, GCP_BODY_OPEN, strlen(GCP_BODY_OPEN)) : ENOMEM;
     for (uint64_t off = 0; !err && off < w->size;) {
-        size_t want = w->size - off < PROG_CHUNK ? (size_t)(w->size - off) : PROG_CHUNK;
+        size_t want = w->size - off < GCP_BODY_CHUNK ? (size_t)(w->size - off) : GCP_BODY_CHUNK;
         size_t got = spool_read(w, off, in, want, &err);
         if (err)
             break;
-        int k = EVP_EncodeBlock((unsigned char *)out, in, (int)got);
-        err = send_all(p, out, (size_t)k);
+        err = send_all(p, out, gcp_body_encode(in, got, out));
         off += got;
     }
     if (!err)
-        err = send_all(p, "\"\n", 2);
+        err = send_all(p, GCP_BODY_CLOSE, strlen(GCP_BODY_CLOSE));
     free(in);
     free(out);
     return err;
@@ -524,7 +520,7 @@ static acache_status request(prog *p, const char *cmd, const acache_id *action,
 {
     pending pd = { .next = NULL };
     pthread_condattr_t ca;
-    char line[512], a64[ACACHE_ID_BASE64_SIZE], o64[ACACHE_ID_BASE64_SIZE], took[32];
+    char line[GCP_REQUEST_SIZE], took[32];
     acache_status st = ACACHE_OK;
     *resp = NULL;
     pthread_condattr_init(&ca);
@@ -543,22 +539,10 @@ static acache_status request(prog *p, const char *cmd, const acache_id *action,
     p->pending = &pd;
     pthread_mutex_unlock(&p->mu);
 
-    int n = snprintf(line, sizeof line, "{\"ID\":%" PRId64 ",\"Command\":\"%s\"", pd.id, cmd);
-    if (action) {
-        acache_id_to_base64(action, a64);
-        n += snprintf(line + n, sizeof line - (size_t)n, ",\"ActionID\":\"%s\"", a64);
-    }
-    if (output) {
-        /* Helpers written for Go 1.21-1.23 read ObjectID; later ones OutputID. */
-        acache_id_to_base64(output, o64);
-        n += snprintf(line + n, sizeof line - (size_t)n,
-                      ",\"OutputID\":\"%s\",\"ObjectID\":\"%s\",\"BodySize\":%" PRIu64, o64, o64,
-                      w ? w->size : 0);
-    }
-    n += snprintf(line + n, sizeof line - (size_t)n, "}\n\n");
+    size_t n = gcp_format_request(line, pd.id, cmd, action, output, w ? w->size : 0);
 
     pthread_mutex_lock(&p->write_mu);
-    int err = send_all(p, line, (size_t)n);
+    int err = send_all(p, line, n);
     if (!err && w && w->size > 0)
         err = send_body(p, w);
     pthread_mutex_unlock(&p->write_mu);
@@ -593,63 +577,6 @@ static acache_status request(prog *p, const char *cmd, const acache_id *action,
 out:
     pthread_cond_destroy(&pd.cv);
     return st;
-}
-
-/* "Err" of an answer, or NULL. */
-static const char *answer_err(json_t *resp)
-{
-    json_t *e = json_object_get(resp, "Err");
-    return json_is_string(e) && json_string_length(e) > 0 ? json_string_value(e) : NULL;
-}
-
-static bool two_digits(const char *s, int *out)
-{
-    if (s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9')
-        return false;
-    *out = (s[0] - '0') * 10 + (s[1] - '0');
-    return true;
-}
-
-/* RFC 3339 ("2006-01-02T15:04:05.999999999Z07:00") to ns since the epoch. */
-static bool parse_time(const char *s, int64_t *out)
-{
-    int y1, y2, mo, d, h, mi, se, zh = 0, zm = 0;
-    if (strlen(s) < 20 || !two_digits(s, &y1) || !two_digits(s + 2, &y2) || s[4] != '-' ||
-        !two_digits(s + 5, &mo) || s[7] != '-' || !two_digits(s + 8, &d) ||
-        (s[10] != 'T' && s[10] != 't') || !two_digits(s + 11, &h) || s[13] != ':' ||
-        !two_digits(s + 14, &mi) || s[16] != ':' || !two_digits(s + 17, &se))
-        return false;
-    const char *p = s + 19;
-    int64_t frac = 0;
-    if (*p == '.') {
-        int digits = 0;
-        for (p++; *p >= '0' && *p <= '9'; p++, digits++)
-            if (digits < 9)
-                frac = frac * 10 + (*p - '0');
-        if (digits == 0)
-            return false;
-        for (; digits < 9; digits++)
-            frac *= 10;
-    }
-    int sign = 0;
-    if (*p == 'Z' || *p == 'z') {
-        p++;
-    } else if ((*p == '+' || *p == '-') && two_digits(p + 1, &zh) && p[3] == ':' &&
-               two_digits(p + 4, &zm)) {
-        sign = *p == '+' ? 1 : -1;
-        p += 6;
-    } else {
-        return false;
-    }
-    if (*p != '\0' || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
-        return false;
-    struct tm tm = { .tm_year = y1 * 100 + y2 - 1900, .tm_mon = mo - 1, .tm_mday = d,
-                     .tm_hour = h, .tm_min = mi, .tm_sec = se };
-    int64_t t = (int64_t)timegm(&tm) - sign * (zh * 3600 + zm * 60);
-    if (t < 0)
-        return false;
-    *out = t * 1000000000 + frac;
-    return true;
 }
 
 static void unmap_release(void *ctx, const void *data, uint64_t size)
@@ -721,29 +648,20 @@ static acache_status prog_get(void *self, const acache_id *action, unsigned flag
     acache_status st = request(p, "get", action, NULL, NULL, p->timeout_ns, &resp);
     if (st != ACACHE_OK)
         return st;
-    const char *err = answer_err(resp);
-    json_t *out = json_object_get(resp, "OutputID"), *size = json_object_get(resp, "Size");
-    json_t *path = json_object_get(resp, "DiskPath"), *when = json_object_get(resp, "Time");
+    const char *err = gcp_response_err(resp), *path = NULL;
+    gcp_entry_status es;
     if (err) {
         st = set_error(ACACHE_EIO, "prog store '%s': get failed: %s", p->cmdline, err);
-    } else if (json_is_true(json_object_get(resp, "Miss"))) {
+    } else if (gcp_response_miss(resp)) {
         st = ACACHE_MISS;
-    } else if (!json_is_string(out) ||
-               acache_id_from_base64(json_string_value(out), json_string_length(out),
-                                     &res->output_id) != ACACHE_OK ||
-               !json_is_integer(size) || json_integer_value(size) < 0) {
+    } else if ((es = gcp_parse_entry(resp, res, &path)) == GCP_ENTRY_NO_ID) {
         st = set_error(ACACHE_EIO, "prog store '%s': a hit without a valid OutputID and Size",
                        p->cmdline);
-    } else if (!json_is_string(path) || json_string_value(path)[0] != '/' ||
-               json_string_length(path) >= ACACHE_PATH_MAX) {
+    } else if (es == GCP_ENTRY_NO_PATH) {
         st = set_error(ACACHE_EIO, "prog store '%s': a hit without an absolute DiskPath",
                        p->cmdline);
     } else {
-        res->size = (uint64_t)json_integer_value(size);
-        res->time_ns = 0;
-        if (json_is_string(when))
-            parse_time(json_string_value(when), &res->time_ns);
-        st = check_disk_path(p, json_string_value(path), flags, res);
+        st = check_disk_path(p, path, flags, res);
     }
     json_decref(resp);
     return st;
@@ -843,18 +761,17 @@ static acache_status prog_put_commit(backend_writer *bw, const acache_id *output
     st = request(p, "put", &w->action, output, w, p->timeout_ns, &resp);
     if (st != ACACHE_OK)
         goto out;
-    const char *err = answer_err(resp);
+    const char *err = gcp_response_err(resp);
     if (err) {
         st = set_error(ACACHE_EIO, "prog store '%s': put failed: %s", p->cmdline, err);
         goto out;
     }
-    json_t *path = json_object_get(resp, "DiskPath");
+    const char *path = gcp_response_path(resp);
     struct stat sb;
     /* The path is handed on only if it holds what was put. */
-    if (res && json_is_string(path) && json_string_value(path)[0] == '/' &&
-        json_string_length(path) < ACACHE_PATH_MAX && stat(json_string_value(path), &sb) == 0 &&
-        S_ISREG(sb.st_mode) && (uint64_t)sb.st_size == size)
-        snprintf(res->path, sizeof res->path, "%s", json_string_value(path));
+    if (res && path && stat(path, &sb) == 0 && S_ISREG(sb.st_mode) &&
+        (uint64_t)sb.st_size == size)
+        snprintf(res->path, sizeof res->path, "%s", path);
 out:
     json_decref(resp);
     prog_put_abort(bw);
@@ -955,31 +872,19 @@ static acache_status handshake(prog *p)
     default:
         return set_errno_error(err, "prog store '%s': reading the helper's stdout", p->cmdline);
     }
-    json_t *resp = json_loadb(line, n, 0, NULL);
-    json_t *id = json_object_get(resp, "ID"), *known = json_object_get(resp, "KnownCommands");
-    acache_status st = ACACHE_OK;
-    if (!json_is_integer(id) || json_integer_value(id) != 0 || !json_is_array(known)) {
+    unsigned known = 0;
+    if (!gcp_parse_handshake(line, n, &known)) {
         show_line(line, n, shown);
-        st = set_error(ACACHE_EIO, "prog store '%s': the helper's first line is not "
-                       "{\"ID\":0,\"KnownCommands\":[...]}: '%s'", p->cmdline, shown);
-        goto out;
+        return set_error(ACACHE_EIO, "prog store '%s': the helper's first line is not "
+                         "{\"ID\":0,\"KnownCommands\":[...]}: '%s'", p->cmdline, shown);
     }
-    size_t i;
-    json_t *cmd;
-    json_array_foreach(known, i, cmd) {
-        const char *c = json_string_value(cmd);
-        if (!c)
-            continue;
-        p->can_get |= strcmp(c, "get") == 0;
-        p->can_put |= strcmp(c, "put") == 0;
-        p->can_close |= strcmp(c, "close") == 0;
-    }
+    p->can_get = known & GCP_KNOWS_GET;
+    p->can_put = known & GCP_KNOWS_PUT;
+    p->can_close = known & GCP_KNOWS_CLOSE;
     if (!p->can_get && !p->can_put)
-        st = set_error(ACACHE_EIO, "prog store '%s': the helper knows neither get nor put",
-                       p->cmdline);
-out:
-    json_decref(resp);
-    return st;
+        return set_error(ACACHE_EIO, "prog store '%s': the helper knows neither get nor put",
+                         p->cmdline);
+    return ACACHE_OK;
 }
 
 /* Splits the command line on spaces and tabs into p->argv. */

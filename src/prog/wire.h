@@ -1,19 +1,27 @@
 /*
- * gocacheprog_proto.h - the GOCACHEPROG wire format: parsing one request
- * line, decoding a put body as it streams in, and formatting response lines.
+ * wire.h - the GOCACHEPROG wire format, both sides of it, in one place:
+ * the server's (cli/gocacheprog.c, `acache gocacheprog`: parsing one
+ * request line, decoding a put body as it streams in, formatting response
+ * lines) and the client's (prog.c, the `prog:` store, as the go command's
+ * ProgCache: formatting request lines, encoding a put body, reading
+ * response lines).
  *
  * Everything here is a pure function of its arguments: no reads, no writes,
- * no store, no threads, so that the fuzzer and the unit tests can drive it
- * directly. The server loop (gocacheprog.c) owns all I/O.
+ * no store, no threads, no library internals (only acache.h's functions), so
+ * that the fuzzer and the unit tests can drive it directly and the command
+ * can compile it in beside the library (see CMakeLists.txt). The callers own
+ * all I/O.
  */
-#ifndef ACACHE_GOCACHEPROG_PROTO_H
-#define ACACHE_GOCACHEPROG_PROTO_H
+#ifndef ACACHE_PROG_WIRE_H
+#define ACACHE_PROG_WIRE_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "acache.h"
+
+#include <jansson.h>
 
 /* Longest request line accepted, newline excluded. A request is a few
  * hundred bytes; anything near this is not the go command talking. */
@@ -145,5 +153,69 @@ char *gcp_format_entry(int64_t id, const acache_result *res, size_t *len);
  */
 #define GCP_TIME_SIZE 36
 bool gcp_format_time(int64_t ns, char out[GCP_TIME_SIZE]);
+
+/* ------------------------------------------------------------------ */
+/* The client's side: requests out, put bodies encoded, responses in     */
+
+/* Room for one request line (ids as base64, the command, an integer). */
+#define GCP_REQUEST_SIZE 512
+
+/*
+ * Writes request id for cmd into out: {"ID":id,"Command":"cmd"} with
+ * "ActionID" when action is given and, when output is given, "OutputID",
+ * "ObjectID" (the same id, for helpers written for Go 1.21-1.23) and
+ * "BodySize"; then a newline and a blank line. Returns its length.
+ */
+size_t gcp_format_request(char out[GCP_REQUEST_SIZE], int64_t id, const char *cmd,
+                          const acache_id *action, const acache_id *output, uint64_t body_size);
+
+/* A put body on the wire: GCP_BODY_OPEN, then the bytes as standard base64
+ * encoded GCP_BODY_CHUNK at a time (a multiple of 3, so that the pieces
+ * join into one base64 string), then GCP_BODY_CLOSE. */
+#define GCP_BODY_OPEN "\""
+#define GCP_BODY_CLOSE "\"\n"
+#define GCP_BODY_CHUNK ((size_t)48 << 10)
+/* Output room gcp_body_encode() needs for n <= GCP_BODY_CHUNK bytes. */
+#define GCP_BODY_ENCODED_SIZE(n) (((n) + 2) / 3 * 4 + 1)
+/* Encodes in[0..n) as base64 into out; returns the characters written. */
+size_t gcp_body_encode(const unsigned char *in, size_t n, char *out);
+
+/* Bits of gcp_parse_handshake's *known. */
+#define GCP_KNOWS_GET 1u
+#define GCP_KNOWS_PUT 2u
+#define GCP_KNOWS_CLOSE 4u
+
+/* Whether line[0..n) is {"ID":0,"KnownCommands":[...]}; *known gets the
+ * commands listed that a client can use. */
+bool gcp_parse_handshake(const char *line, size_t n, unsigned *known);
+
+/* A response line: an object with an integer ID (in *id), which the
+ * caller owns (json_decref), or NULL when the line is not a response. */
+json_t *gcp_parse_response(const char *line, size_t n, int64_t *id);
+
+/* A response's non-empty "Err", or NULL. */
+const char *gcp_response_err(json_t *resp);
+/* Whether a response says "Miss":true. */
+bool gcp_response_miss(json_t *resp);
+/* A response's DiskPath when it is absolute and shorter than
+ * ACACHE_PATH_MAX, else NULL. Valid as long as resp. */
+const char *gcp_response_path(json_t *resp);
+
+typedef enum gcp_entry_status {
+    GCP_ENTRY_OK = 0,
+    GCP_ENTRY_NO_ID,    /* no valid OutputID and Size */
+    GCP_ENTRY_NO_PATH,  /* no absolute DiskPath */
+} gcp_entry_status;
+
+/*
+ * A get's hit: OutputID into res->output_id, then Size, Time (0 when absent
+ * or not RFC 3339) into res, and the DiskPath into *path (valid as long as
+ * resp). Nothing in res is to be trusted until the file is checked.
+ */
+gcp_entry_status gcp_parse_entry(json_t *resp, acache_result *res, const char **path);
+
+/* RFC 3339 ("2006-01-02T15:04:05.999999999Z07:00") to ns since the epoch;
+ * false for anything else or a time before 1970. */
+bool gcp_parse_time(const char *s, int64_t *out);
 
 #endif
