@@ -12,6 +12,7 @@
 #define ACACHE_BACKEND_H
 
 #include "acache.h"
+#include "core/spec.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -67,32 +68,6 @@ struct acache_store {
 
 /* Wraps a backend in a store handle; on failure closes the backend. */
 acache_status store_wrap(const backend_ops *ops, void *self, acache_store **out);
-
-/* A parsed "scheme:path?key=value&..." spec. */
-typedef struct spec_option {
-    char *key;
-    char *value;
-    bool used;
-} spec_option;
-
-typedef struct spec {
-    char *scheme;       /* "disk", "mem", ... */
-    char *path;         /* everything between ':' and '?' */
-    spec_option *opts;
-    size_t nopts;
-} spec;
-
-acache_status spec_parse(const char *text, spec *out);
-void spec_free(spec *s);
-/* Returns the option's value (and marks it used), or NULL. */
-const char *spec_get(spec *s, const char *key);
-/* ACACHE_EINVAL naming the first option nobody asked for. */
-acache_status spec_check_unused(const spec *s);
-
-/* Value parsers shared by all backends. */
-acache_status parse_size(const char *text, uint64_t *out);
-acache_status parse_duration_ns(const char *text, int64_t *out);
-acache_status parse_bool(const char *key, const char *text, bool *out);
 
 /* Every backend has this constructor, declared in its own folder's header
  * and named in the scheme table (src/schemes.c): it takes the options it

@@ -3,8 +3,8 @@
  * of the sizes and durations their options carry. It only parses: it never
  * opens anything and never reads the environment.
  */
-#include "core/backend.h"
 #include "core/error.h"
+#include "core/spec.h"
 
 #include <ctype.h>
 #include <errno.h>

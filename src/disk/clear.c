@@ -8,7 +8,7 @@
  */
 #include "disk/disk.h"
 #include "core/error.h"
-#include "os/fsutil.h"
+#include "os/clock.h"
 
 #include <dirent.h>
 #include <errno.h>

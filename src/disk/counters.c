@@ -9,7 +9,7 @@
  * dies in the middle of folding them.
  */
 #include "disk/counters.h"
-#include "os/fsutil.h"
+#include "os/clock.h"
 #include "os/tempfile.h"
 
 #include <dirent.h>

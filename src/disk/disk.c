@@ -35,6 +35,7 @@
  */
 #include "disk/disk.h"
 #include "core/error.h"
+#include "os/clock.h"
 #include "os/fsutil.h"
 #include "os/tempfile.h"
 #include "core/sha.h"

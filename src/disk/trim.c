@@ -39,7 +39,7 @@
  */
 #include "disk/disk.h"
 #include "core/error.h"
-#include "os/fsutil.h"
+#include "os/clock.h"
 #include "disk/trim_state.h"
 
 #include <dirent.h>

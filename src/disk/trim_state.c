@@ -7,7 +7,7 @@
  * whole (os/tempfile.c), never rewritten in place.
  */
 #include "disk/trim_state.h"
-#include "os/fsutil.h"
+#include "os/clock.h"
 #include "os/tempfile.h"
 
 #include <fcntl.h>

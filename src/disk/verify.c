@@ -14,7 +14,7 @@
  */
 #include "disk/disk.h"
 #include "core/error.h"
-#include "os/fsutil.h"
+#include "os/clock.h"
 #include "core/sha.h"
 
 #include <dirent.h>

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 int fs_mkdir_p(const char *path, mode_t mode)
@@ -67,11 +66,4 @@ int fs_fsync_parent(const char *path)
     int err = fsync(fd) == 0 ? 0 : errno;
     close(fd);
     return err;
-}
-
-int64_t fs_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }

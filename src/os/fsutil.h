@@ -15,7 +15,5 @@ int fs_mkdir_p(const char *path, mode_t mode);
 int fs_write_all(int fd, const void *buf, size_t len);
 /* fsyncs the directory holding path. */
 int fs_fsync_parent(const char *path);
-/* Current time in ns since the Unix epoch. */
-int64_t fs_now_ns(void);
 
 #endif

@@ -12,7 +12,6 @@
  */
 #include "core/error.h"
 #include "os/clock.h"
-#include "os/fsutil.h"
 #include "remote/remote_store.h"
 
 #include <stdio.h>
