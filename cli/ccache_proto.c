@@ -85,17 +85,18 @@ size_t crsh_greeting(uint8_t *out)
 }
 
 /* The longest prefix of s[0..n) that does not end inside a UTF-8
- * sequence: a cut never leaves a lone lead byte or a partial character. */
+ * character: a cut backs up over at most 3 continuation bytes (10xxxxxx)
+ * to the start of the character it falls in. Text that is not UTF-8 (more
+ * continuation bytes in a row than a character has) is cut at n. */
 static size_t utf8_cut(const char *s, size_t n)
 {
     size_t full = strlen(s);
     if (full <= n)
         return full;
-    size_t end = n;
-    /* Back up over continuation bytes (10xxxxxx) to the character's start. */
-    while (end > 0 && ((unsigned char)s[end] & 0xC0) == 0x80)
-        end--;
-    return end;
+    for (size_t end = n; end + 3 >= n && end > 0; end--)
+        if (((unsigned char)s[end] & 0xC0) != 0x80)
+            return end;
+    return n;
 }
 
 size_t crsh_msg(uint8_t *out, const char *msg)
