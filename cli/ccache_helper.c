@@ -369,13 +369,17 @@ static void derive_action(const crsh_request *req, acache_id *out)
     acache_key_derive(out, HELPER_NAMESPACE, &part, 1);
 }
 
-/* Whether the remote takes uploads now (not switched off, not refusing). */
-static bool remote_takes_puts(helper *h)
+/* Whether the remote is switched off, and whether it takes uploads now
+ * (writable, not switched off, uploads not refused). */
+static bool remote_off(helper *h, bool *takes_puts)
 {
     acache_remote_info ri;
-    if (acache_remotes(h->remote, &ri, 1) < 1)
-        return false;
-    return ri.writable && !ri.switched_off && !ri.uploads_off;
+    if (acache_remotes(h->remote, &ri, 1) < 1) {
+        *takes_puts = false;
+        return true;
+    }
+    *takes_puts = ri.writable && !ri.switched_off && !ri.uploads_off;
+    return ri.switched_off;
 }
 
 /* ------------------------------------------------------------------ */
@@ -517,7 +521,9 @@ static int serve_put(conn *c, const crsh_request *req)
         return -1; /* the client went away mid-value: nothing is stored */
     atomic_fetch_add(&h->puts, 1);
     derive_action(req, &action);
-    if (!remote_takes_puts(h)) {
+    bool takes_puts;
+    remote_off(h, &takes_puts);
+    if (!takes_puts) {
         free(value);
         return answer(c, CRSH_NOOP, NULL);
     }
@@ -531,8 +537,9 @@ static int serve_remove(conn *c, const crsh_request *req)
     acache_id action;
     atomic_fetch_add(&h->removes, 1);
     derive_action(req, &action);
-    bool cancelled = ccq_cancel(h->queue, &action);
-    acache_status st = acache_delete(h->remote, &action);
+    bool cancelled = ccq_cancel(h->queue, &action), takes_puts;
+    /* A switched-off remote is not asked: the answer is at once. */
+    acache_status st = remote_off(h, &takes_puts) ? ACACHE_MISS : acache_delete(h->remote, &action);
     if (st == ACACHE_OK || cancelled)
         return answer(c, CRSH_OK, NULL);
     if (st == ACACHE_MISS)

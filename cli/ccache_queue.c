@@ -182,6 +182,15 @@ bool ccq_lookup(ccq *q, const acache_id *action, void **data, size_t *len)
     return found;
 }
 
+/* An entry of action being uploaded, or NULL (the lock held). */
+static ccq_entry *busy_with(ccq *q, const acache_id *action)
+{
+    for (ccq_entry *e = q->head; e; e = e->next)
+        if (e->busy && memcmp(&e->action, action, sizeof *action) == 0)
+            return e;
+    return NULL;
+}
+
 bool ccq_cancel(ccq *q, const acache_id *action)
 {
     bool removed = false;
@@ -194,6 +203,12 @@ bool ccq_cancel(ccq *q, const acache_id *action)
             removed = true;
         }
         e = next;
+    }
+    /* An upload on its way would undo the remove: wait for it (the
+     * remote's timeouts bound it). */
+    while (busy_with(q, action)) {
+        removed = true;
+        pthread_cond_wait(&q->idle_cv, &q->mu);
     }
     pthread_mutex_unlock(&q->mu);
     return removed;

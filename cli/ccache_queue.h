@@ -53,8 +53,9 @@ bool ccq_push(ccq *q, const acache_id *action, void *data, size_t len);
  * value in *data (NULL for an empty one) and its length; else false. */
 bool ccq_lookup(ccq *q, const acache_id *action, void **data, size_t *len);
 
-/* Removes the entries of action still waiting (not yet uploading); true if
- * there was one. */
+/* Removes the entries of action that wait, and waits for one being
+ * uploaded to finish (then the caller deletes it from the remote: a remove
+ * is never undone by an upload still on its way). True if there was one. */
 bool ccq_cancel(ccq *q, const acache_id *action);
 
 /* Waits until the queue is empty, for at most timeout_ns; what is still

@@ -457,6 +457,10 @@ class Client:
             return 0, self.recv(struct.unpack("=Q", self.recv(8))[0])
         return (st, self.msg()) if st == 2 else (st, None)
 
+    def remove(self, key):
+        self.s.sendall(b"\x02" + bytes([len(key)]) + key)
+        return self.status()
+
     def info(self):
         self.s.sendall(b"\x04")
         ident = self.msg()
@@ -529,6 +533,10 @@ def case_protocol(work):
             malformed(path)
             check(good.get(b"\x01" * 20) == (0, b"value one"), "get after the bad clients")
             check(good.get(b"half")[0] == 1, "a value cut off mid-way was stored")
+            check(good.put(b"gone", b"soon removed") == (0, None), "put before remove")
+            check(good.remove(b"gone") == (0, None), "remove of a value just put")
+            check(good.get(b"gone")[0] == 1, "a removed value was served")
+            check(good.remove(b"never there")[0] == 1, "remove of a missing key")
             big = os.urandom(3 << 20)
             check(good.put(b"big", big) == (0, None), "put of 3 MiB")
             check(good.get(b"big") == (0, big), "get of 3 MiB")
@@ -558,6 +566,22 @@ def case_protocol(work):
             if h.poll() is None:
                 h.kill()
                 h.wait()
+        # Idle exit after its last client, the queued upload flushed first,
+        # everything released (a sanitizer build checks leaks here).
+        ipath = os.path.join(work, "rt", "idle.sock")
+        h = start_helper(url, ipath, idle="1")
+        wait_for(lambda: os.path.exists(ipath), "the idle helper's socket")
+        c = Client(ipath)
+        check(c.put(b"idle-key", b"idle value") == (0, None), "put before the idle exit")
+        c.s.close()
+        out, err = h.communicate(timeout=WAIT)
+        check(h.returncode == 0 and "Sanitizer" not in err and not os.path.exists(ipath),
+              "idle exit: status %s, stderr %s" % (h.returncode, err[-2000:]))
+        h = start_helper(url, ipath)
+        wait_for(lambda: os.path.exists(ipath), "the idle helper's successor")
+        check(Client(ipath).get(b"idle-key") == (0, b"idle value"), "not uploaded at the idle exit")
+        h.kill()
+        h.wait()
         with open(path + "-file", "w") as f:
             f.write("not a socket")
         err = refused(url, path + "-file")
@@ -602,6 +626,7 @@ def case_queue_and_off(work):
             check(any(d.endswith(": switched off") for d in diags), diags)
             check(c.get(b"k") == (1, None), "a switched-off remote's get is not a plain miss")
             check(c.put(b"k", b"v") == (1, None), "a switched-off remote took a put")
+            check(c.remove(b"k") == (1, None), "a switched-off remote's remove")
         finally:
             h.kill()
             h.wait()
