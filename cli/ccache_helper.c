@@ -30,8 +30,9 @@
  * Must never: print anything but diagnostics ("acache:" on stderr, which
  * ccache sends to /dev/null) and never a secret; replace at the endpoint
  * anything but a stale socket; let one client's bad request touch another
- * client; allocate for a value more than the bytes that actually arrived;
- * wait on the network outside the library's timeouts.
+ * client; allocate for a value more than 64 KiB ahead of the bytes that
+ * actually arrived (a length is only a claim until they do); wait on the
+ * network outside the library's timeouts.
  */
 #include "ccache_proto.h"
 #include "ccache_queue.h"
