@@ -24,6 +24,10 @@ against real servers on 127.0.0.1 (remote_servers.py):
                succeeds, and a later compile starts a new helper.
   idle         CRSH_IDLE_TIMEOUT: the helper exits by itself when idle, its
                socket removed and its uploads on the remote.
+  queue_and_off  the helper alone against a hanging, a dead and a refusing
+               server: a put past upload-queue is "not stored", a queued value
+               is served; a remote switched off (failures) or whose uploads
+               are switched off (405s) answers gets, puts and removes at once.
   protocol     the helper alone (acache ccache-helper with CRSH_*), a client of
                our own: unknown opcode, key length past the data, value length
                2^63, connection closed mid-value: each answered with an error or
@@ -627,6 +631,26 @@ def case_queue_and_off(work):
             check(c.get(b"k") == (1, None), "a switched-off remote's get is not a plain miss")
             check(c.put(b"k", b"v") == (1, None), "a switched-off remote took a put")
             check(c.remove(b"k") == (1, None), "a switched-off remote's remove")
+        finally:
+            h.kill()
+            h.wait()
+    with Servers(os.path.join(work, "srv2"), ["nginx"]) as srv:
+        # A server that refuses uploads (405): after `failures` refusals
+        # uploads are switched off and puts are "not stored" at once.
+        path = os.path.join(work, "rt", "r.sock")
+        h = start_helper("http://127.0.0.1:%d/readonly" % srv.port("nginx"), path,
+                         [("failures", "2")])
+        try:
+            wait_for(lambda: os.path.exists(path), "the helper's socket")
+            c = Client(path)
+            for i in range(2):
+                check(c.put(b"r%d" % i, b"v") == (0, None), "put %d not queued" % i)
+
+            def uploads_off():
+                return any("uploads switched off" in d for d in c.info()[1])
+            wait_for(uploads_off, "uploads switched off after the server refused them")
+            check(c.put(b"r9", b"v") == (1, None), "a put taken after uploads were switched off")
+            check(c.get(b"r9")[0] == 1, "gets go on (a miss) with uploads off")
         finally:
             h.kill()
             h.wait()
