@@ -26,8 +26,9 @@ falls on all alike; the median of --runs iterations is reported with the
 ratios the issue sets targets for:
   acache-X / ccache-X   empty local cache, full remote: target <= 1.0
   acache-dead / none, acache-hang / none: target <= 1.05
-Each remote build's ccache statistics are checked (all remote hits for a
-full remote) so that a ratio never compares a hit with a compile.
+Each remote build's ccache statistics are checked (remote hits for all but
+at most 2% of the files, which no cache serves and which compile in every
+mode) so that a ratio never compares hits with compiles.
 
 Never run as a test; never asserts a timing; writes only under its temp
 dir and --cache-dir. Verdicts are printed, the exit status is non-zero only
@@ -166,10 +167,12 @@ class Bench:
 
 
 def check_full(mode, st):
-    """A full-remote build must be served by the remote: no compile."""
+    """A full-remote build must be served by the remote. A file or two that
+    no cache can serve (busybox regenerates one per build) compile in every
+    mode alike; more than 2% means the remote was not full."""
     if mode.split("-")[-1] in ("redis", "http"):
         hits, miss = st.get("remote_storage_hit", 0), st.get("cache_miss", 0)
-        if miss:
+        if miss > max(2, (hits + miss) // 50):
             raise SystemExit("ccache-bench: %s: %d remote hits but %d compiles: the remote was "
                              "not full; ratios would be meaningless" % (mode, hits, miss))
 
