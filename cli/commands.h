@@ -19,6 +19,9 @@ int cmd_trim(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_clear(int argc, char **argv);
 int cmd_config(int argc, char **argv);
+/* ccache's remote storage helper; also what main() runs when the binary is
+ * named ccache-storage-<scheme>. argv[0] is the command's name. */
+int cmd_ccache_helper(int argc, char **argv);
 
 /* Prints "acache: <message>\n" on stderr. */
 void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

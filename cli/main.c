@@ -8,6 +8,7 @@
 #include "commands.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +69,8 @@ static void usage(FILE *f)
             "  clear [--dir DIR]    remove every entry\n"
             "  config [--dir DIR] [--remote SPEC]... [--max-size SIZE] ...\n"
             "                       the effective configuration and where it comes from\n"
+            "  ccache-helper        ccache's remote storage helper (started by ccache 4.13+;\n"
+            "                       also run as ccache-storage-SCHEME; see its --help)\n"
             "  version              print the version\n"
             "  help                 print this text\n"
             "\n"
@@ -77,8 +80,22 @@ static void usage(FILE *f)
             "command takes --help.\n");
 }
 
+/* ccache looks for its storage helper as ccache-storage-<scheme>: a link
+ * of that name to acache runs the helper. So does acache itself, run with
+ * no arguments in the environment ccache gives a helper (helper=/usr/bin/acache). */
+static bool started_as_ccache_helper(int argc, const char *argv0)
+{
+    const char *base = strrchr(argv0, '/');
+    base = base ? base + 1 : argv0;
+    if (strncmp(base, "ccache-storage-", 15) == 0 && base[15] != '\0')
+        return true;
+    return argc == 1 && getenv("CRSH_IPC_ENDPOINT") && getenv("CRSH_URL");
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 0 && started_as_ccache_helper(argc, argv[0]))
+        return cmd_ccache_helper(argc, argv);
     if (argc < 2) {
         usage(stderr);
         return 2;
@@ -109,6 +126,8 @@ int main(int argc, char **argv)
         return cmd_clear(argc - 1, argv + 1);
     if (!strcmp(cmd, "config"))
         return cmd_config(argc - 1, argv + 1);
+    if (!strcmp(cmd, "ccache-helper"))
+        return cmd_ccache_helper(argc - 1, argv + 1);
     cli_err("unknown command '%s' (try 'acache help')", cmd);
     return 2;
 }

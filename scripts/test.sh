@@ -5,16 +5,19 @@
 # Debian's archive first (scripts/install-deps.sh, scripts/go-toolchain.sh).
 # Exit status is non-zero if anything fails.
 #
-# Environment: ACACHE_FUZZ_SECONDS (default 60), ACACHE_SKIP_ASAN=1,
+# Environment: ACACHE_FUZZ_SECONDS (default 30, for each target), ACACHE_SKIP_ASAN=1,
 # ACACHE_SKIP_FUZZ=1, JOBS (default: number of cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 JOBS=${JOBS:-$(nproc)}
 bash scripts/install-deps.sh
-# The end-to-end tests need a go command that honours GOCACHEPROG.
+# The end-to-end tests need a go command that honours GOCACHEPROG...
 ACACHE_GO=$(bash scripts/go-toolchain.sh)
 export ACACHE_GO
+# ...and a ccache that starts storage helpers (Debian sid's, kept between runs).
+ACACHE_CCACHE=$(bash scripts/ccache-debian.sh)
+export ACACHE_CCACHE
 
 echo "== build and test (RelWithDebInfo, -Werror)"
 cmake -S . -B build -DACACHE_WERROR=ON >/dev/null
@@ -30,11 +33,13 @@ if [ "${ACACHE_SKIP_ASAN:-0}" != 1 ]; then
 fi
 
 if [ "${ACACHE_SKIP_FUZZ:-0}" != 1 ] && [ -d fuzz ]; then
-  secs=${ACACHE_FUZZ_SECONDS:-60}
-  echo "== libFuzzer: request parser for ${secs}s"
+  secs=${ACACHE_FUZZ_SECONDS:-30}
   CC=clang cmake -S . -B build-fuzz -DACACHE_FUZZ=ON -DACACHE_TESTS=OFF -DACACHE_BENCH=OFF >/dev/null
-  cmake --build build-fuzz -j"$JOBS" --target fuzz_gocacheprog
-  mkdir -p build-fuzz/corpus
+  cmake --build build-fuzz -j"$JOBS" --target fuzz_gocacheprog fuzz_ccache_proto
+  echo "== libFuzzer: GOCACHEPROG request parser for ${secs}s"
+  mkdir -p build-fuzz/corpus build-fuzz/corpus-ccache
   build-fuzz/fuzz/fuzz_gocacheprog -max_total_time="$secs" -max_len=4096 build-fuzz/corpus fuzz/seeds 2>&1 | tail -5
+  echo "== libFuzzer: ccache storage helper protocol for ${secs}s"
+  build-fuzz/fuzz/fuzz_ccache_proto -max_total_time="$secs" -max_len=4096 build-fuzz/corpus-ccache fuzz/seeds-ccache 2>&1 | tail -5
 fi
 echo "== all tests passed"
