@@ -637,7 +637,8 @@ static void print_remotes(acache_store *store, bool final)
         else
             snprintf(state, sizeof state, "active");
         if (!final) {
-            cli_err("gocacheprog: remote %zu: %s (%s)", i + 1, r->name, mode);
+            cli_err("gocacheprog: remote %zu: %s (%s)%s%s", i + 1, r->name, mode,
+                    r->detail[0] ? ": " : "", r->detail);
             continue;
         }
         cli_err("gocacheprog: remote %zu: %s (%s): %s; %" PRIu64 " hits, %" PRIu64 " misses, %" PRIu64

@@ -360,6 +360,10 @@ typedef struct acache_remote_info {
     uint64_t dropped;      /* uploads given up: queue full, remote off, flush
                               deadline, local file gone, too large, failed */
     uint64_t pending;      /* uploads queued or running now */
+    char detail[ACACHE_REMOTE_NAME_SIZE]; /* more about where it is, or "":
+                              for s3, the region, endpoint, addressing and
+                              where the credentials came from (never a
+                              secret) */
 } acache_remote_info;
 
 /*

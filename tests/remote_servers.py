@@ -420,7 +420,8 @@ class Servers:
                     raise
                 continue
             self.info[kind] = {"port": port, "requests": requests, "pid": p.pid,
-                               "data": self.info["s3rver"]["data"]}
+                               "data": self.info["s3rver"]["data"],
+                               "upstream": self.info["s3rver"]["port"]}
             return
 
     def _start_s3(self):

@@ -7,7 +7,7 @@
  */
 #include "testutil.h"
 
-#include "aws_creds.h"
+#include "remote/aws_creds.h"
 
 #include <stdio.h>
 #include <stdlib.h>

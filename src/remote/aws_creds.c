@@ -13,8 +13,8 @@
  * file, and must never touch the network (instance metadata and web
  * identity are not sources here).
  */
-#include "aws_creds.h"
-#include "error.h"
+#include "remote/aws_creds.h"
+#include "core/error.h"
 
 #include <ctype.h>
 #include <errno.h>
