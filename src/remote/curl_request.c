@@ -160,6 +160,9 @@ static void set_options(const curl_client *c, CURL *e, curl_req *rq, char *errbu
         curl->easy_setopt(e, CURLOPT_READFUNCTION, on_upload);
         curl->easy_setopt(e, CURLOPT_READDATA, rq);
         curl->easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)rq->up_len);
+        /* Where "Expect: 100-continue" is sent (s3, see there), send the
+         * body at once rather than wait a second for the 100. */
+        curl->easy_setopt(e, CURLOPT_EXPECT_100_TIMEOUT_MS, 0L);
         break;
     case CURL_DELETE:
         curl->easy_setopt(e, CURLOPT_CUSTOMREQUEST, "DELETE");

@@ -46,7 +46,8 @@ typedef struct s3_t {
     char detail[1024];         /* acache_remote_info.detail (cut to its size) */
     char sigv4[AWS_REGION_MAX + 16];
     aws_creds creds;
-    struct curl_slist *headers; /* "Expect:", and the session token */
+    struct curl_slist *headers; /* the session token, or NULL */
+    atomic_bool no_bucket;     /* a write was told NoSuchBucket */
     curl_client client;
 } s3_t;
 
@@ -77,7 +78,7 @@ static void xml_field(const char *xml, const char *tag, char *out, size_t size)
 
 /* An answer that means the server is fine but the request was wrong for
  * it: the region (301, or 400 naming the right one). */
-static acache_status wrong_region(const s3_t *s, const curl_req *rq, const char *code,
+static acache_status wrong_region(s3_t *s, const curl_req *rq, const char *code,
                                   const char *region)
 {
     const char *in = region[0] ? region : rq->header;
@@ -88,7 +89,7 @@ static acache_status wrong_region(const s3_t *s, const curl_req *rq, const char 
 }
 
 /* What the status (and S3 error code) of an answer means; see the top. */
-static acache_status s3_meaning(const s3_t *s, const curl_req *rq)
+static acache_status s3_meaning(s3_t *s, const curl_req *rq)
 {
     char code[64], msg[200], region[AWS_REGION_MAX];
     long st = rq->code;
@@ -99,6 +100,11 @@ static acache_status s3_meaning(const s3_t *s, const curl_req *rq)
     xml_field(rq->errbody, "Code", code, sizeof code);
     xml_field(rq->errbody, "Message", msg, sizeof msg);
     xml_field(rq->errbody, "Region", region, sizeof region);
+    /* A HEAD has no body to say NoSuchBucket; once a write was told so,
+     * its 404 means that too, so uploads to no bucket switch the remote
+     * off rather than each start with a "miss". */
+    if (st == 404 && m == CURL_HEAD && atomic_load(&s->no_bucket))
+        snprintf(code, sizeof code, "NoSuchBucket");
     if (st == 404 && m != CURL_PUT && strcmp(code, "NoSuchBucket") != 0)
         return ACACHE_MISS;
     /* A public bucket that does not let anyone list it says 403 for a
@@ -108,9 +114,12 @@ static acache_status s3_meaning(const s3_t *s, const curl_req *rq)
     const char *named = region[0] ? region : rq->header;
     if (st == 301 || (st == 400 && named[0] && strcmp(named, s->creds.region) != 0))
         return wrong_region(s, rq, code, region);
-    if (st == 404 && !strcmp(code, "NoSuchBucket"))
+    if (st == 404 && !strcmp(code, "NoSuchBucket")) {
+        if (writes)
+            atomic_store(&s->no_bucket, true);
         return set_error(ACACHE_EIO, "%s: %s %s: HTTP 404 NoSuchBucket: the bucket does not "
                                      "exist", s->where, curl_method_name(m), rq->name);
+    }
     bool refusal = writes && st >= 400 && st < 500 && (st != 403 || !strcmp(code, "AccessDenied"));
     if (st == 403 && !code[0])
         snprintf(msg, sizeof msg, "access denied: a wrong key, secret or token, or no permission");
@@ -126,7 +135,8 @@ static acache_status s3_run(s3_t *s, curl_method m, remote_ns ns, const char *he
     char url[URL_MAX], name[80], hash_header[100];
     const char *nsname = ns == REMOTE_AC ? "ac" : "cas";
     snprintf(url, sizeof url, "%s/%s/%s", s->base, nsname, hex);
-    snprintf(name, sizeof name, "%s/%s", nsname, hex);
+    /* Messages must fit a reason line: the start of the hex names it well enough. */
+    snprintf(name, sizeof name, "%s/%.12s...", nsname, hex);
     rq->method = m;
     rq->url = url;
     rq->name = name;
@@ -330,21 +340,21 @@ static acache_status s3_setup(s3_t *s, const s3_spec *sp, const remote_config *c
     snprintf(s->sigv4, sizeof s->sigv4, "aws:amz:%s:s3", s->creds.region);
     snprintf(s->where, sizeof s->where, "s3 bucket %s (region %s, credentials: %.200s)",
              sp->bucket, s->creds.region, s->creds.source);
-    /* No "Expect: 100-continue": it costs a round trip (or a wait) per PUT. */
-    s->headers = s->client.curl->slist_append(NULL, "Expect:");
-    if (s->headers && s->creds.token[0]) {
+    /* No "Expect:" line to turn 100-continue off, as http does: libcurl
+     * 7.88 signs it as an (empty) "expect" header that it never sends.
+     * curl_request.c sends bodies without waiting for the 100 instead. */
+    if (s->creds.token[0]) {
         char *h = malloc(strlen(s->creds.token) + 32);
-        struct curl_slist *more = NULL;
         if (h) {
             sprintf(h, "x-amz-security-token: %s", s->creds.token);
-            more = s->client.curl->slist_append(s->headers, h);
+            s->headers = s->client.curl->slist_append(NULL, h);
             memset(h, 0, strlen(h));
             free(h);
         }
-        if (!more)
+        if (!s->headers)
             return set_error(ACACHE_ENOMEM, "out of memory");
     }
-    return s->headers ? ACACHE_OK : set_error(ACACHE_ENOMEM, "out of memory");
+    return ACACHE_OK;
 }
 
 acache_status s3_open(spec *sp_in, void **self, const backend_ops **ops)
