@@ -1496,6 +1496,26 @@ static void test_specs(void **state)
     acache_close(m);
 }
 
+/* A password in an http spec never reaches a message: not in the reason a
+ * remote was switched off, nor in the line logged (the URL, which holds
+ * it, is never quoted). */
+static void test_http_password_not_shown(void **state)
+{
+    fixture *f = *state;
+    char spec[512];
+    capture_logs();
+    snprintf(spec, sizeof spec, "http://user:pw-0123-secret@127.0.0.1:%d/cache?prefetch=0",
+             S.dead);
+    acache_store *t = tiered(f->dir1, open_spec(spec));
+    expect_misses(t, 0, 3);
+    acache_remote_info info = expect_switched_off(t, 3, "consecutive failures");
+    if (strstr(log_last, "pw-0123-secret") || strstr(info.reason, "pw-0123-secret") ||
+        strstr(info.name, "pw-0123-secret"))
+        fail_msg("the password is shown: %s", log_last);
+    assert_non_null(strstr(log_last, "user:***@127.0.0.1"));
+    acache_close(t);
+}
+
 /* ------------------------------------------------------------------ */
 /* S3                                                                   */
 
@@ -1895,6 +1915,7 @@ int main(void)
         ALL(test_prefetch_local_only),
         ONE(test_redis_auth_and_unix, REDIS_K),
         ONE(test_specs, REDIS_K),
+        ONE(test_http_password_not_shown, HTTP_K),
         ONE(test_s3_requests_signed, S3_K),
         ONE(test_s3_wrong_credentials, S3_K),
         ONE(test_s3_wrong_region, S3_K),
