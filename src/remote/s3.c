@@ -306,8 +306,8 @@ static acache_status make_base(s3_t *s, const s3_spec *sp, const char *endpoint,
         n += snprintf(s->base + n, sizeof s->base - (size_t)n, "/%s", sp->prefix);
     if (n < 0 || (size_t)n >= sizeof s->base)
         return set_error(ACACHE_EINVAL, "s3 spec: URL too long");
-    snprintf(s->detail, sizeof s->detail, "region %s (%.40s), endpoint %s://%.60s (%.40s), %s "
-             "addressing, credentials: %.80s", s->creds.region, s->creds.region_source, scheme,
+    snprintf(s->detail, sizeof s->detail, "region %s (%.250s), endpoint %s://%.100s (%.40s), %s "
+             "addressing, credentials: %.250s", s->creds.region, s->creds.region_source, scheme,
              host, endpoint_from, virt ? "virtual" : "path", s->creds.source);
     return ACACHE_OK;
 }
