@@ -238,6 +238,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # The default backlog (5) drops the SYNs of a burst of parallel clients,
+    # which then wait a second to retry: a client with a 1s timeout fails.
+    request_queue_size = 128
 
 
 def main():

@@ -685,7 +685,11 @@ static void test_parallel_gets(void **state)
     }
     for (int i = 0; i < 8; i++)
         pthread_join(th[i], NULL);
-    assert_int_equal(ok, 200);
+    acache_remote_info info = info_of(b);
+    if (ok != 200)
+        fail_msg("%d of 200 gets right; remote: %" PRIu64 " hits, %" PRIu64 " misses, %" PRIu64
+                 " rejected, %" PRIu64 " failures (%s); %s", (int)ok, info.hits, info.misses,
+                 info.rejected, info.failures, info.reason, acache_last_error());
     assert_int_equal(info_of(b).hits, 200);
     assert_int_equal(info_of(b).failures, 0);
     acache_close(b);
@@ -1874,6 +1878,9 @@ static void test_s3_specs(void **state)
                      good[i].detail);
         acache_close(s);
     }
+    setenv("AWS_REGION", "eu/west", 1);
+    assert_int_equal(acache_open("s3://bucket", &s), ACACHE_EINVAL);
+    assert_non_null(strstr(acache_last_error(), "s3 region (from AWS_REGION)"));
     setenv("AWS_REGION", "ap-south-1", 1);
     s = open_spec("s3://bucket");
     assert_non_null(strstr(info_of(s).detail, "region ap-south-1 (AWS_REGION), endpoint "

@@ -47,7 +47,7 @@ typedef struct s3_t {
     char sigv4[AWS_REGION_MAX + 16];
     aws_creds creds;
     struct curl_slist *headers; /* the session token, or NULL */
-    atomic_bool no_bucket;     /* a write was told NoSuchBucket */
+    atomic_bool no_bucket;     /* a request was told NoSuchBucket */
     curl_client client;
 } s3_t;
 
@@ -82,9 +82,9 @@ static acache_status wrong_region(s3_t *s, const curl_req *rq, const char *code,
                                   const char *region)
 {
     const char *in = region[0] ? region : rq->header;
-    return set_error(ACACHE_EIO, "%s: %s %s: HTTP %ld %s: the bucket is in region %s, not %s "
+    return set_error(ACACHE_EIO, "%s: %s %s: HTTP %ld%s%s: the bucket is in region %s, not %s "
                                  "(set region=%s or AWS_REGION)", s->where,
-                     curl_method_name(rq->method), rq->name, rq->code, code[0] ? code : "",
+                     curl_method_name(rq->method), rq->name, rq->code, code[0] ? " " : "", code,
                      in[0] ? in : "(not said)", s->creds.region, in[0] ? in : "REGION");
 }
 
@@ -100,9 +100,9 @@ static acache_status s3_meaning(s3_t *s, const curl_req *rq)
     xml_field(rq->errbody, "Code", code, sizeof code);
     xml_field(rq->errbody, "Message", msg, sizeof msg);
     xml_field(rq->errbody, "Region", region, sizeof region);
-    /* A HEAD has no body to say NoSuchBucket; once a write was told so,
-     * its 404 means that too, so uploads to no bucket switch the remote
-     * off rather than each start with a "miss". */
+    /* A HEAD has no body to say NoSuchBucket; once a request was told
+     * so, its 404 means that too, so uploads to no bucket switch the
+     * remote off rather than each start with a "miss". */
     if (st == 404 && m == CURL_HEAD && atomic_load(&s->no_bucket))
         snprintf(code, sizeof code, "NoSuchBucket");
     if (st == 404 && m != CURL_PUT && strcmp(code, "NoSuchBucket") != 0)
@@ -115,8 +115,7 @@ static acache_status s3_meaning(s3_t *s, const curl_req *rq)
     if (st == 301 || (st == 400 && named[0] && strcmp(named, s->creds.region) != 0))
         return wrong_region(s, rq, code, region);
     if (st == 404 && !strcmp(code, "NoSuchBucket")) {
-        if (writes)
-            atomic_store(&s->no_bucket, true);
+        atomic_store(&s->no_bucket, true);
         return set_error(ACACHE_EIO, "%s: %s %s: HTTP 404 NoSuchBucket: the bucket does not "
                                      "exist", s->where, curl_method_name(m), rq->name);
     }
@@ -259,8 +258,9 @@ static acache_status parse_path(const char *path, s3_spec *sp)
     }
     return ACACHE_OK;
 bad:
-    return set_error(ACACHE_EINVAL, "s3 spec: want s3://BUCKET[/PREFIX] (bucket: 3 or more of "
-                                    "a-z 0-9 . - _; prefix: a-z A-Z 0-9 - _ . ~ /), got 's3:%.200s'",
+    return set_error(ACACHE_EINVAL, "s3 spec: want s3://BUCKET[/PREFIX] (bucket: 3 or more "
+                                    "letters, digits, . - _; prefix: letters, digits, - _ . ~ /), "
+                                    "got 's3:%.200s'",
                      path);
 }
 
@@ -319,13 +319,15 @@ static acache_status s3_setup(s3_t *s, const s3_spec *sp, const remote_config *c
     if (st != ACACHE_OK)
         return st;
     if (sp->region) {
-        if (strlen(sp->region) >= sizeof s->creds.region ||
-            !all_of(sp->region, strlen(sp->region), "-") || !sp->region[0])
-            return set_error(ACACHE_EINVAL, "s3 option region: want a region such as "
-                                            "eu-west-1, got '%.80s'", sp->region);
-        snprintf(s->creds.region, sizeof s->creds.region, "%s", sp->region);
+        snprintf(s->creds.region, sizeof s->creds.region, "%.*s",
+                 (int)sizeof s->creds.region - 1, sp->region);
         snprintf(s->creds.region_source, sizeof s->creds.region_source, "region=");
     }
+    /* It goes into a host name and the signature: letters, digits, '-'. */
+    const char *r = sp->region ? sp->region : s->creds.region;
+    if (!r[0] || strlen(r) >= sizeof s->creds.region || !all_of(r, strlen(r), "-"))
+        return set_error(ACACHE_EINVAL, "s3 region (from %.200s): want a region such as "
+                                        "eu-west-1, got '%.80s'", s->creds.region_source, r);
     if (!s->creds.have_keys && cfg->can_write)
         return set_error(ACACHE_EINVAL, "s3://%s: no AWS credentials found (AWS_ACCESS_KEY_ID, "
                                         "the AWS_PROFILE profile in the shared credentials or "
