@@ -341,8 +341,11 @@ def case_s3(w):
         check(not bad, "requests unsigned or refused: %r" % bad[:5])
         puts = [r for r in reqs if r["method"] == "PUT"]
         check(puts and all(r["hashed"] for r in puts), "a PUT without its payload hash")
-        print("s3: %d requests, all signed with the test key, %d PUTs with their SHA-256; hello "
-              "byte-identical" % (len(reqs), len(puts)))
+        # Connections are pooled and reused across requests and threads.
+        conns = len(set(r["conn"] for r in reqs))
+        check(conns * 5 <= len(reqs), "%d connections for %d requests" % (conns, len(reqs)))
+        print("s3: %d requests on %d connections, all signed with the test key, %d PUTs with "
+              "their SHA-256; hello byte-identical" % (len(reqs), conns, len(puts)))
 
 
 def case_s3_failing(w):

@@ -28,7 +28,8 @@ Checks, in order (the first that fails answers):
 A request that passes is forwarded to s3rver without its credentials (s3rver
 takes anonymous requests), virtual-hosted names (BUCKET.localhost) turned
 into path style. Every request is logged as one JSON line: method, path,
-access key id, whether x-amz-content-sha256 was a real hash, and the status.
+access key id, whether x-amz-content-sha256 was a real hash, the status,
+and the client's port (one per connection: reuse shows).
 
 --hang: read each request, then never answer (a server that hangs).
 
@@ -170,7 +171,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _record(self, akid, status, claimed):
         line = json.dumps({"method": self.command, "path": self.path, "akid": akid,
-                           "status": status,
+                           "status": status, "conn": self.client_address[1],
                            "hashed": bool(claimed) and claimed != "UNSIGNED-PAYLOAD"})
         with self.server.log_lock:
             with open(self.server.log, "a") as f:
