@@ -74,12 +74,12 @@ def cmd_summary(args):
 
 
 def cmd_cpu(args):
-    """The helper's CPU time (user + system, s) from its -v line, or 0."""
+    """The helper's CPU time (user + system, s) from its -v summary, or 0."""
     try:
         text = open(args[0], errors="replace").read()
     except OSError:
         text = ""
-    m = re.findall(r"gocacheprog: cpu ([\d.]+) s user, ([\d.]+) s system", text)
+    m = re.findall(r"; cpu ([\d.]+) s user, ([\d.]+) s system", text)
     print("%.3f" % (float(m[-1][0]) + float(m[-1][1])) if m else "0")
     return 0
 
