@@ -62,6 +62,11 @@ static bool try_open(const char *label, const char *spec, const char *from)
     }
     printf("%-14s %s  (%s)\n%-14s %s%s\n", label, shown, from, "", st == ACACHE_OK ? "accepted" : "refused: ",
            why);
+    /* Where an s3 remote's region and credentials come from (never the
+     * secret: the library does not show it). */
+    acache_remote_info info;
+    if (st == ACACHE_OK && acache_remotes(s, &info, 1) == 1 && info.detail[0])
+        printf("%-14s %s\n", "", info.detail);
     acache_close(s);
     return st == ACACHE_OK;
 }

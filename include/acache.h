@@ -337,6 +337,8 @@ ACACHE_API void acache_set_log(acache_log_fn fn, void *ctx);
 
 /* Room for acache_remote_info.name and .reason. */
 #define ACACHE_REMOTE_NAME_SIZE 256
+/* Room for acache_remote_info.detail (it may name files). */
+#define ACACHE_REMOTE_DETAIL_SIZE 768
 
 /* The state of one remote store. Counters are since it was opened. */
 typedef struct acache_remote_info {
@@ -360,6 +362,10 @@ typedef struct acache_remote_info {
     uint64_t dropped;      /* uploads given up: queue full, remote off, flush
                               deadline, local file gone, too large, failed */
     uint64_t pending;      /* uploads queued or running now */
+    char detail[ACACHE_REMOTE_DETAIL_SIZE]; /* more about where it is, or "":
+                              for s3, the region, endpoint, addressing and
+                              where the credentials came from (never a
+                              secret) */
 } acache_remote_info;
 
 /*

@@ -14,7 +14,12 @@ PACKAGES=(
                                           # PUT: --with-http_dav_module)
   clang                                   # libFuzzer target
   wabt                                    # wasm2c, wat2wasm: the wasm2c example
+  python3-botocore                        # S3 tests: the proxy checking SigV4
 )
+# Needed as commands, from whichever package provides them (a machine may
+# have Node.js from another Debian-format package that bundles npm): the S3
+# tests install s3rver from the npm registry and run it with node.
+COMMANDS=(node:nodejs npm:npm)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
@@ -25,6 +30,12 @@ missing=()
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
     missing+=("$p")
+  fi
+done
+
+for c in "${COMMANDS[@]}"; do
+  if ! command -v "${c%%:*}" >/dev/null 2>&1; then
+    missing+=("${c#*:}")
   fi
 done
 

@@ -26,6 +26,7 @@ static const struct {
     { "redis+unix", redis_open },
     { "http", http_open },
     { "https", http_open },
+    { "s3", s3_open },
 };
 
 acache_status acache_open(const char *text, acache_store **out)
@@ -44,7 +45,7 @@ acache_status acache_open(const char *text, acache_store **out)
         if (strcmp(sp.scheme, backends[i].scheme) == 0)
             open_fn = backends[i].open;
     if (!open_fn) {
-        st = set_error(ACACHE_EINVAL, "store spec '%s': unknown or unsupported scheme '%s' (known: disk, mem, prog, redis, redis+unix, http, https)",
+        st = set_error(ACACHE_EINVAL, "store spec '%s': unknown or unsupported scheme '%s' (known: disk, mem, prog, redis, redis+unix, http, https, s3)",
                        text, sp.scheme);
         goto out;
     }

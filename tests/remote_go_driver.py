@@ -12,7 +12,16 @@
   hanging       a remote that accepts connections and never answers, and one
                 where nothing listens, over Redis and HTTP: the cold build
                 succeeds, one line says the remote was switched off, and it
-                takes at most a timeout or two longer than with no remote.
+                takes at most a timeout or two longer than with no remote;
+  s3            S3 (s3rver behind a proxy that checks every SigV4 signature):
+                a cold build fills it (compress=zstd, records signed with a
+                key), the same build from an empty --dir is served from it
+                (>= 90% hits, a prefetch manifest found), every request was
+                signed with the test key and none refused, and a program
+                built that way is byte-identical to the go command's own;
+  s3_failing    a wrong secret, a missing bucket, a server that never
+                answers: the build succeeds, with one line naming the
+                bucket, region and credential source (never the secret).
 
 Run by test_remote_go.sh. Needs $ACACHE_BIN and a go that honours GOCACHEPROG
 ($ACACHE_GO, else scripts/go-toolchain.sh). Every server it starts is stopped
@@ -32,7 +41,7 @@ import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from remote_servers import Servers, redis_command  # noqa: E402
+from remote_servers import Servers, TEST_KEYS, redis_command  # noqa: E402
 
 SRC = os.environ.get("ACACHE_SOURCE_DIR", os.path.dirname(HERE))
 BIN = os.path.realpath(os.environ["ACACHE_BIN"])
@@ -114,7 +123,7 @@ class Work:
         os.makedirs(os.path.join(d, "dir"))
         return d
 
-    def build(self, d, remotes, args=None, cwd=None, on_start=None):
+    def build(self, d, remotes, args=None, cwd=None, on_start=None, env_extra=None):
         """go build through acache with the given remotes; returns
         (seconds, stderr). The build must succeed."""
         prog = "%s gocacheprog --dir %s -v %s" % (
@@ -123,6 +132,7 @@ class Work:
                    GOTOOLCHAIN="local", GOFLAGS="", GOPATH=os.path.join(self.root, "gopath"),
                    GO111MODULE="on")
         env.pop("ACACHE_REMOTE", None)
+        env.update(env_extra or {})
         start = time.monotonic()
         p = subprocess.Popen([GO, "build"] + (args or PKGS), env=env, cwd=cwd or self.root,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -259,7 +269,119 @@ def case_hanging(w):
                     print(err)
 
 
-CASES = {"from_remote": case_from_remote, "killed": case_killed, "hanging": case_hanging}
+S3_KEY = "AKIDACACHETEST0000001"
+
+
+def s3_env(secret=None):
+    """The AWS environment of an S3 build: the test key, nothing of the
+    machine's (its files, profile, region)."""
+    return {"AWS_ACCESS_KEY_ID": S3_KEY,
+            "AWS_SECRET_ACCESS_KEY": secret or TEST_KEYS[S3_KEY]["secret"],
+            "AWS_SESSION_TOKEN": "", "AWS_PROFILE": "", "AWS_REGION": "",
+            "AWS_DEFAULT_REGION": "", "AWS_ENDPOINT_URL": "", "AWS_ENDPOINT_URL_S3": "",
+            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials",
+            "AWS_CONFIG_FILE": "/nonexistent/config"}
+
+
+def own_build(w, hello):
+    """hello built by the go command with its own cache (once)."""
+    own = os.path.join(w.root, "hello-own")
+    if not os.path.exists(own):
+        env = dict(os.environ, GOCACHE=os.path.join(w.root, "own-gocache"), GOCACHEPROG="",
+                   GOTOOLCHAIN="local", GOFLAGS="", GOPATH=os.path.join(w.root, "gopath"))
+        subprocess.run([GO, "build", "-o", own, "."], cwd=hello, env=env, check=True,
+                       timeout=BUILD_TIMEOUT)
+    return own
+
+
+def case_s3(w):
+    with Servers(os.path.join(w.root, "srv4"), ["s3"]) as srv:
+        key = os.path.join(w.root, "remote.key")
+        with open(key, "w") as f:
+            f.write("acache-s3-test-signing-key-0123456789\n")
+        spec = "s3://acache-test/go?endpoint=http://127.0.0.1:%d&compress=zstd&key-file=%s" % (
+            srv.port("s3"), key)
+        env = s3_env()
+        d = w.fresh("s3-fill")
+        secs, err = w.build(d, [spec], env_extra=env)
+        s = summary(err)
+        check(s["puts"] > 50, "the cold build stored only %d entries" % s["puts"])
+        check(not unexpected_lines(err), "unexpected stderr:\n" + err)
+        hello = w.hello()
+        _, herr = w.build(d, [spec], ["-o", os.path.join(w.root, "hello-fill"), "."], cwd=hello,
+                          env_extra=env)
+        line = remote_lines(err)[-1]
+        check(" 0 dropped" in line and " 0 failures" in line, "uploads lost: " + line)
+        check("credentials: environment (AWS_ACCESS_KEY_ID)" in err,
+              "-v does not say where the credentials came from:\n" + err)
+        print("s3 fill: cold build in %.1fs, %d puts" % (secs, s["puts"]))
+
+        d = w.fresh("from-s3")
+        secs, err = w.build(d, [spec], env_extra=env)
+        s = summary(err)
+        rh = remote_hits(err)
+        print("s3: build from an empty local store in %.2fs: %d of %d gets hit, %d from the "
+              "remote" % (secs, s["hits"], s["gets"], rh))
+        check(s["gets"] > 50 and s["hits"] * 100 >= s["gets"] * 90,
+              "s3: only %d of %d gets were hits" % (s["hits"], s["gets"]))
+        check(rh >= s["hits"] * 9 // 10, "s3: only %d hits came from the remote" % rh)
+        check(not unexpected_lines(err), "unexpected stderr:\n" + err)
+        m = re.search(r"prefetch: a manifest of (\d+) entries; (\d+) fetched ahead, "
+                      r"(\d+) already local, (\d+) not found", err)
+        check(m and int(m.group(2)) > 0 and int(m.group(4)) == 0,
+              "s3: the session prefetch did not fetch from S3:\n" + err)
+        print("s3: prefetch: a manifest of %s entries, %s fetched ahead" % (m.group(1), m.group(2)))
+        out = os.path.join(w.root, "hello-s3")
+        w.build(d, [spec], ["-o", out, "."], cwd=hello, env_extra=env)
+        with open(out, "rb") as a, open(own_build(w, hello), "rb") as b:
+            check(a.read() == b.read(), "hello built from S3 differs from the go command's own")
+        reqs = [r for r in srv.s3_requests("s3") if r["path"].startswith("/acache-test/")]
+        bad = [r for r in reqs if r["akid"] != S3_KEY or (r["status"] >= 400 and not (
+            r["status"] == 404 and r["method"] in ("GET", "HEAD")))]
+        check(not bad, "requests unsigned or refused: %r" % bad[:5])
+        puts = [r for r in reqs if r["method"] == "PUT"]
+        check(puts and all(r["hashed"] for r in puts), "a PUT without its payload hash")
+        # Connections are pooled and reused across requests and threads.
+        conns = len(set(r["conn"] for r in reqs))
+        check(conns * 5 <= len(reqs), "%d connections for %d requests" % (conns, len(reqs)))
+        print("s3: %d requests on %d connections, all signed with the test key, %d PUTs with "
+              "their SHA-256; hello byte-identical" % (len(reqs), conns, len(puts)))
+
+
+def case_s3_failing(w):
+    with Servers(os.path.join(w.root, "srv5"), ["s3", "s3-hang"]) as srv:
+        hello = w.hello()
+        port = srv.port("s3")
+        cases = [
+            ("wrong secret", "s3://acache-test/go?endpoint=http://127.0.0.1:%d" % port,
+             s3_env("not/the+secret"), "SignatureDoesNotMatch"),
+            ("missing bucket", "s3://acache-missing/go?endpoint=http://127.0.0.1:%d" % port,
+             s3_env(), "NoSuchBucket"),
+            ("hanging", "s3://acache-test/go?endpoint=http://127.0.0.1:%d&timeout=2s" %
+             srv.port("s3-hang"), s3_env(), "consecutive failures"),
+        ]
+        for name, spec, env, why in cases:
+            d = w.fresh("s3-" + name.replace(" ", "-"))
+            out = os.path.join(w.root, "hello-" + name.replace(" ", "-"))
+            secs, err = w.build(d, [spec], ["-o", out, "."], cwd=hello, env_extra=env)
+            off = [l for l in err.splitlines() if "switched off for the rest" in l]
+            check(len(off) == 1, "%s: want one switched-off line, got:\n%s" % (name, err))
+            check(why in off[0], "%s: the line does not say %s: %s" % (name, why, off[0]))
+            if name != "hanging":
+                check("bucket acache-" in off[0] and "region us-east-1" in off[0] and
+                      "credentials: environment (AWS_ACCESS_KEY_ID)" in off[0],
+                      "%s: the line does not name bucket, region and credentials: %s" %
+                      (name, off[0]))
+            check("not/the+secret" not in err and TEST_KEYS[S3_KEY]["secret"] not in err,
+                  "a secret on stderr:\n" + err)
+            check(not unexpected_lines(err), "unexpected stderr:\n" + err)
+            with open(out, "rb") as a, open(own_build(w, hello), "rb") as b:
+                check(a.read() == b.read(), "%s: hello differs from the go command's own" % name)
+            print("%s: built in %.1fs; %s" % (name, secs, off[0].strip()))
+
+
+CASES = {"from_remote": case_from_remote, "killed": case_killed, "hanging": case_hanging,
+         "s3": case_s3, "s3_failing": case_s3_failing}
 
 
 def main(argv):

@@ -13,6 +13,16 @@ Kinds of server:
              (Redis for "not there"), reads a little more and closes it: a
              client still writing gets EPIPE (SIGPIPE, unless it guards)
   dead       a port nothing listens on
+  s3         s3rver (npm, version S3RVER_VERSION, installed on first use into
+             a cache directory) behind s3_proxy.py, which checks every
+             request's SigV4 signature with botocore against TEST_KEYS for
+             region us-east-1; buckets acache-test and acache-public
+  s3-eu      the same s3rver, through a proxy that wants region eu-west-1:
+             400 AuthorizationHeaderMalformed naming it
+  s3-moved   the same, answering 301 PermanentRedirect instead
+  s3-public  the same, unsigned GET and HEAD allowed (a public bucket)
+  s3-hang    a proxy that reads each request and never answers
+The s3 proxies log every request (s3_requests(kind) reads the log).
 
 As a module:
     with Servers(workdir, ["redis", "nginx"]) as srv:
@@ -30,6 +40,8 @@ stops everything and exits. The servers also die with this process
 Never touches anything outside its directory; never waits without a bound.
 """
 import ctypes
+import fcntl
+import json
 import os
 import signal
 import socket
@@ -40,6 +52,24 @@ import time
 
 START_TIMEOUT = 15.0
 REDIS_PASSWORD = "acache-test-pw"
+S3RVER_VERSION = "3.7.1"
+NPM_TIMEOUT = 300
+S3_BUCKETS = ("acache-test", "acache-public")
+# The credentials the s3 proxies accept: access key id -> secret (and
+# session token). Secrets hold '/' and '+', as real ones do.
+TEST_KEYS = {
+    "AKIDACACHETEST0000001": {"secret": "acache/test+secret/0001", "token": None},
+    "AKIDACACHEPROFILE0002": {"secret": "acache/profile+secret/02", "token": None},
+    "ASIAACACHESESSION0003": {"secret": "acache/session+secret/03",
+                              "token": "acache-session-token/+=0003"},
+}
+S3_PROXIES = {  # kind -> s3_proxy.py options
+    "s3": ["--region", "us-east-1"],
+    "s3-eu": ["--region", "eu-west-1"],
+    "s3-moved": ["--region", "eu-west-1", "--wrong-region", "301"],
+    "s3-public": ["--region", "us-east-1", "--anonymous-read"],
+    "s3-hang": ["--region", "us-east-1", "--hang"],
+}
 
 
 def free_port():
@@ -100,6 +130,67 @@ def redis_command(port, *args, password=None, timeout=5.0):
             _resp_read(f)
         s.sendall(_resp_encode(list(args)))
         return _resp_read(f)
+
+
+# ---------------------------------------------------------------- S3
+def test_cache_dir():
+    """Where the suite keeps what it installs: $ACACHE_TEST_CACHE, else
+    $XDG_CACHE_HOME/acache-tests, else ~/.cache/acache-tests."""
+    d = os.environ.get("ACACHE_TEST_CACHE")
+    if not d:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        d = os.path.join(base, "acache-tests")
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+def s3rver_bin():
+    """The s3rver command, installed from the npm registry (pinned version)
+    into the test cache on first use; one installer at a time."""
+    prefix = os.path.join(test_cache_dir(), "s3rver-" + S3RVER_VERSION)
+    exe = os.path.join(prefix, "node_modules", ".bin", "s3rver")
+    if os.path.exists(exe):
+        return exe
+    os.makedirs(prefix, exist_ok=True)
+    with open(os.path.join(prefix, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.exists(exe):
+            for tool in ("node", "npm"):
+                if not shutil_which(tool):
+                    raise RuntimeError("%s is required for the S3 tests "
+                                       "(scripts/install-deps.sh)" % tool)
+            r = subprocess.run(["npm", "install", "--prefix", prefix, "--no-audit", "--no-fund",
+                                "--omit=dev", "s3rver@" + S3RVER_VERSION],
+                               stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                               timeout=NPM_TIMEOUT)
+            if r.returncode != 0 or not os.path.exists(exe):
+                raise RuntimeError("npm install s3rver@%s failed:\n%s%s" %
+                                   (S3RVER_VERSION, r.stdout[-2000:], r.stderr[-2000:]))
+    return exe
+
+
+def shutil_which(tool):
+    for d in os.environ.get("PATH", "").split(os.pathsep):
+        if d and os.access(os.path.join(d, tool), os.X_OK):
+            return os.path.join(d, tool)
+    return None
+
+
+def botocore_python():
+    """A python that has botocore: Debian's (python3-botocore) first."""
+    for py in ("/usr/bin/python3", sys.executable):
+        if py and os.path.exists(py) and subprocess.run(
+                [py, "-c", "import botocore.auth"], stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL).returncode == 0:
+            return py
+    raise RuntimeError("the S3 tests need botocore (Debian: python3-botocore; "
+                       "scripts/install-deps.sh)")
+
+
+def _http_up(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+        s.sendall(b"HEAD / HTTP/1.0\r\n\r\n")
+        return s.recv(16).startswith(b"HTTP/")
 
 
 # ---------------------------------------------------------------- servers
@@ -181,7 +272,10 @@ class Servers:
         self.listeners = {}
         try:
             for k in kinds:
-                getattr(self, "_start_" + k)()
+                if k in S3_PROXIES and k != "s3":
+                    self._start_s3_proxy(k)
+                else:
+                    getattr(self, "_start_" + k)()
         except BaseException:
             self.stop()
             raise
@@ -206,6 +300,10 @@ class Servers:
             base = "redis+unix://%s" % self.info["redis"]["sock"]
         elif kind == "nginx":
             base = "http://127.0.0.1:%d/cache" % i["port"]
+        elif kind.startswith("s3"):
+            base = "s3://%s?endpoint=http://127.0.0.1:%d" % (
+                "acache-public" if kind == "s3-public" else "acache-test", i["port"])
+            return base + ("&" + options if options else "")
         else:  # hang, closer, dead: spoken to as Redis
             base = "redis://127.0.0.1:%d/0" % i["port"]
         return base + ("?" + options if options else "")
@@ -272,6 +370,74 @@ class Servers:
                 continue
             self.info["nginx"] = {"port": port, "root": root, "pid": p.pid}
             return
+
+    def _start_s3rver(self):
+        if "s3rver" in self.info:
+            return
+        exe = s3rver_bin()
+        d = os.path.join(self.dir, "s3rver")
+        os.makedirs(os.path.join(d, "data"), exist_ok=True)
+        log = os.path.join(d, "s3rver.log")
+        for attempt in range(3):
+            port = free_port()
+            argv = [exe, "-d", os.path.join(d, "data"), "-a", "127.0.0.1", "-p", str(port), "-s"]
+            for b in S3_BUCKETS:
+                argv += ["--configure-bucket", b]
+            p = self._spawn("s3rver", argv, log)
+            try:
+                _wait_until(lambda: _http_up(port), "s3rver", p, log)
+            except RuntimeError:
+                self._kill("s3rver")
+                if attempt == 2:
+                    raise
+                continue
+            self.info["s3rver"] = {"port": port, "data": os.path.join(d, "data"), "pid": p.pid}
+            return
+
+    def _start_s3_proxy(self, kind):
+        self._start_s3rver()
+        d = os.path.join(self.dir, kind)
+        os.makedirs(d, exist_ok=True)
+        keys = os.path.join(d, "keys.json")
+        with open(keys, "w") as f:
+            json.dump(TEST_KEYS, f)
+        log = os.path.join(d, "proxy.log")
+        requests = os.path.join(d, "requests.jsonl")
+        py = botocore_python()
+        for attempt in range(3):
+            port = free_port()
+            argv = [py, os.path.join(os.path.dirname(os.path.abspath(__file__)), "s3_proxy.py"),
+                    "--port", str(port), "--upstream", str(self.info["s3rver"]["port"]),
+                    "--keys", keys, "--log", requests] + S3_PROXIES[kind]
+            p = self._spawn(kind, argv, log)
+            up = (lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                  or True) if kind == "s3-hang" else (lambda: _http_up(port))
+            try:
+                _wait_until(up, "s3 proxy", p, log)
+            except RuntimeError:
+                self._kill(kind)
+                if attempt == 2:
+                    raise
+                continue
+            self.info[kind] = {"port": port, "requests": requests, "pid": p.pid,
+                               "data": self.info["s3rver"]["data"],
+                               "upstream": self.info["s3rver"]["port"]}
+            return
+
+    def _start_s3(self):
+        self._start_s3_proxy("s3")
+
+    def s3_requests(self, kind="s3"):
+        """The requests the proxy of kind has seen so far, as dicts."""
+        path = self.info[kind]["requests"]
+        if not os.path.exists(path):
+            return []
+        with open(path) as f:
+            return [json.loads(l) for l in f if l.strip()]
+
+    def s3_object_path(self, key, bucket="acache-test"):
+        """Where s3rver keeps the bytes of bucket/key."""
+        return os.path.join(self.info["s3rver"]["data"], bucket, key + "._S3rver_object")
 
     def _start_hang(self):
         self.listeners["hang"] = _Hang()

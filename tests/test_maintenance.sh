@@ -160,6 +160,25 @@ grep -q "refused: .*bogus" "$WORK/out" || fail "config did not show why a remote
 rc config --dir "$D" --remote 'redis://bob:s3cret@127.0.0.1:1/0' --remote 'nosuch://bob:s3cret@h/x' >/dev/null
 ! grep -q s3cret "$WORK/out" "$WORK/err" || fail "config printed a password: $(cat "$WORK/out")"
 grep -q 'redis://\*\*\*@127.0.0.1' "$WORK/out" || fail "config did not show the redacted remote"
+# An s3 remote: where its region, endpoint and credentials come from, never
+# the secret or the session token (opening it touches no network).
+mkdir -p "$WORK/aws"
+printf '[ci]\naws_access_key_id = AKIDCONFIGTEST\naws_secret_access_key = cfg/s3cret+key\n' >"$WORK/aws/credentials"
+printf '[profile ci]\nregion = eu-north-1\n' >"$WORK/aws/config"
+env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_REGION -u AWS_DEFAULT_REGION \
+    -u AWS_ENDPOINT_URL -u AWS_ENDPOINT_URL_S3 AWS_PROFILE=ci \
+    AWS_SHARED_CREDENTIALS_FILE="$WORK/aws/credentials" AWS_CONFIG_FILE="$WORK/aws/config" \
+    "$A" config --dir "$D" --remote 's3://team-cache/go' >"$WORK/out" 2>"$WORK/err" || { cat "$WORK/out" "$WORK/err"; fail "config of an s3 remote"; }
+grep -q "region eu-north-1 (profile ci in $WORK/aws/config), endpoint https://s3.eu-north-1.amazonaws.com (AWS default), virtual addressing, credentials: profile ci in $WORK/aws/credentials" "$WORK/out" ||
+  { cat "$WORK/out"; fail "config does not say where the s3 credentials came from"; }
+env AWS_ACCESS_KEY_ID=AKIDENVTEST AWS_SECRET_ACCESS_KEY=env/s3cret AWS_SESSION_TOKEN=tok3n-s3cret \
+    AWS_SHARED_CREDENTIALS_FILE=/nonexistent AWS_CONFIG_FILE=/nonexistent \
+    "$A" config --dir "$D" --remote 's3://team-cache/go?endpoint=http://minio:9000' >>"$WORK/out" 2>>"$WORK/err" || fail "config of an s3 remote (environment)"
+grep -q "credentials: environment (AWS_ACCESS_KEY_ID, AWS_SESSION_TOKEN)" "$WORK/out" || { cat "$WORK/out"; fail "config s3 environment keys"; }
+! grep -q s3cret "$WORK/out" "$WORK/err" || fail "config printed an AWS secret: $(cat "$WORK/out")"
+env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY AWS_SHARED_CREDENTIALS_FILE=/nonexistent AWS_CONFIG_FILE=/nonexistent \
+    "$A" config --dir "$D" --remote 's3://team-cache/go' >"$WORK/out" 2>&1 && fail "anonymous rw s3 accepted"
+grep -q "refused: .*anonymous access needs mode=ro" "$WORK/out" || { cat "$WORK/out"; fail "config anonymous s3"; }
 
 echo "== --help and bad arguments"
 for cmd in put get stats trim verify clear config gocacheprog; do

@@ -10,6 +10,12 @@
  * failures, a hanging one bounded by its timeouts, a full upload queue, a
  * flush deadline, refused uploads, server errors, a server killed while in
  * use. Each test bounds its own time.
+ *
+ * S3 runs the same tests against s3rver behind a proxy that checks every
+ * request's SigV4 signature (s3_proxy.py), with the test keys in the
+ * environment; its own tests cover wrong credentials of each kind, a wrong
+ * region, a missing bucket, anonymous reads, every credential source and
+ * virtual-hosted addressing.
  */
 #include "testutil.h"
 
@@ -18,6 +24,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -41,8 +48,11 @@ typedef struct servers {
     int to, from;
     char *dir;
     int redis, redisauth, nginx, hang, closer, dead;   /* ports */
+    int s3, s3eu, s3moved, s3public, s3hang, s3rver;   /* s3rver: behind the proxies */
     char redis_sock[1024];
     char nginx_root[1024];
+    char s3_data[1024];         /* s3rver's directory: BUCKET/KEY._S3rver_object */
+    char s3_requests[1024];     /* what the s3 proxy saw, one JSON line each */
 } servers;
 
 static servers S; /* shared by the tests; one test starts its own set */
@@ -130,7 +140,7 @@ static void servers_start(servers *s, const char *kinds)
     s->to = in[1];
     s->from = out[0];
     char line[PATH_MAX + 200], v[PATH_MAX];
-    double deadline = now_s() + 60;
+    double deadline = now_s() + 400;   /* the first run installs s3rver (npm) */
     for (;;) {
         if (!read_line(s->from, line, sizeof line, deadline))
             fail_msg("remote_servers.py did not start the servers (%s)", kinds);
@@ -151,6 +161,19 @@ static void servers_start(servers *s, const char *kinds)
             s->closer = port;
         } else if (!strncmp(line, "dead ", 5)) {
             s->dead = port;
+        } else if (!strncmp(line, "s3 ", 3)) {
+            s->s3 = port;
+            s->s3rver = field(line, "upstream", v, sizeof v) ? atoi(v) : 0;
+            field(line, "data", s->s3_data, sizeof s->s3_data);
+            field(line, "requests", s->s3_requests, sizeof s->s3_requests);
+        } else if (!strncmp(line, "s3-eu ", 6)) {
+            s->s3eu = port;
+        } else if (!strncmp(line, "s3-moved ", 9)) {
+            s->s3moved = port;
+        } else if (!strncmp(line, "s3-public ", 10)) {
+            s->s3public = port;
+        } else if (!strncmp(line, "s3-hang ", 8)) {
+            s->s3hang = port;
         }
     }
 }
@@ -198,11 +221,36 @@ static void servers_stop(servers *s)
     s->dir = NULL;
 }
 
+/* The test keys (remote_servers.TEST_KEYS) the s3 proxies accept. */
+#define S3_KEY_ID "AKIDACACHETEST0000001"
+#define S3_SECRET "acache/test+secret/0001"
+#define S3_PROFILE_KEY_ID "AKIDACACHEPROFILE0002"
+#define S3_PROFILE_SECRET "acache/profile+secret/02"
+#define S3_SESSION_KEY_ID "ASIAACACHESESSION0003"
+#define S3_SESSION_SECRET "acache/session+secret/03"
+#define S3_SESSION_TOKEN "acache-session-token/+=0003"
+
+/* The AWS environment of every test: the test keys (secret, when given:
+ * another one), and no files or variables of the machine's. */
+static void s3_env_keys(const char *secret)
+{
+    static const char *const clear[] = { "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_REGION",
+                                         "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL_S3",
+                                         "AWS_ENDPOINT_URL" };
+    for (size_t i = 0; i < sizeof clear / sizeof clear[0]; i++)
+        unsetenv(clear[i]);
+    setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/acache-test/credentials", 1);
+    setenv("AWS_CONFIG_FILE", "/nonexistent/acache-test/config", 1);
+    setenv("AWS_ACCESS_KEY_ID", S3_KEY_ID, 1);
+    setenv("AWS_SECRET_ACCESS_KEY", secret ? secret : S3_SECRET, 1);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
     signal(SIGPIPE, SIG_DFL);
-    servers_start(&S, "redis redisauth nginx hang closer dead");
+    s3_env_keys(NULL);
+    servers_start(&S, "redis redisauth nginx hang closer dead s3 s3-eu s3-moved s3-public s3-hang");
     return 0;
 }
 
@@ -216,7 +264,7 @@ static int group_teardown(void **state)
 /* ------------------------------------------------------------------ */
 /* Helpers                                                              */
 
-typedef enum kind { REDIS, HTTP } kind;
+typedef enum kind { REDIS, HTTP, S3 } kind;
 
 typedef struct fixture {
     kind k;
@@ -228,9 +276,9 @@ static atomic_int test_no;
 
 static int setup(void **state)
 {
-    static fixture redis_fx, http_fx;
+    static fixture fxs[3];
     kind k = *state ? *(kind *)*state : REDIS;
-    fixture *f = k == REDIS ? &redis_fx : &http_fx;
+    fixture *f = &fxs[k];
     memset(f, 0, sizeof *f);
     f->k = k;
     snprintf(f->prefix, sizeof f->prefix, "t%d", atomic_fetch_add(&test_no, 1));
@@ -248,16 +296,23 @@ static int teardown(void **state)
     free(f->dir1);
     free(f->dir2);
     acache_set_log(NULL, NULL);
+    s3_env_keys(NULL);
     return 0;
 }
 
-static kind REDIS_K = REDIS, HTTP_K = HTTP;
+static kind REDIS_K = REDIS, HTTP_K = HTTP, S3_K = S3;
 
 /* The spec of this test's remote on a port of kind k; opts may be "". */
 static void spec_for(const fixture *f, kind k, int port, const char *opts, char *out, size_t size)
 {
     if (k == REDIS)
         snprintf(out, size, "redis://127.0.0.1:%d/0?prefix=%s%s%s", port, f->prefix,
+                 *opts ? "&" : "", opts);
+    else if (k == S3)
+        /* The test server (Python proxy, then Node) takes a few ms a
+         * request: give bulk uploads time to drain at close. */
+        snprintf(out, size, "s3://acache-test/%s?endpoint=http://127.0.0.1:%d%s%s%s", f->prefix,
+                 port, strstr(opts, "flush-timeout") ? "" : "&flush-timeout=60s",
                  *opts ? "&" : "", opts);
     else
         snprintf(out, size, "http://127.0.0.1:%d/cache/%s%s%s", port, f->prefix, *opts ? "?" : "",
@@ -276,7 +331,8 @@ static acache_store *open_spec(const char *spec)
 static acache_store *open_remote(const fixture *f, const char *opts)
 {
     char spec[512];
-    spec_for(f, f->k, f->k == REDIS ? S.redis : S.nginx, opts, spec, sizeof spec);
+    spec_for(f, f->k, f->k == REDIS ? S.redis : f->k == S3 ? S.s3 : S.nginx, opts, spec,
+             sizeof spec);
     return open_spec(spec);
 }
 
@@ -310,13 +366,48 @@ static void http_path(const fixture *f, const char *ns, const char *hex, char *o
     snprintf(out, size, "%s/cache/%s/%s/%s", S.nginx_root, f->prefix, ns, hex);
 }
 
+/* Puts a value into s3rver directly (unsigned, past the proxy). */
+static void s3_raw_put(const char *prefix, const char *ns, const char *hex, const void *data,
+                       size_t len)
+{
+    char tmp[] = "/tmp/acache-s3-raw-XXXXXX", cmd[1024];
+    int fd = mkstemp(tmp);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, data, len), (ssize_t)len);
+    close(fd);
+    snprintf(cmd, sizeof cmd, "curl -sf -o /dev/null -X PUT --data-binary @%s "
+             "http://127.0.0.1:%d/acache-test/%s/%s/%s", tmp, S.s3rver, prefix, ns, hex);
+    int rc = system(cmd);
+    unlink(tmp);
+    assert_int_equal(rc, 0);
+}
+
+/* Where s3rver keeps the bytes of acache-test/PREFIX/NS/HEX. */
+static void s3_path(const char *prefix, const char *ns, const char *hex, char *out, size_t size)
+{
+    snprintf(out, size, "%s/acache-test/%s/%s/%s._S3rver_object", S.s3_data, prefix, ns, hex);
+}
+
+static size_t s3_objects;
+static int s3_count_one(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+    (void)sb;
+    (void)ftw;
+    size_t n = strlen(path), m = strlen("._S3rver_object");
+    if (type == FTW_F && n > m && !strcmp(path + n - m, "._S3rver_object"))
+        s3_objects++;
+    return 0;
+}
+
 /* Sets a value on the remote behind acache's back. */
 static void raw_set(const fixture *f, const char *ns, const acache_id *id, const void *data,
                     size_t len)
 {
     char hex[ACACHE_ID_HEX_SIZE];
     acache_id_to_hex(id, hex);
-    if (f->k == REDIS) {
+    if (f->k == S3) {
+        s3_raw_put(f->prefix, ns, hex, data, len);
+    } else if (f->k == REDIS) {
         redisContext *c = redis_conn();
         redisReply *r = redisCommand(c, "SET %s:%s:%s %b", f->prefix, ns, hex, data, len);
         assert_non_null(r);
@@ -350,7 +441,10 @@ static long raw_len(const fixture *f, const char *ns, const acache_id *id)
         return exists ? len : -1;
     }
     char path[PATH_MAX];
-    http_path(f, ns, hex, path, sizeof path);
+    if (f->k == S3)
+        s3_path(f->prefix, ns, hex, path, sizeof path);
+    else
+        http_path(f, ns, hex, path, sizeof path);
     struct stat sb;
     return stat(path, &sb) == 0 ? (long)sb.st_size : -1;
 }
@@ -367,6 +461,12 @@ static size_t raw_count(const fixture *f)
         return n;
     }
     char dir[PATH_MAX];
+    if (f->k == S3) {
+        snprintf(dir, sizeof dir, "%s/acache-test/%s", S.s3_data, f->prefix);
+        s3_objects = 0;
+        nftw(dir, s3_count_one, 16, FTW_PHYS);
+        return s3_objects;
+    }
     snprintf(dir, sizeof dir, "%s/cache/%s", S.nginx_root, f->prefix);
     return tu_count_files(dir, "");
 }
@@ -585,7 +685,11 @@ static void test_parallel_gets(void **state)
     }
     for (int i = 0; i < 8; i++)
         pthread_join(th[i], NULL);
-    assert_int_equal(ok, 200);
+    acache_remote_info info = info_of(b);
+    if (ok != 200)
+        fail_msg("%d of 200 gets right; remote: %" PRIu64 " hits, %" PRIu64 " misses, %" PRIu64
+                 " rejected, %" PRIu64 " failures (%s); %s", (int)ok, info.hits, info.misses,
+                 info.rejected, info.failures, info.reason, acache_last_error());
     assert_int_equal(info_of(b).hits, 200);
     assert_int_equal(info_of(b).failures, 0);
     acache_close(b);
@@ -680,6 +784,11 @@ static void test_bad_records(void **state)
         redisContext *c = redis_conn();
         freeReplyObject(redisCommand(c, "DEL %s:cas:%s", f->prefix, hex));
         redisFree(c);
+    } else if (f->k == S3) {
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, "curl -sf -o /dev/null -X DELETE "
+                 "http://127.0.0.1:%d/acache-test/%s/cas/%s", S.s3rver, f->prefix, hex);
+        assert_int_equal(system(cmd), 0);
     } else {
         char path[PATH_MAX];
         http_path(f, "cas", hex, path, sizeof path);
@@ -1391,38 +1500,441 @@ static void test_specs(void **state)
     acache_close(m);
 }
 
+/* A password in an http spec never reaches a message: not in the reason a
+ * remote was switched off, nor in the line logged (the URL, which holds
+ * it, is never quoted). */
+static void test_http_password_not_shown(void **state)
+{
+    fixture *f = *state;
+    char spec[512];
+    capture_logs();
+    snprintf(spec, sizeof spec, "http://user:pw-0123-secret@127.0.0.1:%d/cache?prefetch=0",
+             S.dead);
+    acache_store *t = tiered(f->dir1, open_spec(spec));
+    expect_misses(t, 0, 3);
+    acache_remote_info info = expect_switched_off(t, 3, "consecutive failures");
+    if (strstr(log_last, "pw-0123-secret") || strstr(info.reason, "pw-0123-secret") ||
+        strstr(info.name, "pw-0123-secret"))
+        fail_msg("the password is shown: %s", log_last);
+    assert_non_null(strstr(log_last, "user:***@127.0.0.1"));
+    acache_close(t);
+}
+
+/* ------------------------------------------------------------------ */
+/* S3                                                                   */
+
+/* Lines of the s3 proxy's request log holding every non-NULL string. */
+static size_t s3_log_count(const char *a, const char *b, const char *c)
+{
+    size_t len = 0, n = 0;
+    char *raw = tu_read_file(S.s3_requests, &len), *text = raw ? strndup(raw, len) : NULL;
+    free(raw);
+    if (!text)
+        return 0;
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+        if ((!a || strstr(line, a)) && (!b || strstr(line, b)) && (!c || strstr(line, c)))
+            n++;
+    free(text);
+    return n;
+}
+
+/* Every request signed with the test key, none refused; the object sent
+ * once with its hash (the proxy checks x-amz-content-sha256), then found
+ * already there for a second action with the same bytes. */
+static void test_s3_requests_signed(void **state)
+{
+    fixture *f = *state;
+    char pfx[64], cas[80];
+    snprintf(pfx, sizeof pfx, "\"/acache-test/%s/", f->prefix);
+    snprintf(cas, sizeof cas, "\"/acache-test/%s/cas/", f->prefix);
+    acache_store *a = tiered(f->dir1, open_remote(f, "prefetch=0"));
+    put_bytes(a, 1, 3000, NULL);
+    acache_flush(a);
+    unsigned char buf[3000];
+    tu_fill(buf, sizeof buf, 1);
+    acache_id action2 = tu_id(2);
+    assert_int_equal(acache_put(a, &action2, buf, sizeof buf, NULL), ACACHE_OK);
+    acache_flush(a);
+    acache_remote_info info = info_of(a);
+    if (info.uploads != 2 || info.already != 1)
+        fail_msg("%" PRIu64 " uploads, %" PRIu64 " already there (%s)", info.uploads,
+                 info.already, info.reason);
+    assert_int_equal(info.failures, 0);
+    assert_non_null(strstr(info.detail, "credentials: environment (AWS_ACCESS_KEY_ID)"));
+    assert_null(strstr(info.detail, S3_SECRET));
+    acache_close(a);
+    acache_store *b = tiered(f->dir2, open_remote(f, "prefetch=0"));
+    expect_bytes(b, 1, 3000);
+    acache_result res;
+    assert_int_equal(acache_get(b, &action2, 0, &res), ACACHE_OK);
+    assert_int_equal(res.size, 3000);
+    acache_close(b);
+
+    size_t all = s3_log_count(pfx, NULL, NULL);
+    assert_true(all >= 7); /* HEAD, PUT cas, PUT ac, HEAD, PUT ac, GET ac, GET cas */
+    assert_int_equal(s3_log_count(pfx, "\"akid\": \"" S3_KEY_ID "\"", NULL), all);
+    assert_int_equal(s3_log_count(pfx, "\"status\": 4", NULL),
+                     s3_log_count(pfx, "\"status\": 404", "\"HEAD\""));
+    assert_int_equal(s3_log_count(cas, "\"PUT\"", NULL), 1);
+    assert_int_equal(s3_log_count(pfx, "\"PUT\"", "\"hashed\": true"), 3);
+}
+
+/* Switched off after three failing gets, one line naming the bucket,
+ * region, credential source and the server's code, never the secret; the
+ * local store goes on. */
+static void expect_s3_off(fixture *f, uint32_t first, const char *code, const char *secret)
+{
+    capture_logs();
+    acache_store *t = tiered(f->dir1, open_remote(f, "prefetch=0"));
+    expect_misses(t, first, 3);
+    acache_remote_info info = expect_switched_off(t, 3, code);
+    const char *want = "s3 bucket acache-test (region us-east-1, credentials: environment "
+                       "(AWS_ACCESS_KEY_ID";
+    if (!strstr(log_last, want) || !strstr(log_last, code))
+        fail_msg("'%s' does not say '%s' and %s", log_last, want, code);
+    if (strstr(log_last, secret) || strstr(info.reason, secret) || strstr(info.detail, secret))
+        fail_msg("a secret is shown: %s", log_last);
+    put_bytes(t, first + 10, 100, NULL);
+    expect_bytes(t, first + 10, 100);
+    acache_close(t);
+}
+
+static void test_s3_wrong_credentials(void **state)
+{
+    fixture *f = *state;
+    s3_env_keys("wrong/secret+key");
+    expect_s3_off(f, 0, "SignatureDoesNotMatch", "wrong/secret+key");
+    s3_env_keys(NULL);
+    setenv("AWS_ACCESS_KEY_ID", "AKIDNOSUCHKEY0000000", 1);
+    expect_s3_off(f, 100, "InvalidAccessKeyId", S3_SECRET);
+    /* Temporary keys without their token, then with a wrong one. */
+    setenv("AWS_ACCESS_KEY_ID", S3_SESSION_KEY_ID, 1);
+    setenv("AWS_SECRET_ACCESS_KEY", S3_SESSION_SECRET, 1);
+    expect_s3_off(f, 200, "InvalidToken", S3_SESSION_SECRET);
+    setenv("AWS_SESSION_TOKEN", "not-the-token", 1);
+    expect_s3_off(f, 300, "InvalidToken", "not-the-token");
+}
+
+/* A bucket in another region: AWS answers 400 naming it, or 301. */
+static void test_s3_wrong_region(void **state)
+{
+    fixture *f = *state;
+    int ports[2] = { S.s3eu, S.s3moved };
+    const char *codes[2] = { "AuthorizationHeaderMalformed", "PermanentRedirect" };
+    char spec[512];
+    for (int i = 0; i < 2; i++) {
+        capture_logs();
+        spec_for(f, S3, ports[i], "prefetch=0", spec, sizeof spec);
+        acache_store *t = tiered(f->dir1, open_spec(spec));
+        expect_misses(t, (uint32_t)i * 10, 3);
+        expect_switched_off(t, 3, "the bucket is in region eu-west-1, not us-east-1");
+        assert_non_null(strstr(log_last, codes[i]));
+        assert_non_null(strstr(log_last, "s3 bucket acache-test (region us-east-1"));
+        acache_close(t);
+    }
+    spec_for(f, S3, S.s3eu, "region=eu-west-1", spec, sizeof spec);
+    acache_store *r = open_spec(spec);
+    put_bytes(r, 50, 700, NULL);
+    expect_bytes(r, 50, 700);
+    assert_non_null(strstr(info_of(r).detail, "region eu-west-1 (region=)"));
+    acache_close(r);
+}
+
+/* A bucket that does not exist: gets fail (404 NoSuchBucket is not a
+ * miss) and switch the remote off; uploads fail too. */
+static void test_s3_missing_bucket(void **state)
+{
+    fixture *f = *state;
+    char spec[512];
+    capture_logs();
+    snprintf(spec, sizeof spec, "s3://acache-missing/%s?endpoint=http://127.0.0.1:%d&prefetch=0",
+             f->prefix, S.s3);
+    acache_store *t = tiered(f->dir1, open_spec(spec));
+    expect_misses(t, 0, 3);
+    expect_switched_off(t, 3, "NoSuchBucket");
+    assert_non_null(strstr(log_last, "s3 bucket acache-missing (region us-east-1"));
+    acache_close(t);
+
+    capture_logs();
+    t = tiered(f->dir2, open_spec(spec));
+    for (uint32_t i = 0; i < 3; i++)
+        put_bytes(t, 20 + i, 100, NULL);
+    acache_flush(t);
+    acache_remote_info info = info_of(t);
+    assert_int_equal(info.uploads, 0);
+    assert_int_equal(info.dropped, 3);
+    assert_int_equal(info.switched_off, 1);
+    assert_non_null(strstr(info.reason, "NoSuchBucket"));
+    acache_close(t);
+}
+
+/* No credentials: mode=ro reads a public bucket unsigned; anything that
+ * would write is refused at open. */
+static void test_s3_anonymous(void **state)
+{
+    fixture *f = *state;
+    char spec[512];
+    snprintf(spec, sizeof spec, "s3://acache-public/%s?endpoint=http://127.0.0.1:%d", f->prefix,
+             S.s3);
+    acache_store *w = tiered(f->dir1, open_spec(spec));
+    put_bytes(w, 1, 2000, NULL);
+    acache_flush(w);
+    assert_int_equal(info_of(w).uploads, 1);
+    acache_close(w);
+
+    unsetenv("AWS_ACCESS_KEY_ID");
+    unsetenv("AWS_SECRET_ACCESS_KEY");
+    acache_store *x = NULL;
+    snprintf(spec, sizeof spec, "s3://acache-public/%s?endpoint=http://127.0.0.1:%d", f->prefix,
+             S.s3public);
+    assert_int_equal(acache_open(spec, &x), ACACHE_EINVAL);
+    assert_non_null(strstr(acache_last_error(), "anonymous access needs mode=ro"));
+    strcat(spec, "&mode=ro");
+    acache_store *r = tiered(f->dir2, open_spec(spec));
+    expect_bytes(r, 1, 2000);
+    expect_misses(r, 5, 2);
+    acache_remote_info info = info_of(r);
+    assert_int_equal(info.hits, 1);
+    assert_int_equal(info.failures, 0);
+    assert_non_null(strstr(info.detail, "credentials: none (anonymous)"));
+    acache_close(r);
+    /* A bucket that refuses anonymous reads (403 AccessDenied, as S3 says
+     * for a name it lacks when listing is not allowed): misses. */
+    spec_for(f, S3, S.s3, "mode=ro&prefetch=0", spec, sizeof spec);
+    r = tiered(f->dir2, open_spec(spec));
+    expect_misses(r, 10, 4);
+    assert_int_equal(info_of(r).switched_off, 0);
+    acache_close(r);
+}
+
+/* One remote-alone round trip with the credentials of the environment as
+ * it is; the proxy must have seen key_id for it (the s3 proxy's log: the
+ * others' are not read, they check the same keys). */
+static void s3_roundtrip(fixture *f, const char *spec, uint32_t n, const char *key_id,
+                         const char *source)
+{
+    char port[16];
+    snprintf(port, sizeof port, ":%d", S.s3);
+    bool logged = strstr(spec, port) != NULL || !strstr(spec, "endpoint=");
+    char akid[96];
+    snprintf(akid, sizeof akid, "\"akid\": \"%s\"", key_id);
+    size_t before = s3_log_count(f->prefix, akid, NULL);
+    acache_store *r = open_spec(spec);
+    put_bytes(r, n, 500 + n, NULL);
+    expect_bytes(r, n, 500 + n);
+    acache_remote_info info = info_of(r);
+    if (!strstr(info.detail, source))
+        fail_msg("detail '%s' does not say '%s'", info.detail, source);
+    acache_close(r);
+    size_t after = s3_log_count(f->prefix, akid, NULL);
+    if (logged && after < before + 5)
+        fail_msg("roundtrip %u: the proxy saw %zu requests with %s", n, after - before, key_id);
+}
+
+static void test_s3_credential_sources(void **state)
+{
+    fixture *f = *state;
+    char spec[512], eu[512], path[PATH_MAX], text[512], home[PATH_MAX];
+    spec_for(f, S3, S.s3, "", spec, sizeof spec);
+    spec_for(f, S3, S.s3eu, "", eu, sizeof eu);
+    /* The environment, with a session token. */
+    setenv("AWS_ACCESS_KEY_ID", S3_SESSION_KEY_ID, 1);
+    setenv("AWS_SECRET_ACCESS_KEY", S3_SESSION_SECRET, 1);
+    setenv("AWS_SESSION_TOKEN", S3_SESSION_TOKEN, 1);
+    s3_roundtrip(f, spec, 1, S3_SESSION_KEY_ID, "environment (AWS_ACCESS_KEY_ID, AWS_SESSION_TOKEN)");
+    /* A named profile in the shared credentials file. */
+    unsetenv("AWS_ACCESS_KEY_ID");
+    unsetenv("AWS_SECRET_ACCESS_KEY");
+    unsetenv("AWS_SESSION_TOKEN");
+    snprintf(path, sizeof path, "%s/credentials", f->dir1);
+    snprintf(text, sizeof text, "[default]\naws_access_key_id = AKIDNOTTHISONE\n"
+             "aws_secret_access_key = x\n[ci]\naws_access_key_id = %s\n"
+             "aws_secret_access_key = %s\n", S3_PROFILE_KEY_ID, S3_PROFILE_SECRET);
+    tu_write_file(path, text, strlen(text));
+    setenv("AWS_SHARED_CREDENTIALS_FILE", path, 1);
+    setenv("AWS_PROFILE", "ci", 1);
+    s3_roundtrip(f, spec, 2, S3_PROFILE_KEY_ID, "credentials: profile ci in ");
+    /* Its region from the config file: the bucket is in eu-west-1. */
+    snprintf(path, sizeof path, "%s/config", f->dir1);
+    snprintf(text, sizeof text, "[default]\nregion = us-west-2\n[profile ci]\nregion = eu-west-1\n");
+    tu_write_file(path, text, strlen(text));
+    setenv("AWS_CONFIG_FILE", path, 1);
+    s3_roundtrip(f, eu, 3, S3_PROFILE_KEY_ID, "region eu-west-1 (profile ci in ");
+    /* Keys in the config file's profile. */
+    snprintf(text, sizeof text, "[profile cfg]\naws_access_key_id = %s\n"
+             "aws_secret_access_key = %s\n", S3_KEY_ID, S3_SECRET);
+    tu_write_file(path, text, strlen(text));
+    setenv("AWS_PROFILE", "cfg", 1);
+    s3_roundtrip(f, spec, 4, S3_KEY_ID, "credentials: profile cfg in ");
+    /* The default profile in ~/.aws/credentials; region from AWS_REGION,
+     * then AWS_DEFAULT_REGION. */
+    unsetenv("AWS_PROFILE");
+    unsetenv("AWS_SHARED_CREDENTIALS_FILE");
+    unsetenv("AWS_CONFIG_FILE");
+    const char *old_home = getenv("HOME");
+    snprintf(home, sizeof home, "%s", old_home ? old_home : "");
+    snprintf(path, sizeof path, "%s/.aws", f->dir2);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s/.aws/credentials", f->dir2);
+    snprintf(text, sizeof text, "[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n",
+             S3_PROFILE_KEY_ID, S3_PROFILE_SECRET);
+    tu_write_file(path, text, strlen(text));
+    setenv("HOME", f->dir2, 1);
+    s3_roundtrip(f, spec, 5, S3_PROFILE_KEY_ID, "credentials: profile default in ");
+    setenv("AWS_DEFAULT_REGION", "eu-west-1", 1);
+    s3_roundtrip(f, eu, 6, S3_PROFILE_KEY_ID, "region eu-west-1 (AWS_DEFAULT_REGION)");
+    setenv("AWS_REGION", "eu-west-1", 1);
+    setenv("AWS_DEFAULT_REGION", "us-east-1", 1);
+    s3_roundtrip(f, eu, 7, S3_PROFILE_KEY_ID, "region eu-west-1 (AWS_REGION)");
+    unsetenv("AWS_REGION");
+    unsetenv("AWS_DEFAULT_REGION");
+    /* The endpoint from AWS_ENDPOINT_URL_S3, then AWS_ENDPOINT_URL. */
+    char url[128], bare[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", S.s3);
+    snprintf(bare, sizeof bare, "s3://acache-test/%s", f->prefix);
+    setenv("AWS_ENDPOINT_URL", url, 1);
+    s3_roundtrip(f, bare, 8, S3_PROFILE_KEY_ID, "(AWS_ENDPOINT_URL), path addressing");
+    setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1", 1);
+    setenv("AWS_ENDPOINT_URL_S3", url, 1);
+    s3_roundtrip(f, bare, 9, S3_PROFILE_KEY_ID, "(AWS_ENDPOINT_URL_S3)");
+    unsetenv("AWS_ENDPOINT_URL");
+    unsetenv("AWS_ENDPOINT_URL_S3");
+    setenv("HOME", home, 1);
+}
+
+/* addressing=virtual: the bucket in the host name (BUCKET.localhost). */
+static void test_s3_virtual_addressing(void **state)
+{
+    fixture *f = *state;
+    char spec[512], path[96];
+    snprintf(spec, sizeof spec, "s3://acache-test/%s?endpoint=http://localhost:%d&"
+             "addressing=virtual", f->prefix, S.s3);
+    acache_store *r = open_spec(spec);
+    put_bytes(r, 1, 1234, NULL);
+    expect_bytes(r, 1, 1234);
+    assert_non_null(strstr(info_of(r).detail, "virtual addressing"));
+    acache_close(r);
+    snprintf(path, sizeof path, "\"path\": \"/%s/", f->prefix);
+    assert_true(s3_log_count(path, "\"status\": 200", NULL) >= 3);
+}
+
+/* A server that reads each request and never answers. */
+static void test_s3_hanging(void **state)
+{
+    fixture *f = *state;
+    char spec[512];
+    capture_logs();
+    spec_for(f, S3, S.s3hang, "timeout=200ms&flush-timeout=300ms&prefetch=0", spec, sizeof spec);
+    acache_store *t = tiered(f->dir1, open_spec(spec));
+    double t0 = now_s();
+    for (uint32_t i = 0; i < 5; i++)
+        put_bytes(t, i, 1000, NULL);
+    assert_true(now_s() - t0 < 1.0);
+    expect_misses(t, 100, 10);
+    expect_switched_off(t, 0, "consecutive failures");
+    t0 = now_s();
+    acache_close(t);
+    assert_true(now_s() - t0 < 1.5);
+}
+
+/* What an s3 spec may say; opening never touches the network. */
+static void test_s3_specs(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "s3:", "s3://", "s3://ab", "s3://a%20b", "s3://bucket/../x", "s3://bucket/a//b",
+        "s3://bucket/a/./b", "s3://bucket/sp ace", "s3://bucket?addressing=diagonal",
+        "s3://bucket?endpoint=ftp://h", "s3://bucket?endpoint=http://u:p@h",
+        "s3://bucket?endpoint=http://h/path", "s3://bucket?endpoint=http://h?x=1",
+        "s3://bucket?region=eu_west!", "s3://bucket?region=", "s3://bucket?nosuch=1",
+        "s3://bucket?mode=rx", "s3://bucket?compress=lz4",
+    };
+    acache_store *s = NULL;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (acache_open(bad[i], &s) != ACACHE_EINVAL)
+            fail_msg("'%s' was accepted", bad[i]);
+        assert_null(strstr(acache_last_error(), S3_SECRET));
+    }
+    static const struct {
+        const char *spec, *name, *detail;
+    } good[] = {
+        { "s3://my-bucket/go/ci/?region=eu-central-1&compress=zstd&timeout=2s", "s3://my-bucket/go/ci",
+          "region eu-central-1 (region=), endpoint https://s3.eu-central-1.amazonaws.com "
+          "(AWS default), virtual addressing" },
+        { "s3://my.bucket", "s3://my.bucket", "endpoint https://s3.us-east-1.amazonaws.com "
+                                              "(AWS default), path addressing" },
+        { "s3://b_1?endpoint=https://storage.googleapis.com&region=auto", "s3://b_1",
+          "region auto (region=), endpoint https://storage.googleapis.com (endpoint=), path" },
+        { "s3://bkt?endpoint=http://minio:9000/&addressing=virtual&mode=wo", "s3://bkt",
+          "endpoint http://minio:9000 (endpoint=), virtual addressing" },
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        s = open_spec(good[i].spec);
+        acache_remote_info info = info_of(s);
+        assert_string_equal(info.name, good[i].name);
+        if (!strstr(info.detail, good[i].detail))
+            fail_msg("'%s': detail '%s' does not say '%s'", good[i].spec, info.detail,
+                     good[i].detail);
+        acache_close(s);
+    }
+    setenv("AWS_REGION", "eu/west", 1);
+    assert_int_equal(acache_open("s3://bucket", &s), ACACHE_EINVAL);
+    assert_non_null(strstr(acache_last_error(), "s3 region (from AWS_REGION)"));
+    setenv("AWS_REGION", "ap-south-1", 1);
+    s = open_spec("s3://bucket");
+    assert_non_null(strstr(info_of(s).detail, "region ap-south-1 (AWS_REGION), endpoint "
+                                              "https://s3.ap-south-1.amazonaws.com"));
+    acache_close(s);
+    unsetenv("AWS_REGION");
+}
+
 #define BOTH(fn)                                                                    \
     cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, &REDIS_K),         \
         cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, &HTTP_K)
+#define ALL(fn) BOTH(fn), cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, &S3_K)
 #define ONE(fn, k) cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, &k)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        BOTH(test_roundtrip),
-        BOTH(test_tiered_serves_from_remote),
-        BOTH(test_three_tiers),
-        BOTH(test_parallel_gets),
-        BOTH(test_poisoned_object),
-        BOTH(test_bad_records),
-        BOTH(test_signed_records),
-        BOTH(test_modes),
-        BOTH(test_compression),
-        BOTH(test_max_object),
-        BOTH(test_dead_remote_switched_off),
-        BOTH(test_hanging_remote),
-        BOTH(test_queue_full_and_flush_deadline),
+        ALL(test_roundtrip),
+        ALL(test_tiered_serves_from_remote),
+        ALL(test_three_tiers),
+        ALL(test_parallel_gets),
+        ALL(test_poisoned_object),
+        ALL(test_bad_records),
+        ALL(test_signed_records),
+        ALL(test_modes),
+        ALL(test_compression),
+        ALL(test_max_object),
+        ALL(test_dead_remote_switched_off),
+        ALL(test_hanging_remote),
+        ALL(test_queue_full_and_flush_deadline),
         ONE(test_uploads_refused, HTTP_K),
         ONE(test_server_errors, HTTP_K),
         BOTH(test_closed_mid_write),
         BOTH(test_killed_while_in_use),
-        BOTH(test_prefetch_session),
-        BOTH(test_prefetch_keys_and_off),
-        BOTH(test_prefetch_bad_manifest),
-        BOTH(test_prefetch_small_or_ro),
-        BOTH(test_prefetch_local_only),
+        ALL(test_prefetch_session),
+        ALL(test_prefetch_keys_and_off),
+        ALL(test_prefetch_bad_manifest),
+        ALL(test_prefetch_small_or_ro),
+        ALL(test_prefetch_local_only),
         ONE(test_redis_auth_and_unix, REDIS_K),
         ONE(test_specs, REDIS_K),
+        ONE(test_http_password_not_shown, HTTP_K),
+        ONE(test_s3_requests_signed, S3_K),
+        ONE(test_s3_wrong_credentials, S3_K),
+        ONE(test_s3_wrong_region, S3_K),
+        ONE(test_s3_missing_bucket, S3_K),
+        ONE(test_s3_anonymous, S3_K),
+        ONE(test_s3_credential_sources, S3_K),
+        ONE(test_s3_virtual_addressing, S3_K),
+        ONE(test_s3_hanging, S3_K),
+        ONE(test_s3_specs, S3_K),
     };
+    /* ACACHE_TEST_FILTER=test_s3_*: only those (a cmocka pattern). */
+    if (getenv("ACACHE_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("ACACHE_TEST_FILTER"));
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -7,7 +7,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 : "${ACACHE_BIN:?set by CTest}"
-for tool in python3 redis-server nginx; do
+for tool in python3 redis-server nginx node npm; do
   command -v "$tool" >/dev/null || { echo "test_remote_go.sh: $tool is required (scripts/install-deps.sh)" >&2; exit 1; }
 done
 exec python3 "$here/remote_go_driver.py" "$@"

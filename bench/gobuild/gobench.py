@@ -73,6 +73,17 @@ def cmd_summary(args):
     return 0
 
 
+def cmd_cpu(args):
+    """The helper's CPU time (user + system, s) from its -v summary, or 0."""
+    try:
+        text = open(args[0], errors="replace").read()
+    except OSError:
+        text = ""
+    m = re.findall(r"; cpu ([\d.]+) s user, ([\d.]+) s system", text)
+    print("%.3f" % (float(m[-1][0]) + float(m[-1][1])) if m else "0")
+    return 0
+
+
 def cmd_remotes(args):
     try:
         text = open(args[0], errors="replace").read()
@@ -179,7 +190,7 @@ def cmd_rss(args):
 
 
 COMMANDS = {"time": cmd_time, "median": cmd_median, "ratio": cmd_ratio, "le": cmd_le,
-            "summary": cmd_summary, "remotes": cmd_remotes, "rss": cmd_rss}
+            "summary": cmd_summary, "remotes": cmd_remotes, "cpu": cmd_cpu, "rss": cmd_rss}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:

@@ -12,14 +12,19 @@
 # Also the helper's peak RSS (VmHWM) growth over one 64 MiB put driven over a
 # pipe with the GOCACHEPROG framing, against a helper that did a tiny put.
 # With remotes (default for the std target; --remotes, --remote-targets), on
-# a redis-server and an nginx (WebDAV) that it starts on 127.0.0.1 through
-# tests/remote_servers.py, four more modes join the warm runs:
-#   (redis) (http) an empty --dir and GOCACHE every run, the remote full
-#                  (filled once, untimed, by a cold build uploading to both);
+# a redis-server, an nginx (WebDAV) and an S3 server (s3rver behind the
+# SigV4-checking proxy of the tests) that it starts on 127.0.0.1 through
+# tests/remote_servers.py, more modes join the warm runs:
+#   (redis) (http) (s3)  an empty --dir and GOCACHE every run, the remote
+#                  full (filled once, untimed, by a cold build uploading to
+#                  all of them);
 #   (dead) (hang)  the acache mode's warm --dir with a remote configured that
-#                  refuses connections, or accepts them and never answers.
-# redis and http are compared with own (target: 1.5x), dead and hang with
-# acache (target: 1.05x). A last mode, (floor), is the protocol's own cost:
+#                  refuses connections, or accepts them and never answers;
+#   (s3dead) (s3hang) the same with an s3:// remote.
+# redis, http and s3 are compared with own (target: 1.5x), the dead and
+# hanging ones with acache (target: 1.05x); s3's helper CPU time (user +
+# system, from its -v line) with http's (target: 1.2x: signing must cost
+# little). A last mode, (floor), is the protocol's own cost:
 # floor.c, a helper that answers every get of (a copy of) the acache mode's
 # store from memory and writes puts to files unhashed and unchecked, cold
 # and warm, so that acache/floor shows how far acache's helper is from the
@@ -49,7 +54,7 @@ TARGETS="std,std cmd"
 ACACHE=""
 KEEP=0
 RSS_MIB=64
-REMOTES="redis,http,dead,hang"
+REMOTES="redis,http,s3,dead,hang,s3dead,s3hang"
 REMOTE_TARGETS="std"
 
 usage() {
@@ -66,7 +71,8 @@ ratios; exits non-zero only if a build fails.
                    directories; the median is reported (default $COLD_RUNS)
   --targets LIST   comma-separated go build targets (default "std,std cmd";
                    e.g. --targets std)
-  --remotes LIST   remote modes, comma-separated, from redis,http,dead,hang
+  --remotes LIST   remote modes, comma-separated, from redis,http,s3,dead,hang,
+                   s3dead,s3hang
                    (default all; "none" for none)
   --remote-targets LIST
                    the targets that get the remote modes (default "std")
@@ -124,8 +130,8 @@ if [ "$REMOTES" != none ]; then
   split_list RLIST "$REMOTES"
   for r in "${RLIST[@]}"; do
     case $r in
-      redis|http|dead|hang) ;;
-      *) die "--remotes: unknown mode '$r' (want redis, http, dead, hang or none)" ;;
+      redis|http|s3|dead|hang|s3dead|s3hang) ;;
+      *) die "--remotes: unknown mode '$r' (want redis, http, s3, dead, hang, s3dead, s3hang or none)" ;;
     esac
   done
 fi
@@ -137,7 +143,7 @@ modes_of() { # modes_of TARGET -> the warm modes of a target, in run order:
   local m="own acache" r
   if [ -n "$FLOOR" ]; then m="$m floor"; fi
   if [ -n "${HAS_REMOTES[$1]:-}" ]; then
-    for r in dead hang redis http; do
+    for r in dead hang s3dead s3hang redis http s3; do
       if [[ " ${RLIST[*]} " == *" $r "* ]]; then m="$m $r"; fi
     done
   fi
@@ -205,7 +211,9 @@ ACACHE_VERSION=${ACACHE_VERSION%%$'\n'*}
 
 # The remote servers, if any remote mode runs: they live as long as this
 # script (remote_servers.py stops them at the end of its input).
-REDIS_SPEC="" HTTP_SPEC="" DEAD_SPEC="" HANG_SPEC=""
+REDIS_SPEC="" HTTP_SPEC="" DEAD_SPEC="" HANG_SPEC="" S3_SPEC="" S3DEAD_SPEC="" S3HANG_SPEC=""
+S3_MODES=0
+for r in "${RLIST[@]}"; do case $r in s3|s3dead|s3hang) S3_MODES=1 ;; esac; done
 need_servers=0
 for t in "${TLIST[@]}"; do
   if [ ${#RLIST[@]} -gt 0 ] && [ -n "${HAS_REMOTES[$t]:-}" ]; then need_servers=1; fi
@@ -214,8 +222,21 @@ if [ "$need_servers" = 1 ]; then
   for tool in redis-server nginx; do
     command -v "$tool" >/dev/null || die "$tool is needed for the remote modes (scripts/install-deps.sh), or --remotes none"
   done
+  kinds="redis nginx hang dead"
+  if [ "$S3_MODES" = 1 ]; then
+    for tool in node npm; do
+      command -v "$tool" >/dev/null || die "$tool is needed for the s3 modes (scripts/install-deps.sh)"
+    done
+    kinds="$kinds s3 s3-hang"
+    # The test keys the proxy checks; nothing of the caller's AWS setup.
+    eval "$(python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import remote_servers as r
+k = "AKIDACACHETEST0000001"; print("export AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s" % (k, r.TEST_KEYS[k]["secret"]))' "$ROOT/tests")"
+    export AWS_SHARED_CREDENTIALS_FILE=/nonexistent AWS_CONFIG_FILE=/nonexistent
+    unset AWS_SESSION_TOKEN AWS_PROFILE AWS_REGION AWS_DEFAULT_REGION AWS_ENDPOINT_URL AWS_ENDPOINT_URL_S3
+  fi
   mkfifo "$WORK/servers.in"
-  python3 "$ROOT/tests/remote_servers.py" serve "$WORK/servers" redis nginx hang dead \
+  # shellcheck disable=SC2086  # a list of kinds
+  python3 "$ROOT/tests/remote_servers.py" serve "$WORK/servers" $kinds \
     <"$WORK/servers.in" >"$WORK/servers.out" 2>"$WORK/servers.log" &
   SERVERS_PID=$!
   exec {SERVERS_IN}>"$WORK/servers.in"
@@ -230,11 +251,17 @@ if [ "$need_servers" = 1 ]; then
   HTTP_SPEC="http://127.0.0.1:$(port_of nginx)/cache/bench"
   DEAD_SPEC="redis://127.0.0.1:$(port_of dead)/0"
   HANG_SPEC="redis://127.0.0.1:$(port_of hang)/0"
+  if [ "$S3_MODES" = 1 ]; then
+    S3_SPEC="s3://acache-test/bench?endpoint=http://127.0.0.1:$(port_of s3)"
+    S3DEAD_SPEC="s3://acache-test/bench?endpoint=http://127.0.0.1:$(port_of dead)"
+    S3HANG_SPEC="s3://acache-test/bench?endpoint=http://127.0.0.1:$(port_of s3-hang)"
+  fi
 fi
 remote_spec() { # remote_spec MODE
   case $1 in
     redis) echo "$REDIS_SPEC" ;; http) echo "$HTTP_SPEC" ;;
     dead) echo "$DEAD_SPEC" ;; hang) echo "$HANG_SPEC" ;;
+    s3) echo "$S3_SPEC" ;; s3dead) echo "$S3DEAD_SPEC" ;; s3hang) echo "$S3HANG_SPEC" ;;
   esac
 }
 
@@ -316,7 +343,7 @@ fresh_run() { # fresh_run TARGET MODE RUN: "$d/MODE" points to a new empty pair
   ln -s "$2.runs/$3" "$d/$2"
 }
 
-declare -A COLD WARM WARMS SUMMARY_COLD SUMMARY_WARM STD_RATIO
+declare -A COLD WARM WARMS SUMMARY_COLD SUMMARY_WARM STD_RATIO CPUS
 STD_COLD_RATIO="" STD_WARM_RATIO=""
 
 for t in "${TLIST[@]}"; do
@@ -341,18 +368,22 @@ for t in "${TLIST[@]}"; do
   modes=$(modes_of "$t")
   for mode in $modes; do
     case $mode in
-      dead|hang) # the acache mode's warm state, with a remote that fails
+      dead|hang|s3dead|s3hang) # the acache mode's warm state, with a remote that fails
         rm -rf "${d:?}/$mode"; cp -a "$d/acache" "$d/$mode" ;;
       floor) # the acache mode's records, read at start; its own GOCACHE
         rm -rf "${d:?}/floor"; cp -a "$d/acache" "$d/floor"; rm -rf "$d/floor/gocache"
         mkdir -p "$d/floor/gocache" ;;
     esac
   done
-  if [[ " $modes " == *" redis "* || " $modes " == *" http "* ]]; then
+  fill_remotes=""
+  for mode in redis http s3; do
+    if [[ " $modes " == *" $mode "* ]]; then fill_remotes="$fill_remotes --remote $(remote_spec $mode)"; fi
+  done
+  if [ -n "$fill_remotes" ]; then
     fresh "$t" fill
     fill_log="$d/logs/fill.log"
     # shellcheck disable=SC2086  # the target is a list of package patterns
-    s=$(GOCACHE="$d/fill/gocache" GOCACHEPROG="$HELPER gocacheprog --dir $d/fill/dir -v --remote $REDIS_SPEC --remote $HTTP_SPEC" \
+    s=$(GOCACHE="$d/fill/gocache" GOCACHEPROG="$HELPER gocacheprog --dir $d/fill/dir -v$fill_remotes" \
         python3 "$PY" time "$fill_log" -- "$GO" build $t) || {
       echo "run.sh: filling the remotes failed; log $fill_log:" >&2; tail -n 30 "$fill_log" >&2; exit 1; }
     printf '  fill    remotes %7.3f s (not in the results)\n' "$s"
@@ -361,16 +392,17 @@ for t in "${TLIST[@]}"; do
   declare -A runs=()
   for ((i = 1; i <= RUNS; i++)); do
     for mode in $modes; do
-      case $mode in redis|http) fresh_run "$t" "$mode" "$i" ;; esac
+      case $mode in redis|http|s3) fresh_run "$t" "$mode" "$i" ;; esac
       s=$(run_build "$t" "$mode" "$d/logs/$mode-warm-$i.log")
       printf '  warm %d  %-6s %8.3f s\n' "$i" "$mode" "$s"
       runs[$mode]="${runs[$mode]:-} $s"
+      case $mode in http|s3) CPUS[$t,$mode]="${CPUS[$t,$mode]:-} $(python3 "$PY" cpu "$d/logs/$mode-warm-$i.log")" ;; esac
       # A run that filled a store leaves ~150 MiB to write back: not on the
       # clock of the next one.
-      case $mode in redis|http) sync; sleep 0.5 ;; esac
+      case $mode in redis|http|s3) sync; sleep 0.5 ;; esac
     done
   done
-  for mode in redis http; do rm -rf "${d:?}/$mode" "${d:?}/$mode.runs"; done
+  for mode in redis http s3; do rm -rf "${d:?}/$mode" "${d:?}/$mode.runs"; done
   # shellcheck disable=SC2206  # the run lists are numbers
   warms_own=(${runs[own]}) warms_ac=(${runs[acache]})
   for mode in $modes; do
@@ -392,12 +424,17 @@ for t in "${TLIST[@]}"; do
   if [ "$t" = std ]; then
     STD_COLD_RATIO=$(python3 "$PY" ratio "${COLD[$t,acache]}" "${COLD[$t,own]}")
     STD_WARM_RATIO=$(python3 "$PY" ratio "${WARM[$t,acache]}" "${WARM[$t,own]}")
-    for mode in redis http; do
+    for mode in redis http s3; do
       if [ -n "${WARM[$t,$mode]:-}" ]; then
         STD_RATIO[$mode]=$(python3 "$PY" ratio "${WARM[$t,$mode]}" "${WARM[$t,own]}")
       fi
     done
-    for mode in dead hang; do
+    if [ -n "${CPUS[$t,s3]:-}" ] && [ -n "${CPUS[$t,http]:-}" ]; then
+      # shellcheck disable=SC2086  # lists of numbers
+      STD_RATIO[s3cpu]=$(python3 "$PY" ratio "$(python3 "$PY" median ${CPUS[$t,s3]})" \
+        "$(python3 "$PY" median ${CPUS[$t,http]})")
+    fi
+    for mode in dead hang s3dead s3hang; do
       if [ -n "${WARM[$t,$mode]:-}" ]; then
         STD_RATIO[$mode]=$(python3 "$PY" ratio "${WARM[$t,$mode]}" "${WARM[$t,acache]}")
       fi
@@ -428,7 +465,7 @@ for t in "${TLIST[@]}"; do
   echo "  helper, last cold run: ${SUMMARY_COLD[$t]:-(no -v summary)}"
   echo "  helper, last warm run: ${SUMMARY_WARM[$t]:-(no -v summary)}"
   for mode in $(modes_of "$t"); do
-    case $mode in own|acache) continue ;; redis|http|floor) base=own ;; *) base=acache ;; esac
+    case $mode in own|acache) continue ;; redis|http|s3|floor) base=own ;; *) base=acache ;; esac
     rr=$(python3 "$PY" ratio "${WARM[$t,$mode]}" "${WARM[$t,$base]}")
     printf '%-10s %-7s %9s %11.3f   %s   (%.3fx %s)\n' "$t" "$mode" "-" "${WARM[$t,$mode]}" "${WARMS[$t,$mode]}" "$rr" "$base"
     if [ "$mode" = floor ]; then
@@ -440,6 +477,7 @@ for t in "${TLIST[@]}"; do
       continue
     fi
     echo "  helper, last $mode run: ${SUMMARY_WARM[$t,$mode]:-(no -v summary)}"
+    if [ -n "${CPUS[$t,$mode]:-}" ]; then echo "  helper CPU (user + system) per run, s:${CPUS[$t,$mode]}"; fi
   done
 done
 echo
@@ -468,6 +506,10 @@ if [ -n "${HAS_REMOTES[std]:-}" ] && [[ " ${TLIST[*]} " == *" std "* ]]; then
       http) verdict "warm std, empty dir + full HTTP / own" "${STD_RATIO[http]:-}" "<=" 1.50 x ;;
       dead) verdict "warm std, dead remote / no remote" "${STD_RATIO[dead]:-}" "<=" 1.05 x ;;
       hang) verdict "warm std, hanging remote / no remote" "${STD_RATIO[hang]:-}" "<=" 1.05 x ;;
+      s3) verdict "warm std, empty dir + full S3 / own" "${STD_RATIO[s3]:-}" "<=" 1.50 x
+          verdict "warm std from S3, helper CPU / from HTTP" "${STD_RATIO[s3cpu]:-}" "<=" 1.20 x ;;
+      s3dead) verdict "warm std, dead S3 / no remote" "${STD_RATIO[s3dead]:-}" "<=" 1.05 x ;;
+      s3hang) verdict "warm std, hanging S3 / no remote" "${STD_RATIO[s3hang]:-}" "<=" 1.05 x ;;
     esac
   done
 fi

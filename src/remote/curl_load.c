@@ -46,7 +46,7 @@ static void load(void)
     if (lib == NULL) {
         const char *why = dlerror();
         snprintf(load_msg, sizeof load_msg,
-                 "cannot load " CURL_LOAD_SONAME " (http remotes need libcurl; on Debian "
+                 "cannot load " CURL_LOAD_SONAME " (http and s3 remotes need libcurl; on Debian "
                  "the package libcurl4): %s",
                  why ? why : "unknown error");
         return;

@@ -425,6 +425,11 @@ acache_status object_encode(const void *bytes, size_t size, int level, void *cct
     return ACACHE_OK;
 }
 
+bool object_is_raw(const void *data, size_t len)
+{
+    return len < sizeof FRAME_MAGIC || memcmp(data, FRAME_MAGIC, sizeof FRAME_MAGIC) != 0;
+}
+
 void object_encoded_free(remote_encoded *e)
 {
     free(e->owned);

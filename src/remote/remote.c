@@ -42,6 +42,8 @@ static void remote_info(void *self, acache_remote_info *out)
     snprintf(out->reason, sizeof out->reason, "%s", r->reason);
     out->pending = r->queued + r->busy;
     pthread_mutex_unlock(&r->mu);
+    if (r->tops->describe)
+        r->tops->describe(r->t, out->detail, sizeof out->detail);
 }
 
 static void remote_close(void *self)

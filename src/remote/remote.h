@@ -67,6 +67,9 @@ typedef struct transport_ops {
     /* Removes name; ACACHE_MISS if there was none (when the server says). */
     acache_status (*remove)(void *t, remote_ns ns, const char *hex);
     void (*close)(void *t);
+    /* Optional: what acache_remote_info.detail shows (s3: region,
+     * endpoint, where the credentials came from; never a secret). */
+    void (*describe)(void *t, char *out, size_t size);
 } transport_ops;
 
 /* What every remote spec may set, parsed by remote_config_parse(). */
@@ -164,6 +167,11 @@ acache_status object_encode(const void *bytes, size_t size, int level, void *cct
                             remote_encoded *out);
 void object_encoded_free(remote_encoded *e);
 
+/* Whether an object's stored form is its raw bytes (no frame header): then
+ * its SHA-256 is its output id, which a transport may send as the hash of
+ * the body (S3's x-amz-content-sha256) without hashing it again. */
+bool object_is_raw(const void *data, size_t len);
+
 /* The most bytes the stored form of a size-byte object may take. */
 uint64_t object_stored_limit(uint64_t size);
 
@@ -209,5 +217,6 @@ void remote_pool_destroy(remote_pool *p, void (*free_fn)(void *));
 /* Backend constructors, named in the scheme table (src/schemes.c). */
 acache_status redis_open(spec *s, void **self, const backend_ops **ops);
 acache_status http_open(spec *s, void **self, const backend_ops **ops);
+acache_status s3_open(spec *s, void **self, const backend_ops **ops);
 
 #endif
