@@ -831,7 +831,7 @@ static void usage(FILE *f)
 "                      (exit 1).\n"
 "  CRSH_URL            an acache remote spec: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB],\n"
 "                      redis+unix:///SOCKET, http://HOST[:PORT]/BASE, https://...,\n"
-"                      s3://... once acache has it (docs/remotes.md)\n"
+"                      s3://BUCKET/PREFIX (docs/remotes.md)\n"
 "  CRSH_IDLE_TIMEOUT   seconds without clients before it exits (0: never)\n"
 "  CRSH_NUM_ATTR, CRSH_ATTR_KEY_<i>, CRSH_ATTR_VALUE_<i>\n"
 "                      ccache's @name=value attributes: each one is the remote\n"
