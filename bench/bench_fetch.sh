@@ -37,6 +37,7 @@ KEEP=0
 ONLY=""
 FILL_ONLY=0
 SERVE=0
+COUNTS=0
 
 usage() {
   cat <<EOF
@@ -57,6 +58,11 @@ wall and CPU (user+sys) medians, CPU per MiB and acache/floor.
                  with the acache_cli and bench_fetch targets if needed)
   --only KIND    redis or http only
   --fill-only    fill the cache (if it is empty, or with --refill) and stop
+  --counts N     instead of timing: N runs of each mode and server (one
+                 at a time, --one) under strace -c -f and N under
+                 /usr/bin/time, medians of system calls by kind, minor page
+                 faults, context switches: figures that do not depend on how
+                 busy the machine is (wall and CPU times do)
   --serve        start and fill the servers, print the bench_fetch --one
                  commands for them (for callgrind, strace) and keep them
                  until this script's input ends (or Ctrl-C)
@@ -77,6 +83,7 @@ while [ $# -gt 0 ]; do
     --only) ONLY=${2:?}; shift 2 ;;
     --fill-only) FILL_ONLY=1; shift ;;
     --serve) SERVE=1; shift ;;
+    --counts) COUNTS=${2:?}; shift 2 ;;
     --keep) KEEP=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
@@ -226,6 +233,59 @@ ARGS=(--runs "$RUNS" --gets "$CACHE/gets.txt" --plan "$CACHE/plan.txt" --dir "$W
 [ "$ONLY" != http ] && ARGS+=(--redis "$REDIS_SPEC")
 [ "$ONLY" != redis ] && ARGS+=(--http "$HTTP_SPEC")
 mkdir -p "$WORK/runs"
+# counts MODE SPEC: medians over $COUNTS runs of system calls (strace -c -f)
+# and of faults and context switches (/usr/bin/time, without strace).
+counts() {
+  local mode=$1 spec=$2 i d
+  for ((i = 0; i < COUNTS; i++)); do
+    d=$(mktemp -d "$WORK/runs/c-XXXXXX")
+    strace -c -f -o "$WORK/strace.$i" "$WORK/bin/bench_fetch" --one "$mode" --remote "$spec" \
+      --gets "$CACHE/gets.txt" --plan "$CACHE/plan.txt" --dir "$d" >/dev/null 2>&1
+    rm -rf "$d"; d=$(mktemp -d "$WORK/runs/c-XXXXXX")
+    /usr/bin/time -o "$WORK/time.$i" -f "%R %w %c" "$WORK/bin/bench_fetch" --one "$mode" \
+      --remote "$spec" --gets "$CACHE/gets.txt" --plan "$CACHE/plan.txt" --dir "$d" >/dev/null 2>&1
+    rm -rf "$d"
+  done
+  python3 - "$WORK" "$COUNTS" <<'PYEOF'
+import statistics, sys
+work, n = sys.argv[1], int(sys.argv[2])
+runs = []
+for i in range(n):
+    calls = {}
+    for line in open("%s/strace.%d" % (work, i)):
+        w = line.split()
+        if len(w) >= 5 and w[0][0].isdigit() and w[-1] != "total":
+            calls[w[-1]] = int(w[3])
+    f = open("%s/time.%d" % (work, i)).read().split()
+    runs.append((calls, [int(x) for x in f[-3:]]))
+def med(fn):
+    return int(statistics.median(fn(c, t) for c, t in runs))
+groups = [("total", None), ("read+recv", ["read", "recvfrom"]), ("write+send", ["write", "sendto"]),
+          ("poll", ["poll"]), ("futex", ["futex"]),
+          ("sigmask", ["rt_sigprocmask", "rt_sigpending"]),
+          ("file", ["openat", "close", "newfstatat", "linkat", "unlink", "rename", "renameat",
+                    "renameat2", "mkdirat", "mkdir", "utimensat"])]
+out = []
+for name, keys in groups:
+    out.append("%s %d" % (name, med(lambda c, t: sum(c.values()) if keys is None
+                                    else sum(c.get(k, 0) for k in keys))))
+out.append("| minflt %d vcsw %d ivcsw %d" % (med(lambda c, t: t[0]), med(lambda c, t: t[1]),
+                                              med(lambda c, t: t[2])))
+print("  ".join(out))
+PYEOF
+}
+if [ "$COUNTS" != 0 ]; then
+  command -v strace >/dev/null || die "--counts needs strace"
+  echo "medians of $COUNTS runs each; syscalls from strace -c -f, the rest from /usr/bin/time; stores in $WORK/runs"
+  for s in "$REDIS_SPEC" "$HTTP_SPEC"; do
+    case $s in redis*) k=redis ;; *) k=http ;; esac
+    [ -n "$ONLY" ] && [ "$ONLY" != "$k" ] && continue
+    for m in acache floor; do
+      printf '%-6s %-7s %s\n' "$k" "$m" "$(counts "$m" "$s")"
+    done
+  done
+  exit 0
+fi
 if [ "$SERVE" = 1 ]; then
   for s in "$REDIS_SPEC" "$HTTP_SPEC"; do
     for m in acache floor; do
