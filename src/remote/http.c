@@ -36,6 +36,10 @@
 /* Bytes of an error page read before giving up on it. */
 #define ERROR_BODY_MAX ((size_t)64 << 10)
 #define URL_MAX 2048
+/* libcurl's receive buffer (default 16 KiB): a body arrives in as few
+ * recv(2) and poll(2) calls as the socket allows. Kept by the pooled
+ * handle across requests. */
+#define HTTP_RECV_BUFFER (512L << 10)
 
 typedef struct http_t {
     char base[URL_MAX - 80];   /* scheme://authority/BASE, no trailing '/' */
@@ -142,6 +146,7 @@ static acache_status perform(http_t *h, method m, remote_ns ns, const char *hex,
     curl->easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (h->timeout_ms + 999) / 1000);
     curl->easy_setopt(e, CURLOPT_HTTPHEADER, h->headers);
     curl->easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl->easy_setopt(e, CURLOPT_BUFFERSIZE, HTTP_RECV_BUFFER);
     curl->easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl->easy_setopt(e, CURLOPT_WRITEDATA, rq);
     curl->easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
