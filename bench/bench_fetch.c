@@ -12,12 +12,14 @@
  * check and store, the lookups wait for them or fetch themselves.
  *
  * floor: a child process with --threads threads (default 4, acache's
- * prefetch default), each with one plain socket to the same server, takes
+ * prefetch default), each with plain sockets to the same server, takes
  * the entries of --plan ("action output size" in hex a line: what the
  * acache run stores) in turn and, per entry, asks for the record and the
- * object in one round trip (Redis: two pipelined GETs; HTTP: two
- * pipelined GETs on a keep-alive connection), reads the bytes into one
- * reused 1 MiB buffer, SHA-256s the object (libcrypto EVP) and checks it,
+ * object in one round trip (Redis: two pipelined GETs on one connection;
+ * HTTP: one GET on each of two keep-alive connections, since nginx holds
+ * the second answer of a pipelined pair back), reads the bytes into a
+ * reused 1 MiB buffer per connection, SHA-256s the object (libcrypto EVP)
+ * and checks it,
  * and writes each to a temp file renamed into a two-hex-digit shard
  * directory. No helper can store the same bytes with less work.
  *
@@ -307,22 +309,27 @@ static bool send_all(int fd, const char *p, size_t n)
     return true;
 }
 
-/* Both requests of an entry, in one write. */
-static bool send_requests(const server *s, int fd, const plan_entry *e)
+/* Both requests of an entry at once. Redis: pipelined on one connection.
+ * HTTP: one on each of two connections (nginx holds the second answer of
+ * a pipelined pair behind the first one's ACK: milliseconds per entry). */
+static bool send_requests(const server *s, const conn *c, const plan_entry *e)
 {
     char req[2048];
     int n;
-    if (s->http)
-        n = snprintf(req, sizeof req,
-                     "GET %s/ac/%s HTTP/1.1\r\nHost: %s\r\n\r\n"
-                     "GET %s/cas/%s HTTP/1.1\r\nHost: %s\r\n\r\n",
-                     s->prefix, e->action, s->host, s->prefix, e->output, s->host);
-    else
-        n = snprintf(req, sizeof req,
-                     "*2\r\n$3\r\nGET\r\n$%zu\r\n%s:ac:%s\r\n*2\r\n$3\r\nGET\r\n$%zu\r\n%s:cas:%s\r\n",
-                     strlen(s->prefix) + 4 + 64, s->prefix, e->action, strlen(s->prefix) + 5 + 64,
-                     s->prefix, e->output);
-    return send_all(fd, req, (size_t)n);
+    if (s->http) {
+        n = snprintf(req, sizeof req, "GET %s/ac/%s HTTP/1.1\r\nHost: %s\r\n\r\n", s->prefix,
+                     e->action, s->host);
+        if (!send_all(c[0].fd, req, (size_t)n))
+            return false;
+        n = snprintf(req, sizeof req, "GET %s/cas/%s HTTP/1.1\r\nHost: %s\r\n\r\n", s->prefix,
+                     e->output, s->host);
+        return send_all(c[1].fd, req, (size_t)n);
+    }
+    n = snprintf(req, sizeof req,
+                 "*2\r\n$3\r\nGET\r\n$%zu\r\n%s:ac:%s\r\n*2\r\n$3\r\nGET\r\n$%zu\r\n%s:cas:%s\r\n",
+                 strlen(s->prefix) + 4 + 64, s->prefix, e->action, strlen(s->prefix) + 5 + 64,
+                 s->prefix, e->output);
+    return send_all(c[0].fd, req, (size_t)n);
 }
 
 /* The length of the next reply's body (header consumed); -1 if none. */
@@ -386,8 +393,9 @@ static bool floor_entry(floor_run *fr, conn *c, const plan_entry *e, EVP_MD_CTX 
     acache_id want;
     snprintf(rtmp, sizeof rtmp, "%s/tmp/r%d", fr->dir, tid);
     snprintf(otmp, sizeof otmp, "%s/tmp/o%d", fr->dir, tid);
-    if (!send_requests(fr->srv, c->fd, e) || receive(fr, c, rtmp, NULL) < 0 ||
-        !EVP_DigestInit_ex(sha, EVP_sha256(), NULL) || receive(fr, c, otmp, sha) < 0 ||
+    conn *oc = fr->srv->http ? &c[1] : &c[0]; /* where the object comes */
+    if (!send_requests(fr->srv, c, e) || receive(fr, &c[0], rtmp, NULL) < 0 ||
+        !EVP_DigestInit_ex(sha, EVP_sha256(), NULL) || receive(fr, oc, otmp, sha) < 0 ||
         !EVP_DigestFinal_ex(sha, md, &mdlen))
         return false;
     acache_id_from_hex(e->output, 64, &want);
@@ -406,21 +414,32 @@ static void *floor_thread(void *arg)
 {
     floor_run *fr = arg;
     int tid = atomic_fetch_add(&next_tid, 1);
-    conn c = { dial(fr->srv), malloc(FLOOR_BUF), 0, 0 };
+    /* The record's connection and, for HTTP, the object's, each with its
+     * own reused buffer. */
+    int nconn = fr->srv->http ? 2 : 1;
+    unsigned char *buf = malloc(FLOOR_BUF);
+    conn c[2] = { { -1, buf, 0, 0 }, { -1, NULL, 0, 0 } };
     EVP_MD_CTX *sha = EVP_MD_CTX_new();
-    if (c.fd < 0 || !c.buf || !sha) {
+    bool ok = buf && sha;
+    for (int i = 0; i < nconn && ok; i++)
+        ok = (c[i].fd = dial(fr->srv)) >= 0;
+    if (nconn == 2 && ok)
+        ok = (c[1].buf = malloc(FLOOR_BUF)) != NULL;
+    if (!ok) {
         atomic_fetch_add(&fr->failed, 1);
     } else {
         for (size_t i; (i = atomic_fetch_add(&fr->next, 1)) < nplan;) {
-            if (!floor_entry(fr, &c, &plan[i], sha, tid)) {
+            if (!floor_entry(fr, c, &plan[i], sha, tid)) {
                 atomic_fetch_add(&fr->failed, 1);
                 break;
             }
         }
     }
-    if (c.fd >= 0)
-        close(c.fd);
-    free(c.buf);
+    for (int i = 0; i < 2; i++) {
+        if (c[i].fd >= 0)
+            close(c[i].fd);
+        free(c[i].buf);
+    }
     EVP_MD_CTX_free(sha);
     return NULL;
 }
