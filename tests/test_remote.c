@@ -525,14 +525,16 @@ static void test_tiered_fetch_sizes(void **state)
     const size_t sizes[] = { 0, 1, 16383, 16385, (256u << 10) - 1, (256u << 10) + 1,
                              (1u << 20) + 7, (4u << 20) + 123 };
     const uint32_t n = sizeof sizes / sizeof sizes[0];
-    acache_store *a = tiered(f->dir1, open_remote(f, "prefetch=0"));
+    /* Timeouts with room on a busy machine (5.4 MiB go each way). */
+    const char *opts = "prefetch=0&timeout=30s&flush-timeout=5m";
+    acache_store *a = tiered(f->dir1, open_remote(f, opts));
     for (uint32_t i = 0; i < n; i++)
         put_bytes(a, 300 + i, sizes[i], NULL);
     acache_flush(a);
     assert_int_equal(info_of(a).uploads, n);
     acache_close(a);
 
-    acache_store *b = tiered(f->dir2, open_remote(f, "prefetch=0"));
+    acache_store *b = tiered(f->dir2, open_remote(f, opts));
     for (uint32_t i = 0; i < n; i++) {
         acache_id action = tu_id(300 + i);
         acache_result res;
