@@ -615,6 +615,42 @@ static void test_tiered_serves_from_remote(void **state)
     acache_close(local);
 }
 
+/* A remote hit of every size goes whole into the local store, however the
+ * transport hands it over (libcurl in 16 KiB pieces, gathered before they
+ * are written; Redis in larger ones, written as they come): sizes around
+ * the gather buffer (256 KiB) and past a Redis chunk (4 MiB). */
+static void test_tiered_fetch_sizes(void **state)
+{
+    fixture *f = *state;
+    const size_t sizes[] = { 0, 1, 16383, 16385, (256u << 10) - 1, (256u << 10) + 1,
+                             (1u << 20) + 7, (4u << 20) + 123 };
+    const uint32_t n = sizeof sizes / sizeof sizes[0];
+    /* Timeouts with room on a busy machine (5.4 MiB go each way). */
+    const char *opts = "prefetch=0&timeout=30s&flush-timeout=5m";
+    acache_store *a = tiered(f->dir1, open_remote(f, opts));
+    for (uint32_t i = 0; i < n; i++)
+        put_bytes(a, 300 + i, sizes[i], NULL);
+    acache_flush(a);
+    assert_int_equal(info_of(a).uploads, n);
+    acache_close(a);
+
+    acache_store *b = tiered(f->dir2, open_remote(f, opts));
+    for (uint32_t i = 0; i < n; i++) {
+        acache_id action = tu_id(300 + i);
+        acache_result res;
+        assert_int_equal(acache_get(b, &action, 0, &res), ACACHE_OK);
+        assert_int_equal(res.size, sizes[i]);
+        assert_int_equal(strncmp(res.path, f->dir2, strlen(f->dir2)), 0);
+    }
+    assert_int_equal(info_of(b).hits, n);
+    acache_close(b);
+    /* What the local store holds on its own, read back byte for byte. */
+    acache_store *local = tu_open_disk(f->dir2, "");
+    for (uint32_t i = 0; i < n; i++)
+        expect_bytes(local, 300 + i, sizes[i]);
+    acache_close(local);
+}
+
 /* Behind a memory tier and a disk tier: the hit lands in the disk tier
  * (the one with files), is copied up into memory, and keeps the time it
  * was first stored, which `go clean -testcache` compares against. */
@@ -1900,6 +1936,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         ALL(test_roundtrip),
         ALL(test_tiered_serves_from_remote),
+        BOTH(test_tiered_fetch_sizes),
         ALL(test_three_tiers),
         ALL(test_parallel_gets),
         ALL(test_poisoned_object),

@@ -278,6 +278,43 @@ static acache_status refuse_write(void *ctx, const void *data, size_t len)
 }
 
 /* The downstream sink's own failure comes back as it is. */
+/* Counts the pieces a decoder hands down. */
+static acache_status count_write(void *ctx, const void *data, size_t len)
+{
+    (void)data;
+    size_t *pieces = ctx;
+    (*pieces)++;
+    assert_true(len > 0);
+    return ACACHE_OK;
+}
+
+/* Raw bytes that arrive in one piece go down in one piece: the head the
+ * decoder looks at is not written apart from the rest (one write(2) more
+ * per fetched object). */
+static void test_object_raw_one_piece(void **state)
+{
+    (void)state;
+    unsigned char bytes[4096];
+    for (size_t i = 0; i < sizeof bytes; i++)
+        bytes[i] = (unsigned char)(i * 7 + 1);
+    size_t pieces = 0;
+    remote_sink down = { count_write, &pieces };
+    object_decoder d;
+    object_decoder_init(&d, sizeof bytes, &down);
+    remote_sink in = object_decoder_sink(&d);
+    assert_int_equal(in.write(in.ctx, bytes, sizeof bytes), ACACHE_OK);
+    assert_int_equal(object_decoder_finish(&d), ACACHE_OK);
+    object_decoder_free(&d);
+    assert_int_equal(pieces, 1);
+    /* One piece longer than the record says is refused, as before. */
+    pieces = 0;
+    object_decoder_init(&d, sizeof bytes - 1, &down);
+    in = object_decoder_sink(&d);
+    assert_int_equal(in.write(in.ctx, bytes, sizeof bytes), ACACHE_CORRUPT);
+    object_decoder_free(&d);
+    assert_int_equal(pieces, 0);
+}
+
 static void test_object_sink_failure(void **state)
 {
     (void)state;
@@ -300,6 +337,7 @@ int main(void)
         cmocka_unit_test(test_record_malformed),
         cmocka_unit_test(test_object_framing),
         cmocka_unit_test(test_object_corrupt),
+        cmocka_unit_test(test_object_raw_one_piece),
         cmocka_unit_test(test_object_sink_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -16,7 +16,17 @@
  * later gets, trusts the store it reads, and must never be used as a cache.
  * It is not installed.
  *
- * Usage: floor DIR   (DIR as given to `acache gocacheprog --dir`)
+ * With --spin USEC it tries the one idea left for the warm build's floor:
+ * on a virtual machine a reader blocked on the pipe and woken again costs
+ * far more than the lookup itself. After answering a request, it checks the
+ * pipe (FIONREAD, no blocking) for up to USEC microseconds before it blocks
+ * in read(); a request that comes meanwhile is read without a sleep and a
+ * wake-up. It spins only right after an answer, at most once per answer,
+ * so while requests arrive it may spin, and once they stop it blocks as
+ * before: an idle helper never spins. It counts the spins that caught a
+ * request and those that ran out, and prints both at the end.
+ *
+ * Usage: floor [--spin USEC] DIR   (DIR as given to `acache gocacheprog --dir`)
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -30,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -153,8 +164,42 @@ static size_t load(const char *root)
     return count;
 }
 
+/* --spin: how long to look for the next request before blocking (ns),
+ * whether something was answered since the last read, and the outcomes. */
+static int64_t spin_ns;
+static bool answered;
+static long spins_caught, spins_out;
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Right after an answer: waits up to spin_ns for input without sleeping.
+ * Returns when input is there or the time is up (then read() blocks). */
+static void spin_for_input(void)
+{
+    if (spin_ns <= 0 || !answered)
+        return;
+    answered = false;
+    int64_t end = now_ns() + spin_ns;
+    int n = 0;
+    do {
+        if (ioctl(0, FIONREAD, &n) != 0)
+            return;
+        if (n > 0) {
+            spins_caught++;
+            return;
+        }
+    } while (now_ns() < end);
+    spins_out++;
+}
+
 static void say(const char *s, size_t n)
 {
+    answered = true;
     while (n > 0) {
         ssize_t w = write(1, s, n);
         if (w < 0 && errno == EINTR)
@@ -168,8 +213,19 @@ static void say(const char *s, size_t n)
 
 int main(int argc, char **argv)
 {
+    if (argc == 4 && !strcmp(argv[1], "--spin")) {
+        char *end = NULL;
+        long us = strtol(argv[2], &end, 10);
+        if (!*argv[2] || *end || us < 0 || us > 10000) {
+            fprintf(stderr, "floor: --spin wants microseconds from 0 to 10000\n");
+            return 2;
+        }
+        spin_ns = us * 1000;
+        argv += 2;
+        argc -= 2;
+    }
     if (argc != 2) {
-        fprintf(stderr, "usage: floor DIR\n");
+        fprintf(stderr, "usage: floor [--spin USEC] DIR\n");
         return 2;
     }
     char root[4096];
@@ -292,11 +348,16 @@ int main(int argc, char **argv)
             len = 0; /* a request line this long is not the go command's */
         if (body_fd >= 0 && len > 0)
             continue;
+        spin_for_input();
         ssize_t r = read(0, buf + len, sizeof buf - len);
         if (r < 0 && errno == EINTR)
             continue;
-        if (r <= 0)
+        if (r <= 0) {
+            if (spin_ns > 0)
+                fprintf(stderr, "floor: spin %" PRId64 " us: %ld spins caught a request, %ld ran out\n",
+                        spin_ns / 1000, spins_caught, spins_out);
             return 0;
+        }
         len += (size_t)r;
     }
 }

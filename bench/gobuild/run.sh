@@ -28,7 +28,11 @@
 # floor.c, a helper that answers every get of (a copy of) the acache mode's
 # store from memory and writes puts to files unhashed and unchecked, cold
 # and warm, so that acache/floor shows how far acache's helper is from the
-# fastest any GOCACHEPROG helper can be here.
+# fastest any GOCACHEPROG helper can be here. With --floor-spin USEC two
+# more modes join it, cold and warm: (floor-spin) the same helper spinning up
+# to USEC microseconds for the next request before it blocks (floor.c
+# --spin), and (floor-aa) a second, unchanged floor: the A/A pair that shows
+# how far two identical modes come apart on this machine.
 # Needs a C compiler (cc, or $CC); skipped with a message without one.
 # Times come from a monotonic clock (Python time.monotonic) around the go
 # command. Verdicts against the targets are printed, never enforced: the exit
@@ -41,7 +45,8 @@
 #
 # Usage: bench/gobuild/run.sh [--runs N] [--cold-runs N] [--targets LIST]
 #                             [--remotes LIST] [--remote-targets LIST]
-#                             [--acache PATH] [--keep] [--help]
+#                             [--acache PATH] [--floor-spin USEC] [--keep]
+#                             [--help]
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -56,6 +61,7 @@ KEEP=0
 RSS_MIB=64
 REMOTES="redis,http,s3,dead,hang,s3dead,s3hang"
 REMOTE_TARGETS="std"
+FLOOR_SPIN=""
 
 usage() {
   cat <<EOF
@@ -78,6 +84,12 @@ ratios; exits non-zero only if a build fails.
                    the targets that get the remote modes (default "std")
   --acache PATH    the acache binary (default \$PWD/build/acache, built with
                    cmake in Release mode if missing)
+  --floor-spin USEC
+                   also run floor-spin (floor.c --spin USEC: look for the
+                   next request for up to USEC microseconds before blocking)
+                   and floor-aa (an unchanged floor again: the A/A noise),
+                   cold and warm, interleaved with the others; e.g.
+                   --targets std --remotes none --runs 15 --floor-spin 50
   --keep           keep the temp directory (caches and logs)
   --help           this text
 
@@ -103,6 +115,8 @@ while [ $# -gt 0 ]; do
     --remote-targets=*) REMOTE_TARGETS=${1#*=}; shift ;;
     --acache) [ $# -ge 2 ] || die "--acache needs a value"; ACACHE=$2; shift 2 ;;
     --acache=*) ACACHE=${1#*=}; shift ;;
+    --floor-spin) [ $# -ge 2 ] || die "--floor-spin needs a value"; posint --floor-spin "$2"; FLOOR_SPIN=$2; shift 2 ;;
+    --floor-spin=*) posint --floor-spin "${1#*=}"; FLOOR_SPIN=${1#*=}; shift ;;
     --keep) KEEP=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
@@ -138,10 +152,16 @@ fi
 declare -A HAS_REMOTES=()
 split_list _rt "$REMOTE_TARGETS"
 for t in "${_rt[@]}"; do HAS_REMOTES[$t]=1; done
+floor_modes() { # the floor modes, in run order: the spin between the A and the A
+  if [ -n "$FLOOR" ]; then
+    if [ -n "$FLOOR_SPIN" ]; then echo "floor floor-spin floor-aa"; else echo floor; fi
+  fi
+}
+is_floor() { case $1 in floor|floor-spin|floor-aa) return 0 ;; esac; return 1; }
 modes_of() { # modes_of TARGET -> the warm modes of a target, in run order:
   # the modes that write nothing first, the ones that fill a store last
   local m="own acache" r
-  if [ -n "$FLOOR" ]; then m="$m floor"; fi
+  m="$m $(floor_modes)"
   if [ -n "${HAS_REMOTES[$1]:-}" ]; then
     for r in dead hang s3dead s3hang redis http s3; do
       if [[ " ${RLIST[*]} " == *" $r "* ]]; then m="$m $r"; fi
@@ -270,8 +290,10 @@ prog() { # prog TARGET [MODE]: the GOCACHEPROG of acache and the remote modes
   local mode=${2:-acache}
   if [ "$mode" = acache ]; then
     echo "$HELPER gocacheprog --dir $(tdir "$1")/acache/dir -v"
-  elif [ "$mode" = floor ]; then
-    echo "$FLOOR $(tdir "$1")/floor/dir"
+  elif [ "$mode" = floor ] || [ "$mode" = floor-aa ]; then
+    echo "$FLOOR $(tdir "$1")/$mode/dir"
+  elif [ "$mode" = floor-spin ]; then
+    echo "$FLOOR --spin $FLOOR_SPIN $(tdir "$1")/$mode/dir"
   else
     echo "$HELPER gocacheprog --dir $(tdir "$1")/$mode/dir -v --remote $(remote_spec "$mode")"
   fi
@@ -349,30 +371,35 @@ STD_COLD_RATIO="" STD_WARM_RATIO=""
 for t in "${TLIST[@]}"; do
   d=$(tdir "$t"); mkdir -p "$d/logs"
   echo "-- go build $t --"
-  colds_own=() colds_ac=() colds_floor=()
+  colds_own=() colds_ac=()
+  declare -A colds_fl=()
   for ((i = 1; i <= COLD_RUNS; i++)); do
     # With several cold runs, alternate which mode goes first.
     if ((i % 2)); then order="own acache"; else order="acache own"; fi
-    if [ -n "$FLOOR" ]; then order="$order floor"; fi
+    order="$order $(floor_modes)"
     for mode in $order; do
       fresh "$t" "$mode"
       s=$(run_build "$t" "$mode" "$d/logs/$mode-cold-$i.log")
-      printf '  cold %d  %-6s %8.3f s\n' "$i" "$mode" "$s"
+      printf '  cold %d  %-10s %8.3f s\n' "$i" "$mode" "$s"
       case $mode in
-        own) colds_own+=("$s") ;; acache) colds_ac+=("$s") ;; floor) colds_floor+=("$s") ;;
+        own) colds_own+=("$s") ;; acache) colds_ac+=("$s") ;; *) colds_fl[$mode]="${colds_fl[$mode]:-} $s" ;;
       esac
     done
   done
-  if [ -n "$FLOOR" ]; then COLD[$t,floor]=$(python3 "$PY" median "${colds_floor[@]}"); fi
+  for mode in $(floor_modes); do
+    # shellcheck disable=SC2086  # a list of numbers
+    COLD[$t,$mode]=$(python3 "$PY" median ${colds_fl[$mode]})
+  done
+  unset colds_fl
   SUMMARY_COLD[$t]=$(python3 "$PY" summary "$d/logs/acache-cold-$COLD_RUNS.log")
   modes=$(modes_of "$t")
   for mode in $modes; do
     case $mode in
       dead|hang|s3dead|s3hang) # the acache mode's warm state, with a remote that fails
         rm -rf "${d:?}/$mode"; cp -a "$d/acache" "$d/$mode" ;;
-      floor) # the acache mode's records, read at start; its own GOCACHE
-        rm -rf "${d:?}/floor"; cp -a "$d/acache" "$d/floor"; rm -rf "$d/floor/gocache"
-        mkdir -p "$d/floor/gocache" ;;
+      floor|floor-spin|floor-aa) # the acache mode's records, read at start; its own GOCACHE
+        rm -rf "${d:?}/$mode"; cp -a "$d/acache" "$d/$mode"; rm -rf "$d/$mode/gocache"
+        mkdir -p "$d/$mode/gocache" ;;
     esac
   done
   fill_remotes=""
@@ -394,7 +421,7 @@ for t in "${TLIST[@]}"; do
     for mode in $modes; do
       case $mode in redis|http|s3) fresh_run "$t" "$mode" "$i" ;; esac
       s=$(run_build "$t" "$mode" "$d/logs/$mode-warm-$i.log")
-      printf '  warm %d  %-6s %8.3f s\n' "$i" "$mode" "$s"
+      printf '  warm %d  %-10s %8.3f s\n' "$i" "$mode" "$s"
       runs[$mode]="${runs[$mode]:-} $s"
       case $mode in http|s3) CPUS[$t,$mode]="${CPUS[$t,$mode]:-} $(python3 "$PY" cpu "$d/logs/$mode-warm-$i.log")" ;; esac
       # A run that filled a store leaves ~150 MiB to write back: not on the
@@ -411,7 +438,7 @@ for t in "${TLIST[@]}"; do
     rr=(${runs[$mode]})
     WARM[$t,$mode]=$(python3 "$PY" median "${rr[@]}")
     WARMS[$t,$mode]="${rr[*]}"
-    [ "$mode" = floor ] && continue
+    is_floor "$mode" && continue
     SUMMARY_WARM[$t,$mode]="$(python3 "$PY" summary "$d/logs/$mode-warm-$RUNS.log") | $(python3 "$PY" remotes "$d/logs/$mode-warm-$RUNS.log")"
   done
   unset runs
@@ -465,15 +492,22 @@ for t in "${TLIST[@]}"; do
   echo "  helper, last cold run: ${SUMMARY_COLD[$t]:-(no -v summary)}"
   echo "  helper, last warm run: ${SUMMARY_WARM[$t]:-(no -v summary)}"
   for mode in $(modes_of "$t"); do
-    case $mode in own|acache) continue ;; redis|http|s3|floor) base=own ;; *) base=acache ;; esac
+    case $mode in own|acache) continue ;; redis|http|s3|floor) base=own ;; floor-*) base=floor ;; *) base=acache ;; esac
     rr=$(python3 "$PY" ratio "${WARM[$t,$mode]}" "${WARM[$t,$base]}")
-    printf '%-10s %-7s %9s %11.3f   %s   (%.3fx %s)\n' "$t" "$mode" "-" "${WARM[$t,$mode]}" "${WARMS[$t,$mode]}" "$rr" "$base"
+    printf '%-10s %-10s %9s %11.3f   %s   (%.3fx %s)\n' "$t" "$mode" "-" "${WARM[$t,$mode]}" "${WARMS[$t,$mode]}" "$rr" "$base"
     if [ "$mode" = floor ]; then
       printf '  the protocol floor (floor.c): gets answered from memory, puts written unchecked;\n'
       printf '  cold median %.3f s (%.3fx own); acache/floor: cold %.3fx, warm %.3fx\n' \
         "${COLD[$t,floor]}" "$(python3 "$PY" ratio "${COLD[$t,floor]}" "${COLD[$t,own]}")" \
         "$(python3 "$PY" ratio "${COLD[$t,acache]}" "${COLD[$t,floor]}")" \
         "$(python3 "$PY" ratio "${WARM[$t,acache]}" "${WARM[$t,floor]}")"
+      continue
+    fi
+    if is_floor "$mode"; then
+      printf '  %s: cold median %.3f s (%.3fx floor); warm %.3fx floor (A/A: floor-aa/floor)\n' "$mode" \
+        "${COLD[$t,$mode]}" "$(python3 "$PY" ratio "${COLD[$t,$mode]}" "${COLD[$t,floor]}")" \
+        "$(python3 "$PY" ratio "${WARM[$t,$mode]}" "${WARM[$t,floor]}")"
+      tail -n 3 "$(tdir "$t")/logs/$mode-warm-$RUNS.log" | grep '^floor: spin' | sed 's/^/  last warm run: /' || true
       continue
     fi
     echo "  helper, last $mode run: ${SUMMARY_WARM[$t,$mode]:-(no -v summary)}"

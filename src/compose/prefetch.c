@@ -14,7 +14,9 @@
  * Threads: the first local miss starts one thread, which loads the
  * manifest and then starts the others; each takes the next listed id,
  * skips it if it is local or claimed, and fetches it. Claims are a short
- * array of ids in flight under the mutex (lookups in flight plus threads).
+ * array of ids in flight under the mutex (lookups in flight plus threads);
+ * a lookup that finds its id claimed lists it among the waits, and only
+ * the release of a waited-for id wakes the waiters.
  */
 #include "compose/prefetch.h"
 
@@ -48,7 +50,8 @@ struct prefetch {
     bool write;
 
     pthread_mutex_t mu;     /* guards everything below but the atomics */
-    pthread_cond_t cv;      /* a claim was released, or a first lookup came */
+    pthread_cond_t cv;      /* a claim a lookup waits for was released, or a first
+                               lookup came */
     bool started;
     acache_id first[PREFETCH_KEYS]; /* the session's first distinct lookups */
     unsigned nfirst;
@@ -61,6 +64,11 @@ struct prefetch {
     bool manifest_known;    /* the LISTED flags reflect a manifest */
     acache_id claims[CLAIMS_MAX];
     size_t nclaims;
+    /* The ids lookups are waiting for, one entry per waiting lookup, so
+     * that a release wakes them only when it is their id (lookups past
+     * CLAIMS_MAX wait unlisted and every release wakes them). */
+    acache_id waits[CLAIMS_MAX];
+    size_t nwaits, unlisted;
     pthread_t threads[PREFETCH_MAX_THREADS];
     unsigned running;       /* threads made */
 
@@ -200,12 +208,36 @@ void prefetch_note(prefetch *p, const acache_id *action)
 /* ------------------------------------------------------------------ */
 /* Claims                                                               */
 
-static ssize_t claim_find(const prefetch *p, const acache_id *id)
+static ssize_t id_find(const acache_id *ids, size_t n, const acache_id *id)
 {
-    for (size_t i = 0; i < p->nclaims; i++)
-        if (memcmp(p->claims[i].bytes, id->bytes, ACACHE_ID_SIZE) == 0)
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(ids[i].bytes, id->bytes, ACACHE_ID_SIZE) == 0)
             return (ssize_t)i;
     return -1;
+}
+
+static ssize_t claim_find(const prefetch *p, const acache_id *id)
+{
+    return id_find(p->claims, p->nclaims, id);
+}
+
+/* Waits until nobody claims id. Under mu. */
+static void wait_unclaimed(prefetch *p, const acache_id *id)
+{
+    bool listed = p->nwaits < CLAIMS_MAX;
+    if (listed)
+        p->waits[p->nwaits++] = *id;
+    else
+        p->unlisted++;
+    while (claim_find(p, id) >= 0)
+        pthread_cond_wait(&p->cv, &p->mu);
+    if (listed) {
+        /* Other waits may have ended meanwhile: find this one again. */
+        size_t w = (size_t)id_find(p->waits, p->nwaits, id);
+        p->waits[w] = p->waits[--p->nwaits];
+    } else {
+        p->unlisted--;
+    }
 }
 
 bool prefetch_claim(prefetch *p, const acache_id *action)
@@ -215,11 +247,9 @@ bool prefetch_claim(prefetch *p, const acache_id *action)
         pthread_mutex_unlock(&p->mu);
         return true;
     }
-    bool waited = false;
-    while (claim_find(p, action) >= 0) {
-        waited = true;
-        pthread_cond_wait(&p->cv, &p->mu);
-    }
+    bool waited = claim_find(p, action) >= 0;
+    if (waited)
+        wait_unclaimed(p, action);
     if (!waited && p->nclaims < CLAIMS_MAX)
         p->claims[p->nclaims++] = *action;
     pthread_mutex_unlock(&p->mu);
@@ -234,9 +264,23 @@ void prefetch_release(prefetch *p, const acache_id *action)
     ssize_t i = claim_find(p, action);
     if (i >= 0) {
         p->claims[i] = p->claims[--p->nclaims];
-        pthread_cond_broadcast(&p->cv);
+        /* Waking every waiter at every release (four threads' worth) cost
+         * a futex call and a context switch per waiter each time. */
+        if (p->unlisted > 0 || id_find(p->waits, p->nwaits, action) >= 0)
+            pthread_cond_broadcast(&p->cv);
     }
     pthread_mutex_unlock(&p->mu);
+}
+
+unsigned prefetch_waiting(prefetch *p, const acache_id *action)
+{
+    unsigned n = 0;
+    pthread_mutex_lock(&p->mu);
+    for (size_t i = 0; i < p->nwaits; i++)
+        n += memcmp(p->waits[i].bytes, action->bytes, ACACHE_ID_SIZE) == 0;
+    n += (unsigned)p->unlisted; /* unknown ids: counted for any */
+    pthread_mutex_unlock(&p->mu);
+    return n;
 }
 
 /* A thread's claim: false if the id is claimed already (a lookup fetches

@@ -88,6 +88,10 @@ void prefetch_release(prefetch *p, const acache_id *action);
 
 void prefetch_info(prefetch *p, acache_prefetch_info *out);
 
+/* How many lookups are waiting in prefetch_claim() for action, for tests
+ * that must know a lookup waits before they let its fetch end. */
+unsigned prefetch_waiting(prefetch *p, const acache_id *action);
+
 /* Stops the threads (a fetch under way finishes, within the remote's
  * timeouts), writes the session's manifest if it lists anything new, and
  * frees p. Call before the chain's remotes flush their uploads. */

@@ -169,12 +169,23 @@ static bool promote(tiers *t, size_t from, const acache_id *action, acache_resul
     return true;
 }
 
+/* A transport may hand a body over in small pieces (libcurl: 16 KiB), each
+ * of which would be one write(2) into the file: pieces under HOME_DIRECT
+ * are gathered in a buffer of HOME_GATHER bytes and written together
+ * (without the buffer, when it cannot be had, one by one as before).
+ * Larger pieces go down as they are: copying them costs more than the
+ * write(2) it would save. */
+#define HOME_DIRECT ((size_t)32 << 10)
+#define HOME_GATHER ((size_t)256 << 10)
+
 /* A put on the home tier, begun at the first byte of a remote hit: a
  * remote miss (most lookups of a cold build) costs the home tier nothing. */
 typedef struct home_put {
     acache_store *home;
     const acache_id *action;
     acache_put_stream *ps;
+    unsigned char *buf; /* HOME_GATHER bytes, made at the first small piece */
+    size_t len;
 } home_put;
 
 static acache_status home_begin(home_put *hp)
@@ -182,11 +193,30 @@ static acache_status home_begin(home_put *hp)
     return hp->ps ? ACACHE_OK : acache_put_begin(hp->home, hp->action, &hp->ps);
 }
 
+static acache_status home_flush(home_put *hp)
+{
+    acache_status st = home_begin(hp);
+    if (st == ACACHE_OK && hp->len > 0)
+        st = acache_put_write(hp->ps, hp->buf, hp->len);
+    hp->len = 0;
+    return st;
+}
+
 static acache_status home_write(void *ctx, const void *data, size_t len)
 {
     home_put *hp = ctx;
-    acache_status st = home_begin(hp);
-    return st != ACACHE_OK ? st : acache_put_write(hp->ps, data, len);
+    if (len >= HOME_DIRECT || (!hp->buf && !(hp->buf = malloc(HOME_GATHER)))) {
+        acache_status st = home_flush(hp);
+        return st != ACACHE_OK ? st : acache_put_write(hp->ps, data, len);
+    }
+    if (len > HOME_GATHER - hp->len) {
+        acache_status st = home_flush(hp);
+        if (st != ACACHE_OK)
+            return st;
+    }
+    memcpy(hp->buf + hp->len, data, len);
+    hp->len += len;
+    return ACACHE_OK;
 }
 
 /* The tier a hit in remote tier i is stored into: the file tier if it comes
@@ -228,13 +258,14 @@ static acache_status get_remote(tiers *t, size_t i, const acache_id *action, uns
         return acache_get(s, action, flags, res) == ACACHE_OK ? ACACHE_OK : ACACHE_MISS;
     acache_store *home = t->stores[h];
     const remote_ops *rops = s->ops->remote;
-    home_put hp = { home, action, NULL };
+    home_put hp = { home, action, NULL, NULL, 0 };
     acache_result meta;
     memset(&meta, 0, sizeof meta);
     remote_sink sink = { home_write, &hp };
     acache_status st = rops->get_into(s->self, action, &meta, &sink);
     if (st == ACACHE_OK)
-        st = home_begin(&hp); /* an empty object writes nothing */
+        st = home_flush(&hp); /* an empty object writes nothing */
+    free(hp.buf);
     if (st != ACACHE_OK) {
         acache_put_abort(hp.ps);
         count_remote_get(s, st, 0);

@@ -20,6 +20,10 @@
 #include <string.h>
 #include <strings.h>
 
+/* libcurl's receive buffer (default 16 KiB): a body arrives in as few
+ * recv(2) and poll(2) calls as the socket allows. Kept by the pooled
+ * handle across requests (bench/README.md: bench_fetch counts). */
+#define CURL_RECV_BUFFER (512L << 10)
 /* The slowest transfer rate allowed for, in bytes per millisecond. */
 #define MIN_RATE_BYTES_PER_MS 1000
 /* Bytes of an error page read before giving up on it. */
@@ -135,6 +139,7 @@ static void set_options(const curl_client *c, CURL *e, curl_req *rq, char *errbu
     curl->easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (c->timeout_ms + 999) / 1000);
     curl->easy_setopt(e, CURLOPT_HTTPHEADER, rq->headers);
     curl->easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl->easy_setopt(e, CURLOPT_BUFFERSIZE, CURL_RECV_BUFFER);
     curl->easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl->easy_setopt(e, CURLOPT_WRITEDATA, rq);
     curl->easy_setopt(e, CURLOPT_NOPROGRESS, 0L);

@@ -508,6 +508,13 @@ static acache_status decoder_write(void *ctx, const void *data, size_t len)
 {
     object_decoder *d = ctx;
     const unsigned char *p = data;
+    /* Raw bytes that arrive with their first bytes whole go down as they
+     * came, in one piece, not the head apart from the rest. */
+    if (d->mode == MODE_UNDECIDED && d->headlen == 0 && len >= sizeof FRAME_MAGIC &&
+        memcmp(p, FRAME_MAGIC, sizeof FRAME_MAGIC) != 0) {
+        d->mode = MODE_RAW;
+        return deliver(d, p, len);
+    }
     while (d->mode == MODE_UNDECIDED && len > 0) {
         d->head[d->headlen++] = *p++;
         len--;
