@@ -397,6 +397,17 @@ def test_future_commands_err(d):
         h.kill()
 
 
+def test_help_names_go_releases(d):
+    """--help says which go commands speak the protocol and which are tested
+    (the releases of the Go matrix, test_go_1_NN)."""
+    p = subprocess.run([BIN, "gocacheprog", "--help"], capture_output=True, timeout=TIMEOUT)
+    text = " ".join((p.stdout + p.stderr).decode().split())
+    check(p.returncode == 0, "--help exit status %d" % p.returncode)
+    check("Tested end to end with Go 1.23 (cacheprog), 1.24, 1.25 and 1.26." in text,
+          "--help does not name the tested Go releases: %r" % text)
+    check("GOEXPERIMENT=cacheprog" in text, "--help does not say how 1.21-1.23 speak it")
+
+
 def test_bad_id_length(d):
     h = Helper(d)
     try:

@@ -36,7 +36,8 @@
 #
 # Usage: bench/gobuild/run.sh [--runs N] [--cold-runs N] [--targets LIST]
 #                             [--remotes LIST] [--remote-targets LIST]
-#                             [--acache PATH] [--keep] [--help]
+#                             [--acache PATH] [--go VERSION|PATH] [--keep]
+#                             [--help]
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -51,6 +52,7 @@ KEEP=0
 RSS_MIB=64
 REMOTES="redis,http,dead,hang"
 REMOTE_TARGETS="std"
+GO_WANT=1.26
 
 usage() {
   cat <<EOF
@@ -72,11 +74,16 @@ ratios; exits non-zero only if a build fails.
                    the targets that get the remote modes (default "std")
   --acache PATH    the acache binary (default \$PWD/build/acache, built with
                    cmake in Release mode if missing)
+  --go VERSION     the Go release to build with (default $GO_WANT; 1.23 to
+                   1.26), from scripts/go-toolchain.sh --version VERSION, or
+                   the path of a go command
   --keep           keep the temp directory (caches and logs)
   --help           this text
 
-Needs a go that honours GOCACHEPROG: \$ACACHE_GO, else what
-scripts/go-toolchain.sh prints. GOTOOLCHAIN=local is always set.
+Needs a go that honours GOCACHEPROG: what scripts/go-toolchain.sh --version
+prints (\$ACACHE_GO when it is that release; otherwise fetched from Debian's
+archive once and kept). The go used is printed at the top. GOTOOLCHAIN=local
+is always set.
 EOF
 }
 
@@ -97,6 +104,8 @@ while [ $# -gt 0 ]; do
     --remote-targets=*) REMOTE_TARGETS=${1#*=}; shift ;;
     --acache) [ $# -ge 2 ] || die "--acache needs a value"; ACACHE=$2; shift 2 ;;
     --acache=*) ACACHE=${1#*=}; shift ;;
+    --go) [ $# -ge 2 ] || die "--go needs a value"; GO_WANT=$2; shift 2 ;;
+    --go=*) GO_WANT=${1#*=}; shift ;;
     --keep) KEEP=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
@@ -161,7 +170,13 @@ if [ -f "$(dirname "$ACACHE")/CMakeCache.txt" ]; then
   BUILD_TYPE=${BUILD_TYPE:-"(empty: project default)"}
 fi
 
-GO=${ACACHE_GO:-$(bash "$ROOT/scripts/go-toolchain.sh")}
+# The go command: Go 1.26 unless --go names another release or a binary.
+if [[ $GO_WANT == */* ]]; then
+  GO=$GO_WANT
+else
+  GO=$(bash "$ROOT/scripts/go-toolchain.sh" --version "$GO_WANT") ||
+    die "no Go $GO_WANT (scripts/go-toolchain.sh --version $GO_WANT failed)"
+fi
 [ -x "$GO" ] || die "no go command at '$GO'"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/acache-gobench-XXXXXX")
