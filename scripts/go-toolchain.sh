@@ -270,11 +270,14 @@ else
   DEST_GO="$DEST/usr/lib/go-1.$MINOR/bin/go"
 fi
 STAMP="$DEST/.acache-go-stamp"
+# Earlier versions of this script stamped their 1.23 rebuild so; it is as good.
+OLD_STAMP="$DEST/.acache-cacheprog-stamp"
 
 # stamp_ok: the toolchain was made and verified by an earlier run.
 stamp_ok() {
   [ "${ACACHE_GO_REFETCH:-0}" != 1 ] && [ "${ACACHE_GO_REBUILD:-0}" != 1 ] || return 1
-  [ -f "$STAMP" ] && [ -x "$DEST_GO" ] || return 1
+  [ -f "$STAMP" ] || { [ "$MINOR" -eq "$CACHEPROG_MINOR" ] && [ -f "$OLD_STAMP" ]; } || return 1
+  [ -x "$DEST_GO" ] || return 1
   speaks_cacheprog "$DEST_GO" &&
     [ "$(go_minor "$(go_version_line "$DEST_GO")")" = "$MINOR" ]
 }
