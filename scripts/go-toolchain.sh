@@ -63,6 +63,9 @@
 #                      /var/cache/acache-go, else $HOME/.cache/acache-go).
 #   ACACHE_GO_REFETCH=1  ignore the stamp: fetch (and for 1.23 rebuild) again.
 #   ACACHE_GO_REBUILD=1  the same, the name older versions of this script used.
+#   ACACHE_GO_MIRROR   the Debian archive to fetch from (default
+#                      http://deb.debian.org/debian); signatures are checked
+#                      against the same keyring whatever the mirror.
 #
 # Idempotent; safe to run concurrently (a lock per toolchain).
 
