@@ -1,6 +1,7 @@
 /*
  * gocacheprog.c - `acache gocacheprog`: serves the go command's build cache
- * over the GOCACHEPROG protocol (Go 1.21-1.25) on stdin and stdout.
+ * over the GOCACHEPROG protocol (Go 1.21-1.23 built with the cacheprog
+ * experiment, Go 1.24 and later as they come) on stdin and stdout.
  *
  * One reader thread (the caller's) reads requests in order. Put bodies are
  * inline in stdin, so the reader streams each one itself, straight from a
@@ -697,6 +698,10 @@ static void usage(FILE *f)
                "                          [--verify-reads] [-v]\n"
                "\n"
                "Serves the go command's build cache: GOCACHEPROG=\"acache gocacheprog\".\n"
+               "Go 1.24 and later speak GOCACHEPROG as they come; 1.21-1.23 only when built\n"
+               "with GOEXPERIMENT=cacheprog. Tested end to end with Go 1.23 (cacheprog),\n"
+               "1.24, 1.25 and 1.26.\n"
+               "\n"
                "  --dir DIR        cache directory (default $ACACHE_DIR, else\n"
                "                   $XDG_CACHE_HOME/acache, else ~/.cache/acache)\n"
                "  --remote SPEC    a shared store after the local one (repeatable;\n"

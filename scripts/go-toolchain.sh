@@ -2,30 +2,54 @@
 # go-toolchain.sh: make a `go` command that honours GOCACHEPROG available and
 # print its absolute path.
 #
-# acache's `acache gocacheprog` serves Go's GOCACHEPROG protocol. To test it we
-# need a go command that actually starts a GOCACHEPROG helper (see
-# shared/GOCACHEPROG.md):
-#   * Go >= 1.24 does so by default.
+# acache's `acache gocacheprog` serves Go's GOCACHEPROG protocol; its tests,
+# its demo and its benchmark need a go command that really starts a
+# GOCACHEPROG helper (see shared/GOCACHEPROG.md):
+#   * Go >= 1.24 does so by default. Debian ships Go 1.24 (trixie), 1.25
+#     (trixie-backports) and 1.26 (trixie-backports, sid); Go's binaries are
+#     static, so these packages, unpacked, run on bookworm unchanged.
 #   * Go 1.21-1.23 does so only if the go command and every tool under
-#     pkg/tool were built with GOEXPERIMENT=cacheprog.
+#     pkg/tool were built with GOEXPERIMENT=cacheprog: Go 1.23
+#     (bookworm-backports) is fetched the same way and rebuilt so.
 #
-# What this script does, first match wins:
-#   1. $ACACHE_GO if set, else `go` on PATH, if it is Go >= 1.24 (or a
-#      1.21-1.23 go built with the cacheprog experiment): use it.
-#   2. An already installed Debian /usr/lib/go-1.NN (NN >= 24): use it.
-#   3. A cacheprog rebuild of Go 1.23 made by an earlier run (stamp file
-#      present and current): use it.
-#   4. Enable <codename>-backports (deb.debian.org), apt-get update, and if
-#      golang-1.NN-go with NN >= 24 is available, install the newest one.
-#   5. Otherwise install golang-1.23-go from backports, copy its GOROOT to
-#      ${ACACHE_GO_HOME:-/var/cache/acache-go}/go1.23-cacheprog (falls back to
-#      $HOME/.cache/acache-go when that is not writable), rebuild cmd/go and
-#      every tool under pkg/tool with GOEXPERIMENT=cacheprog, verify it and
-#      write a stamp so later runs take step 3 and return at once.
+# Which go, first match wins:
+#   No version asked for:
+#     1. $ACACHE_GO if set, else `go` on PATH, if it is Go >= 1.24 (or a
+#        1.21-1.23 go built with the cacheprog experiment);
+#     2. the newest /usr/lib/go-1.NN (NN >= 24) installed on the machine;
+#     3. Go 1.26 from Debian, as below.
+#   --version 1.NN (or ACACHE_GO_VERSION=1.NN):
+#     1. $ACACHE_GO, `go` on PATH or /usr/lib/go-1.NN if it is exactly 1.NN
+#        and honours GOCACHEPROG;
+#     2. NN >= 24: Debian's golang-1.NN-go and golang-1.NN-src, fetched with
+#        `apt-get download` through a private apt list and unpacked with
+#        `dpkg -x` into $GO_HOME/go1.NN (the go is
+#        $GO_HOME/go1.NN/usr/lib/go-1.NN/bin/go);
+#        NN = 23: the same two packages from bookworm-backports, unpacked in
+#        a temp dir, copied to $GO_HOME/go1.23-cacheprog and rebuilt there
+#        with GOEXPERIMENT=cacheprog (about two minutes on two cores).
+#   Each result is verified (`go version` says 1.NN, GOROOT is the unpacked
+#   tree, and a go build with GOCACHEPROG naming a fake helper really starts
+#   it) and a stamp is written; later runs find the stamp and return at once,
+#   without the network.
 #
-# Output: the absolute path of the go binary is the only line on stdout;
-# all progress goes to stderr. Usage:
-#     GO=$(scripts/go-toolchain.sh)
+# What it must never do: change the machine's apt sources (/etc/apt), its
+# apt state (/var/lib/apt, /var/cache/apt) or its installed packages. The
+# private apt list is a sources file, a lists directory and a cache directory
+# of its own under $GO_HOME/apt, passed to apt-get with
+# Dir::Etc::SourceList, Dir::Etc::SourceParts=/dev/null, Dir::State::Lists
+# and Dir::Cache. Signatures are checked as usual, against
+# /usr/share/keyrings/debian-archive-keyring.gpg (bookworm's
+# debian-archive-keyring 2023.3+deb12u2 holds the bookworm and trixie archive
+# keys, which sign trixie, trixie-backports, sid and bookworm-backports
+# today); nothing is ever marked trusted. If Debian starts signing with a key
+# that keyring lacks, apt-get update fails and so does this script, saying so:
+# the remedy is a newer debian-archive-keyring from bookworm's own updates.
+#
+# Output: the absolute path of the go binary is the only line on stdout; all
+# progress goes to stderr. Usage:
+#     GO=$(scripts/go-toolchain.sh)                 # Go >= 1.24, else 1.26
+#     GO=$(scripts/go-toolchain.sh --version 1.25)
 #     GOTOOLCHAIN=local GOCACHEPROG="acache gocacheprog" "$GO" build ./...
 #
 # Callers should export GOTOOLCHAIN=local when running the printed go: no
@@ -33,17 +57,25 @@
 # otherwise make the go command try to fetch one.
 #
 # Environment:
-#   ACACHE_GO         go binary (name or path) to try first.
-#   ACACHE_GO_HOME    where the cacheprog rebuild is kept (default
-#                     /var/cache/acache-go).
-#   ACACHE_GO_REBUILD=1  ignore the stamp and rebuild the Go 1.23 copy.
+#   ACACHE_GO_VERSION  the version to provide, as --version (1.23 ... 1.26).
+#   ACACHE_GO          go binary (name or path) to try first.
+#   ACACHE_GO_HOME     where fetched toolchains are kept (default
+#                      /var/cache/acache-go, else $HOME/.cache/acache-go).
+#   ACACHE_GO_REFETCH=1  ignore the stamp: fetch (and for 1.23 rebuild) again.
+#   ACACHE_GO_REBUILD=1  the same, the name older versions of this script used.
+#   ACACHE_GO_MIRROR   the Debian archive to fetch from (default
+#                      http://deb.debian.org/debian); signatures are checked
+#                      against the same keyring whatever the mirror.
 #
-# Needs root or sudo only when packages must be installed. Idempotent.
+# Idempotent; safe to run concurrently (a lock per toolchain).
 
 set -euo pipefail
 
-FALLBACK_MINOR=23 # Debian package rebuilt with the experiment when no >= 1.24
+DEFAULT_MINOR=26     # what is fetched when nothing suitable is installed
 MIN_DEFAULT_MINOR=24 # first Go release with GOCACHEPROG on by default
+CACHEPROG_MINOR=23   # the one release rebuilt with GOEXPERIMENT=cacheprog
+KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+MIRROR=${ACACHE_GO_MIRROR:-http://deb.debian.org/debian}
 
 export GOTOOLCHAIN=local # never try to download a toolchain
 
@@ -53,9 +85,35 @@ die() {
   exit 1
 }
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+usage() {
+  cat <<'EOF'
+usage: scripts/go-toolchain.sh [--version 1.NN]
+
+Prints the absolute path of a go command that honours GOCACHEPROG. Without
+--version: a Go >= 1.24 already on the machine, else Debian's Go 1.26. With
+--version: that release (1.23 is rebuilt with GOEXPERIMENT=cacheprog; 1.24
+and later are Debian's packages, unpacked). Fetched toolchains are kept under
+$ACACHE_GO_HOME (default /var/cache/acache-go). Nothing is installed and the
+machine's apt sources are not changed.
+EOF
+}
+
+WANT="${ACACHE_GO_VERSION:-}"
+while [ $# -gt 0 ]; do
+  case $1 in
+    --version) [ $# -ge 2 ] || die "--version needs a value"; WANT=$2; shift 2 ;;
+    --version=*) WANT=${1#*=}; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage >&2; die "unknown argument: $1" ;;
+  esac
+done
+WANT_MINOR=""
+if [ -n "$WANT" ]; then
+  [[ $WANT =~ ^(go)?1\.([0-9]+)$ ]] || die "--version wants 1.NN (e.g. 1.26), got '$WANT'"
+  WANT_MINOR=${BASH_REMATCH[2]}
+  if [ "$WANT_MINOR" -lt "$MIN_DEFAULT_MINOR" ] && [ "$WANT_MINOR" -ne "$CACHEPROG_MINOR" ]; then
+    die "Go 1.$WANT_MINOR is not provided: 1.$CACHEPROG_MINOR (rebuilt) or 1.$MIN_DEFAULT_MINOR and later"
+  fi
 fi
 
 # Temporary directories removed on exit.
@@ -63,7 +121,10 @@ TMPDIRS=()
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
   local d
-  for d in "${TMPDIRS[@]+"${TMPDIRS[@]}"}"; do rm -rf "$d"; done
+  for d in "${TMPDIRS[@]+"${TMPDIRS[@]}"}"; do
+    chmod -R u+w "$d" 2>/dev/null || true
+    rm -rf "$d"
+  done
 }
 trap cleanup EXIT
 # new_tmpdir VAR: make a temporary directory, store its path in VAR.
@@ -98,6 +159,14 @@ speaks_cacheprog() {
   [ "$minor" -ge 21 ] && [[ $line == *X:*cacheprog* ]]
 }
 
+# is_wanted GO: GO honours GOCACHEPROG and, if a version was asked for, is it.
+is_wanted() {
+  speaks_cacheprog "$1" || return 1
+  [ -z "$WANT_MINOR" ] && return 0
+  local minor
+  minor=$(go_minor "$(go_version_line "$1")") && [ "$minor" -eq "$WANT_MINOR" ]
+}
+
 # abs_path NAME: absolute path of a command name or path (symlinks kept).
 abs_path() {
   local p
@@ -109,28 +178,34 @@ abs_path() {
   printf '%s\n' "$p"
 }
 
-# check_gocacheprog GO: prove GO really starts the GOCACHEPROG program: with
-# GOCACHEPROG naming a program that does not exist, building a trivial
-# package must fail with an error naming that program.
+# check_gocacheprog GO: prove GO really starts the GOCACHEPROG program. The
+# program named is a fake helper that records its start in a file and exits
+# at once: the build must fail, and the record must exist.
 check_gocacheprog() {
-  local go=$1 work bogus out
+  local go=$1 work out
   new_tmpdir work
   mkdir -p "$work/mod"
   printf 'module example.com/check\n\ngo 1.21\n' >"$work/mod/go.mod"
   printf 'package check\n\nfunc F() int { return 1 }\n' >"$work/mod/check.go"
-  bogus="$work/no-such-gocacheprog-helper"
+  cat >"$work/fake-helper" <<'EOF'
+#!/bin/sh
+# Records that the go command started it, then exits without a handshake.
+echo "started with $*" >"$1"
+exit 3
+EOF
+  chmod +x "$work/fake-helper"
   if out=$(cd "$work/mod" && env -u GOROOT -u GOFLAGS GOENV=off \
-    GOPATH="$work/gopath" GOCACHE="$work/gocache" GOCACHEPROG="$bogus" \
-    "$go" build . 2>&1); then
-    log "go build succeeded although GOCACHEPROG=$bogus does not exist"
+    GOPATH="$work/gopath" GOCACHE="$work/gocache" \
+    GOCACHEPROG="$work/fake-helper $work/started" "$go" build . 2>&1); then
+    log "go build succeeded although the GOCACHEPROG helper exited at once"
     return 1
   fi
-  if [[ $out != *no-such-gocacheprog-helper* ]]; then
-    log "go build failed, but not because of GOCACHEPROG:"
+  if [ ! -s "$work/started" ]; then
+    log "go build did not start the GOCACHEPROG helper; it said:"
     printf '%s\n' "$out" >&2
     return 1
   fi
-  log "GOCACHEPROG check ok: $(printf '%s' "$out" | head -n 1)"
+  log "GOCACHEPROG check ok: the go command started the helper and failed when it quit: $(printf '%s' "$out" | head -n 1)"
 }
 
 # done_with GO: print GO as the result and exit.
@@ -140,38 +215,44 @@ done_with() {
   exit 0
 }
 
-# ---------------------------------------------------------------- step 1
+# ------------------------------------------------ a go already on the machine
 if [ -n "${ACACHE_GO:-}" ]; then
-  if cand=$(abs_path "$ACACHE_GO") && speaks_cacheprog "$cand"; then
+  if cand=$(abs_path "$ACACHE_GO") && is_wanted "$cand"; then
     done_with "$cand"
   fi
-  log "warning: ACACHE_GO=$ACACHE_GO is not a go >= 1.$MIN_DEFAULT_MINOR" \
+  [ -n "$WANT_MINOR" ] || log "warning: ACACHE_GO=$ACACHE_GO is not a go >= 1.$MIN_DEFAULT_MINOR" \
     "(nor a cacheprog build); looking further"
-elif cand=$(abs_path go) && speaks_cacheprog "$cand"; then
+elif cand=$(abs_path go) && is_wanted "$cand"; then
   done_with "$cand"
 fi
 
-# ---------------------------------------------------------------- step 2
-# newest_installed_debian_go: newest /usr/lib/go-1.NN/bin/go with NN >= 24.
-newest_installed_debian_go() {
+# installed_debian_go: the /usr/lib/go-1.NN/bin/go wanted, else the newest
+# with NN >= 24 when no version was asked for.
+installed_debian_go() {
   local d minor best=-1 bestgo=""
   for d in /usr/lib/go-1.*/; do
     [ -x "${d}bin/go" ] || continue
     minor=${d#/usr/lib/go-1.}
     minor=${minor%/}
     [[ $minor =~ ^[0-9]+$ ]] || continue
-    if [ "$minor" -ge "$MIN_DEFAULT_MINOR" ] && [ "$minor" -gt "$best" ]; then
+    if [ -n "$WANT_MINOR" ]; then
+      [ "$minor" -eq "$WANT_MINOR" ] || continue
+    elif [ "$minor" -lt "$MIN_DEFAULT_MINOR" ]; then
+      continue
+    fi
+    if [ "$minor" -gt "$best" ]; then
       best=$minor
       bestgo="${d}bin/go"
     fi
   done
   [ -n "$bestgo" ] && printf '%s\n' "$bestgo"
 }
-if cand=$(newest_installed_debian_go) && speaks_cacheprog "$cand"; then
+if cand=$(installed_debian_go) && is_wanted "$cand"; then
   done_with "$cand"
 fi
 
-# ---------------------------------------------------------------- step 3
+# ------------------------------------------------ a toolchain of our own
+MINOR=${WANT_MINOR:-$DEFAULT_MINOR}
 choose_go_home() {
   local d
   for d in "${ACACHE_GO_HOME:-/var/cache/acache-go}" "${HOME:-/root}/.cache/acache-go"; do
@@ -183,118 +264,181 @@ choose_go_home() {
   done
   return 1
 }
-GO_HOME=$(choose_go_home) || die "no writable directory for the Go toolchain copy"
-FALLBACK_PKG="golang-1.$FALLBACK_MINOR-go"
-SRC_GOROOT="/usr/lib/go-1.$FALLBACK_MINOR"
-DEST="$GO_HOME/go1.$FALLBACK_MINOR-cacheprog"
-STAMP="$DEST/.acache-cacheprog-stamp"
+GO_HOME=$(choose_go_home) || die "no writable directory for the Go toolchains"
+if [ "$MINOR" -eq "$CACHEPROG_MINOR" ]; then
+  DEST="$GO_HOME/go1.$MINOR-cacheprog"
+  DEST_GO="$DEST/bin/go"
+else
+  DEST="$GO_HOME/go1.$MINOR"
+  DEST_GO="$DEST/usr/lib/go-1.$MINOR/bin/go"
+fi
+STAMP="$DEST/.acache-go-stamp"
+# Earlier versions of this script stamped their 1.23 rebuild so; it is as good.
+OLD_STAMP="$DEST/.acache-cacheprog-stamp"
 
-# pkg_version PKG: version of PKG if installed, else nothing.
-pkg_version() {
-  dpkg-query -W -f='${db:Status-Abbrev} ${Version}\n' "$1" 2>/dev/null |
-    sed -n 's/^ii *//p'
-}
-
-# stamp_ok: the rebuilt copy exists, is a cacheprog go, and was made from the
-# Debian package version now installed (a copy whose package was removed
-# since is still complete and usable).
+# stamp_ok: the toolchain was made and verified by an earlier run.
 stamp_ok() {
-  [ "${ACACHE_GO_REBUILD:-0}" != 1 ] || return 1
-  [ -f "$STAMP" ] && [ -x "$DEST/bin/go" ] || return 1
-  local want
-  want=$(pkg_version "$FALLBACK_PKG")
-  if [ -n "$want" ] && ! grep -qxF "package=$FALLBACK_PKG $want" "$STAMP"; then
-    log "stamp is for another $FALLBACK_PKG version; rebuilding"
-    return 1
-  fi
-  speaks_cacheprog "$DEST/bin/go"
+  [ "${ACACHE_GO_REFETCH:-0}" != 1 ] && [ "${ACACHE_GO_REBUILD:-0}" != 1 ] || return 1
+  [ -f "$STAMP" ] || { [ "$MINOR" -eq "$CACHEPROG_MINOR" ] && [ -f "$OLD_STAMP" ]; } || return 1
+  [ -x "$DEST_GO" ] || return 1
+  speaks_cacheprog "$DEST_GO" &&
+    [ "$(go_minor "$(go_version_line "$DEST_GO")")" = "$MINOR" ]
 }
 if stamp_ok; then
-  done_with "$DEST/bin/go"
+  done_with "$DEST_GO"
 fi
 
 # Everything below is the slow path. Serialise concurrent runs.
-exec 9>"$GO_HOME/.lock"
+exec 9>"$GO_HOME/.lock-go1.$MINOR"
 flock 9
 if stamp_ok; then # another run finished it while we waited
-  done_with "$DEST/bin/go"
+  done_with "$DEST_GO"
 fi
+# The stamp is refused only once: the toolchain made below is kept.
+ACACHE_GO_REFETCH=0 ACACHE_GO_REBUILD=0
 
-# ---------------------------------------------------------------- step 4
-command -v apt-get >/dev/null 2>&1 ||
-  die "no suitable go found and no apt-get to install one; set ACACHE_GO"
-if [ "$(id -u)" -ne 0 ] && [ -z "$SUDO" ]; then
-  die "need root or sudo to install Debian's Go packages"
-fi
+# ------------------------------------------------ the private apt list
+command -v apt-get >/dev/null 2>&1 || die "no go found and no apt-get to fetch one; set ACACHE_GO"
+command -v dpkg >/dev/null 2>&1 || die "no dpkg to unpack Debian's Go packages"
+[ -r "$KEYRING" ] || die "$KEYRING is missing (package debian-archive-keyring)"
 
-apt_install() {
-  log "installing $*"
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >&2
+# suite_sets MINOR: the private lists to try for golang-1.MINOR, one set of
+# suites a line, smallest first (sid's index alone is 11 MB; trixie-backports'
+# is 0.3 MB), then everything.
+suite_sets() {
+  case $1 in
+    "$CACHEPROG_MINOR") echo "bookworm-backports" ;;
+    24) echo "trixie" ;;
+    *) echo "trixie-backports" ;;
+  esac
+  echo "trixie trixie-backports sid"
 }
 
-# shellcheck disable=SC1091
-CODENAME=$(. /etc/os-release 2>/dev/null && printf '%s' "${VERSION_CODENAME:-}")
-CODENAME=${CODENAME:-bookworm}
-BACKPORTS="$CODENAME-backports"
-if grep -rqs -- "$BACKPORTS" /etc/apt/sources.list /etc/apt/sources.list.d/; then
-  log "$BACKPORTS already enabled"
-else
-  log "enabling $BACKPORTS"
-  $SUDO tee "/etc/apt/sources.list.d/$BACKPORTS.sources" >/dev/null <<EOF
-Types: deb
-URIs: http://deb.debian.org/debian
-Suites: $BACKPORTS
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
-fi
-log "apt-get update"
-$SUDO apt-get update >&2 || log "warning: apt-get update failed; using the package lists as they are"
-
-has_candidate() {
-  local c
-  c=$(apt-cache policy "$1" 2>/dev/null | sed -n 's/^ *Candidate: *//p')
-  [ -n "$c" ] && [ "$c" != "(none)" ]
+# apt_private SUITES ARGS...: apt-get with a private list of SUITES (space
+# separated) of Debian's main archive. Its lists and cache live under
+# $GO_HOME/apt/<suites>; /etc/apt's sources, preferences and the system's
+# lists are not read, and nothing outside $GO_HOME is written.
+apt_private() {
+  local suites=$1 dir
+  shift
+  dir="$GO_HOME/apt/${suites// /+}"
+  mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial"
+  : >"$dir/sources.list"
+  local s
+  for s in $suites; do
+    echo "deb [signed-by=$KEYRING] $MIRROR $s main" >>"$dir/sources.list"
+  done
+  local as_root=()
+  # As root apt drops to _apt to download, which cannot write into a
+  # directory of root's; downloading as root is what apt falls back to.
+  [ "$(id -u)" -ne 0 ] || as_root=(-o APT::Sandbox::User=root)
+  apt-get -q -o Dir::Etc::SourceList="$dir/sources.list" -o Dir::Etc::SourceParts=/dev/null \
+    -o Dir::Etc::Preferences=/dev/null -o Dir::Etc::PreferencesParts=/dev/null \
+    -o Dir::State::Lists="$dir/lists" -o Dir::Cache="$dir/cache" \
+    "${as_root[@]}" "$@"
 }
 
-# Newest golang-1.NN-go with NN >= 24 that apt can install.
-newest_pkg_minor=""
-while read -r minor; do
-  if has_candidate "golang-1.$minor-go"; then
-    newest_pkg_minor=$minor
-    break
-  fi
-done < <(apt-cache pkgnames golang-1. 2>/dev/null |
-  sed -n 's/^golang-1\.\([0-9][0-9]*\)-go$/\1/p' |
-  awk -v min="$MIN_DEFAULT_MINOR" '$1 >= min' | sort -rn)
+# fetch_debs MINOR DIR: download golang-1.MINOR-go and -src into DIR;
+# prints the "name version" of each.
+fetch_debs() {
+  local minor=$1 dir=$2 suites
+  local pkgs=("golang-1.$minor-go" "golang-1.$minor-src")
+  while read -r suites; do
+    log "private apt list: $suites ($MIRROR); apt-get update"
+    if ! apt_private "$suites" update >&2; then
+      die "apt-get update of the private list ($suites) failed: no network to the archive," \
+        "or its signatures cannot be checked against $KEYRING"
+    fi
+    if (cd "$dir" && apt_private "$suites" download "${pkgs[@]}" >&2); then
+      local f
+      for f in "$dir"/*.deb; do
+        printf '%s %s\n' "$(dpkg-deb -f "$f" Package)" "$(dpkg-deb -f "$f" Version)"
+      done
+      return 0
+    fi
+    log "${pkgs[*]} not (all) in $suites"
+    rm -f "$dir"/*.deb
+  done < <(suite_sets "$minor")
+  die "${pkgs[*]} not found in Debian's archive"
+}
 
-if [ -n "$newest_pkg_minor" ]; then
-  apt_install "golang-1.$newest_pkg_minor-go"
-  cand="/usr/lib/go-1.$newest_pkg_minor/bin/go"
-  speaks_cacheprog "$cand" || die "$cand is not a go >= 1.$MIN_DEFAULT_MINOR"
-  check_gocacheprog "$cand" || die "$cand does not honour GOCACHEPROG"
-  done_with "$cand"
-fi
+# unpack_debs DIR ROOT: dpkg -x every .deb of DIR into ROOT.
+unpack_debs() {
+  local f
+  mkdir -p "$2"
+  for f in "$1"/*.deb; do
+    log "dpkg -x $(basename "$f")"
+    dpkg -x "$f" "$2"
+  done
+}
 
-# ---------------------------------------------------------------- step 5
-log "no Go >= 1.$MIN_DEFAULT_MINOR in the archive; rebuilding Go 1.$FALLBACK_MINOR with GOEXPERIMENT=cacheprog"
-if has_candidate "$FALLBACK_PKG"; then
-  apt_install "$FALLBACK_PKG" # installs, upgrades, or does nothing
-elif [ -z "$(pkg_version "$FALLBACK_PKG")" ]; then
-  die "$FALLBACK_PKG is not available from apt (is $BACKPORTS reachable?)"
-fi
-[ -x "$SRC_GOROOT/bin/go" ] || die "$SRC_GOROOT/bin/go missing after installing $FALLBACK_PKG"
-PKG_VERSION=$(pkg_version "$FALLBACK_PKG")
-SRC_VERSION=$(go_version_line "$SRC_GOROOT/bin/go") || die "$SRC_GOROOT/bin/go does not run"
-log "source toolchain: $SRC_VERSION ($FALLBACK_PKG $PKG_VERSION)"
+# check_goroot GO ROOT: the go command finds its GOROOT inside ROOT (from
+# its own place, not the path Debian compiled in) and builds and runs a
+# program.
+check_goroot() {
+  local go=$1 root=$2 work goroot
+  new_tmpdir work
+  goroot=$(cd / && env -u GOROOT GOENV=off "$go" env GOROOT) || die "$go env GOROOT failed"
+  case $(readlink -f "$goroot") in
+    "$(readlink -f "$root")" | "$(readlink -f "$root")"/*) ;;
+    *) die "$go uses GOROOT $goroot, not the tree in $root" ;;
+  esac
+  mkdir -p "$work/hello"
+  printf 'module example.com/hello\n\ngo 1.21\n' >"$work/hello/go.mod"
+  printf 'package main\n\nfunc main() { println("hello from go-toolchain") }\n' >"$work/hello/main.go"
+  (cd "$work/hello" && env -u GOROOT -u GOFLAGS -u GOCACHEPROG GOENV=off GOPATH="$work/gopath" \
+    GOCACHE="$work/gocache" "$go" build -o "$work/hello/hello" .) ||
+    die "$go cannot build a trivial program"
+  "$work/hello/hello" 2>&1 | grep -q 'hello from go-toolchain' ||
+    die "a program built by $go does not run"
+}
+
+# write_stamp PKGS RESULT: the stamp that lets later runs return at once.
+write_stamp() {
+  {
+    echo "# written by scripts/go-toolchain.sh; delete it (or ACACHE_GO_REFETCH=1) to fetch again"
+    printf 'package=%s\n' "${1//$'\n'/ | }"
+    echo "result=$2"
+    echo "made=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  } >"$STAMP"
+}
 
 start=$SECONDS
+DEBS=""
+new_tmpdir DEBS
+PKGS=$(fetch_debs "$MINOR" "$DEBS")
+log "fetched: ${PKGS//$'\n'/, }"
 BUILD="$DEST.tmp.$$"
 TMPDIRS+=("$BUILD") # removed on failure; renamed away on success
 rm -rf "$BUILD"
-log "copying $SRC_GOROOT to $BUILD (symlinks into /usr/share resolved)"
+
+if [ "$MINOR" -ne "$CACHEPROG_MINOR" ]; then
+  # ---------------------------------------------- 1.24 and later: unpack
+  unpack_debs "$DEBS" "$BUILD"
+  BUILD_GO="$BUILD/usr/lib/go-1.$MINOR/bin/go"
+  [ -x "$BUILD_GO" ] || die "no usr/lib/go-1.$MINOR/bin/go in golang-1.$MINOR-go"
+  line=$(go_version_line "$BUILD_GO") || die "$BUILD_GO does not run"
+  [ "$(go_minor "$line")" = "$MINOR" ] || die "$BUILD_GO says: $line"
+  rm -rf "$DEST"
+  mv "$BUILD" "$DEST"
+  check_goroot "$DEST_GO" "$DEST"
+  check_gocacheprog "$DEST_GO" || die "$DEST_GO does not honour GOCACHEPROG"
+  write_stamp "$PKGS" "$line"
+  log "Go 1.$MINOR ready in $((SECONDS - start))s: $DEST"
+  done_with "$DEST_GO"
+fi
+
+# ---------------------------------------------- 1.23: unpack and rebuild
+UNPACKED=""
+new_tmpdir UNPACKED
+unpack_debs "$DEBS" "$UNPACKED"
+SRC_GOROOT="$UNPACKED/usr/lib/go-1.$MINOR"
+[ -x "$SRC_GOROOT/bin/go" ] || die "no usr/lib/go-1.$MINOR/bin/go in golang-1.$MINOR-go"
+SRC_VERSION=$(go_version_line "$SRC_GOROOT/bin/go") || die "$SRC_GOROOT/bin/go does not run"
+log "source toolchain: $SRC_VERSION"
+log "copying $SRC_GOROOT to $BUILD (symlinks into usr/share resolved)"
 # Debian's GOROOT links src, api, misc, test and pkg/include into
-# /usr/share/go-1.NN; -L makes the copy self-contained and writable.
+# usr/share/go-1.NN; -L makes the copy self-contained and writable.
 cp -rL "$SRC_GOROOT" "$BUILD"
 chmod -R u+w "$BUILD"
 
@@ -329,26 +473,12 @@ log "rebuilt: $NEW_VERSION"
 bad=$(build_env "$BUILD/bin/go" version "$TOOLDIR"/* "$BUILD"/bin/* | grep -v 'X:.*cacheprog' || true)
 [ -z "$bad" ] || die "binaries built without the experiment:"$'\n'"$bad"
 
-# ...the toolchain still builds and links a program (tools match cmd/go)...
-mkdir -p "$SCRATCH/hello"
-printf 'module example.com/hello\n\ngo 1.21\n' >"$SCRATCH/hello/go.mod"
-printf 'package main\n\nfunc main() { println("hello from cacheprog go") }\n' >"$SCRATCH/hello/main.go"
-(cd "$SCRATCH/hello" && build_env "$BUILD/bin/go" build -o "$SCRATCH/hello/hello" .) ||
-  die "rebuilt toolchain cannot build a trivial program"
-"$SCRATCH/hello/hello" 2>&1 | grep -q 'hello from cacheprog go' ||
-  die "program built by the rebuilt toolchain does not run"
-
-# ...and GOCACHEPROG is honoured, with GOROOT found from the binary's place.
+# ...GOROOT is found from the binary's place, the toolchain still builds and
+# links a program (tools match cmd/go), and GOCACHEPROG is honoured.
 rm -rf "$DEST"
 mv "$BUILD" "$DEST"
-check_gocacheprog "$DEST/bin/go" || die "rebuilt go does not honour GOCACHEPROG"
-
-{
-  echo "# written by scripts/go-toolchain.sh; delete to force a rebuild"
-  echo "package=$FALLBACK_PKG $PKG_VERSION"
-  echo "source=$SRC_VERSION"
-  echo "result=$NEW_VERSION"
-  echo "built=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-} >"$STAMP"
-log "rebuilt Go in $((SECONDS - start))s; stamp $STAMP"
-done_with "$DEST/bin/go"
+check_goroot "$DEST_GO" "$DEST"
+check_gocacheprog "$DEST_GO" || die "rebuilt go does not honour GOCACHEPROG"
+write_stamp "$PKGS" "$NEW_VERSION"
+log "rebuilt Go 1.$MINOR in $((SECONDS - start))s; stamp $STAMP"
+done_with "$DEST_GO"

@@ -300,6 +300,114 @@ def test_object_id_put(d):
         h.kill()
 
 
+RESPONSE_FIELDS = {"ID", "Err", "KnownCommands", "Miss", "OutputID", "Size", "Time", "DiskPath"}
+
+
+def go_line(fields):
+    """A request line byte for byte as Go's encoding/json writes the struct:
+    fields in declaration order, empty ones left out, then the extra empty
+    line the go command adds."""
+    return (json.dumps(dict((k, v) for k, v in fields if v not in (None, 0, b"", "")),
+                       separators=(",", ":")) + "\n\n").encode()
+
+
+def go_put(release, rid, act, body):
+    """A put as each release's go command writes it (the Request struct of
+    cmd/go/internal/cache/prog.go in 1.23, cmd/go/internal/cacheprog in
+    1.24+). "1.24x" is a 1.24 go built with GOEXPERIMENT=cacheprog, the only
+    one that sends the deprecated ObjectID next to OutputID."""
+    out = b64(sha(body))
+    if release == "1.23":
+        fields = [("ID", rid), ("Command", "put"), ("ActionID", b64(act)),
+                  ("ObjectID", out), ("BodySize", len(body))]
+    else:
+        fields = [("ID", rid), ("Command", "put"), ("ActionID", b64(act)),
+                  ("OutputID", out), ("BodySize", len(body)),
+                  ("ObjectID", out if release == "1.24x" else None)]
+    data = go_line(fields)
+    if body:
+        data += b'"' + b64(body).encode() + b'"\n'
+    return data
+
+
+def test_each_go_release(d):
+    """The requests of Go 1.23 (cacheprog), 1.24 (with and without the
+    experiment), 1.25 and 1.26, exactly as each writes them, on one store:
+    every release reads back what the others stored, and the answers carry
+    only the fields the Response struct defines."""
+    releases = ["1.23", "1.24", "1.24x", "1.25", "1.26"]
+    bodies = {rel: ("body stored by go %s " % rel).encode() * (i + 1)
+              for i, rel in enumerate(releases)}
+    for i, rel in enumerate(releases):
+        h = Helper(d)
+        try:
+            rid = 1
+            r = h.request(go_put(rel, rid, action(100 + i), bodies[rel]))
+            check_hit(r, rid, bodies[rel])
+            r = h.request(go_put(rel, rid + 1, action(200 + i), b""))
+            check_hit(r, rid + 1, b"")
+            rid += 2
+            for j, other in enumerate(releases[:i + 1]):
+                r = h.request(go_line([("ID", rid), ("Command", "get"),
+                                       ("ActionID", b64(action(100 + j)))]))
+                check_hit(r, rid, bodies[other])
+                check(set(r) <= RESPONSE_FIELDS, "go %s: unknown response fields in %r" % (rel, r))
+                rid += 1
+            check_miss(h.request(go_line([("ID", rid), ("Command", "get"),
+                                          ("ActionID", b64(action(999)))])), rid)
+            r = h.request(go_line([("ID", rid + 1), ("Command", "close")]))
+            check(r == {"ID": rid + 1}, "go %s: bad close answer %r" % (rel, r))
+            check(h.finish() == 0, "go %s: exit status after close" % rel)
+        finally:
+            h.kill()
+
+
+def test_unknown_fields_ignored(d):
+    """Fields a later go command might add are ignored, wherever they are."""
+    body = b"unknown fields" * 7
+    h = Helper(d)
+    try:
+        obj = {"Hint": "x", "ID": 1, "Command": "put", "ActionID": b64(action(1)),
+               "Priority": 3, "OutputID": b64(sha(body)), "BodySize": len(body),
+               "Extra": {"Nested": [1, 2, {"ObjectIDs": None}]}, "Flag": True}
+        check_hit(h.request(req_line(obj) + b'"' + b64(body).encode() + b'"\n'), 1, body)
+        obj = {"ID": 2, "Command": "get", "ActionID": b64(action(1)), "Deadline": "2030-01-01T00:00:00Z"}
+        check_hit(h.request(req_line(obj)), 2, body)
+        obj = {"Version": 2, "ID": 3, "Command": "get", "ActionID": b64(action(2))}
+        check_miss(h.request(req_line(obj)), 3)
+        h.close_and_finish(4)
+    finally:
+        h.kill()
+
+
+def test_future_commands_err(d):
+    """Commands acache did not declare (the "get2" the Go docs foresee, the
+    "output-file" Go 1.23's comments name) get Err, and the session goes on."""
+    h = Helper(d)
+    try:
+        for rid, cmd in ((1, "get2"), (2, "output-file"), (3, "stat")):
+            r = h.request(req_line({"ID": rid, "Command": cmd, "ActionID": b64(action(1))}))
+            check_err(r, rid)
+            check(cmd in r["Err"], "Err does not name %r: %r" % (cmd, r))
+        body = b"after unknown commands"
+        check_hit(h.request(put_req(4, action(1), body)), 4, body)
+        check_hit(h.request(get_req(5, action(1))), 5, body)
+        h.close_and_finish(6)
+    finally:
+        h.kill()
+
+
+def test_help_names_go_releases(d):
+    """--help says which go commands speak the protocol and which are tested
+    (the releases of the Go matrix, test_go_1_NN)."""
+    p = subprocess.run([BIN, "gocacheprog", "--help"], capture_output=True, timeout=TIMEOUT)
+    text = " ".join((p.stdout + p.stderr).decode().split())
+    check(p.returncode == 0, "--help exit status %d" % p.returncode)
+    check("Tested end to end with Go 1.23 (cacheprog), 1.24, 1.25 and 1.26." in text,
+          "--help does not name the tested Go releases: %r" % text)
+    check("GOEXPERIMENT=cacheprog" in text, "--help does not say how 1.21-1.23 speak it")
+
+
 def test_bad_id_length(d):
     h = Helper(d)
     try:

@@ -45,7 +45,7 @@
 #
 # Usage: bench/gobuild/run.sh [--runs N] [--cold-runs N] [--targets LIST]
 #                             [--remotes LIST] [--remote-targets LIST]
-#                             [--acache PATH] [--floor-spin USEC] [--keep]
+#                             [--acache PATH] [--go VERSION|PATH] [--floor-spin USEC] [--keep]
 #                             [--help]
 set -euo pipefail
 
@@ -62,6 +62,7 @@ RSS_MIB=64
 REMOTES="redis,http,s3,dead,hang,s3dead,s3hang"
 REMOTE_TARGETS="std"
 FLOOR_SPIN=""
+GO_WANT=1.26
 
 usage() {
   cat <<EOF
@@ -90,11 +91,16 @@ ratios; exits non-zero only if a build fails.
                    and floor-aa (an unchanged floor again: the A/A noise),
                    cold and warm, interleaved with the others; e.g.
                    --targets std --remotes none --runs 15 --floor-spin 50
+  --go VERSION     the Go release to build with (default $GO_WANT; 1.23 to
+                   1.26), from scripts/go-toolchain.sh --version VERSION, or
+                   the path of a go command
   --keep           keep the temp directory (caches and logs)
   --help           this text
 
-Needs a go that honours GOCACHEPROG: \$ACACHE_GO, else what
-scripts/go-toolchain.sh prints. GOTOOLCHAIN=local is always set.
+Needs a go that honours GOCACHEPROG: what scripts/go-toolchain.sh --version
+prints (\$ACACHE_GO when it is that release; otherwise fetched from Debian's
+archive once and kept). The go used is printed at the top. GOTOOLCHAIN=local
+is always set.
 EOF
 }
 
@@ -117,6 +123,8 @@ while [ $# -gt 0 ]; do
     --acache=*) ACACHE=${1#*=}; shift ;;
     --floor-spin) [ $# -ge 2 ] || die "--floor-spin needs a value"; posint --floor-spin "$2"; FLOOR_SPIN=$2; shift 2 ;;
     --floor-spin=*) posint --floor-spin "${1#*=}"; FLOOR_SPIN=${1#*=}; shift ;;
+    --go) [ $# -ge 2 ] || die "--go needs a value"; GO_WANT=$2; shift 2 ;;
+    --go=*) GO_WANT=${1#*=}; shift ;;
     --keep) KEEP=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
@@ -187,7 +195,13 @@ if [ -f "$(dirname "$ACACHE")/CMakeCache.txt" ]; then
   BUILD_TYPE=${BUILD_TYPE:-"(empty: project default)"}
 fi
 
-GO=${ACACHE_GO:-$(bash "$ROOT/scripts/go-toolchain.sh")}
+# The go command: Go 1.26 unless --go names another release or a binary.
+if [[ $GO_WANT == */* ]]; then
+  GO=$GO_WANT
+else
+  GO=$(bash "$ROOT/scripts/go-toolchain.sh" --version "$GO_WANT") ||
+    die "no Go $GO_WANT (scripts/go-toolchain.sh --version $GO_WANT failed)"
+fi
 [ -x "$GO" ] || die "no go command at '$GO'"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/acache-gobench-XXXXXX")
