@@ -5,7 +5,8 @@
  *   health.c    counting failures and switching a remote off
  *   fetch.c     gets: the record, then the object, checked against its id
  *   uploader.c  the background upload queue, its threads and its flush
- * The calls go one way only: remote.c -> fetch.c, uploader.c -> health.c.
+ * The calls go one way only: remote.c calls the other three, fetch.c and
+ * uploader.c call health.c, and health.c calls none of them.
  *
  * Rules: every field below `mu` is read or written only under it; the
  * counters are atomics bumped with BUMP and never reset; nothing outside
