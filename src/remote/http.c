@@ -31,8 +31,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The slowest transfer rate allowed for, in bytes per millisecond. */
-#define MIN_RATE_BYTES_PER_MS 1000
 /* Bytes of an error page read before giving up on it. */
 #define ERROR_BODY_MAX ((size_t)64 << 10)
 #define URL_MAX 2048
@@ -129,7 +127,7 @@ static acache_status perform(http_t *h, method m, remote_ns ns, const char *hex,
     rq->e = e;
     uint64_t bytes = m == M_PUT ? rq->up_len : m == M_GET ? rq->limit : 0;
     uint64_t total_ms =
-        (uint64_t)h->connect_ms + (uint64_t)h->timeout_ms + bytes / MIN_RATE_BYTES_PER_MS;
+        (uint64_t)h->connect_ms + (uint64_t)h->timeout_ms + bytes / REMOTE_MIN_RATE_BYTES_PER_MS;
     char errbuf[CURL_ERROR_SIZE] = "";
     curl->easy_setopt(e, CURLOPT_URL, url);
     curl->easy_setopt(e, CURLOPT_NOSIGNAL, 1L);

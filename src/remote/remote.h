@@ -30,6 +30,10 @@
  * enough of them in a row switch off uploads. */
 #define REMOTE_REFUSED ((acache_status)3)
 
+/* The slowest a transfer may move: an operation's deadline is its timeout
+ * plus the time its bytes take at this rate. */
+#define REMOTE_MIN_RATE_BYTES_PER_MS 1000
+
 /* Longest encoded action record; a longer value is not one of ours. */
 #define REMOTE_RECORD_MAX 512
 /* The most session-prefetch threads a remote may ask for (prefetch=N); the
