@@ -38,6 +38,8 @@
 typedef struct http_t {
     char base[URL_MAX - 80];   /* scheme://authority/BASE, no trailing '/' */
     char where[ACACHE_REMOTE_NAME_SIZE];
+    char user[256], pass[256]; /* from the URL, decoded; given to libcurl apart */
+    bool auth;
     long connect_ms, timeout_ms;
     struct curl_slist *headers;
     remote_pool pool;
@@ -130,6 +132,10 @@ static acache_status perform(http_t *h, method m, remote_ns ns, const char *hex,
         (uint64_t)h->connect_ms + (uint64_t)h->timeout_ms + bytes / REMOTE_MIN_RATE_BYTES_PER_MS;
     char errbuf[CURL_ERROR_SIZE] = "";
     curl->easy_setopt(e, CURLOPT_URL, url);
+    if (h->auth) {
+        curl->easy_setopt(e, CURLOPT_USERNAME, h->user);
+        curl->easy_setopt(e, CURLOPT_PASSWORD, h->pass);
+    }
     curl->easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl->easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
     curl->easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, h->connect_ms);
@@ -248,6 +254,31 @@ static const transport_ops http_transport = {
     .close = http_close,
 };
 
+/* Takes "USER[:PASSWORD]@" (up to the last '@' of the authority, as every
+ * parser here reads it) off the URL at *p ("//..."), which is left at the
+ * host: libcurl gets the URL without them, and them, decoded, by
+ * CURLOPT_USERNAME/PASSWORD, so that a password holding '@' or ':' works
+ * and curl's messages, which quote the URL, carry no secret. */
+static acache_status take_userinfo(http_t *h, const char **p)
+{
+    const char *auth = *p + 2, *end = auth + strcspn(auth, "/"), *at = NULL;
+    for (const char *q = auth; q < end; q++)
+        if (*q == '@')
+            at = q;
+    *p = auth;
+    if (!at)
+        return ACACHE_OK;
+    const char *colon = memchr(auth, ':', (size_t)(at - auth));
+    const char *user_end = colon ? colon : at;
+    if (!spec_unescape(auth, (size_t)(user_end - auth), h->user, sizeof h->user) ||
+        !spec_unescape(colon ? colon + 1 : at, colon ? (size_t)(at - colon - 1) : 0, h->pass,
+                       sizeof h->pass))
+        return set_error(ACACHE_EINVAL, "http spec: user or password too long or badly escaped");
+    h->auth = true;
+    *p = at + 1;
+    return ACACHE_OK;
+}
+
 acache_status http_open(spec *s, void **self, const backend_ops **ops)
 {
     remote_config cfg;
@@ -270,18 +301,18 @@ acache_status http_open(spec *s, void **self, const backend_ops **ops)
     http_t *h = calloc(1, sizeof *h);
     if (!h)
         return set_error(ACACHE_ENOMEM, "out of memory");
+    if ((st = take_userinfo(h, &p)) != ACACHE_OK || *p == '\0' || *p == '/') {
+        free(h);
+        return st ? st : set_error(ACACHE_EINVAL, "http spec: no host after the user");
+    }
     size_t len = strlen(p);
-    while (len > 2 && p[len - 1] == '/')
+    while (len > 0 && p[len - 1] == '/')
         len--;
-    if (strlen(s->scheme) + 1 + len >= sizeof h->base) {
+    int n = snprintf(h->base, sizeof h->base, "%s://%.*s", s->scheme, (int)len, p);
+    if (n < 0 || (size_t)n >= sizeof h->base) {
         free(h);
         return set_error(ACACHE_EINVAL, "http spec: URL too long");
     }
-    size_t slen = strlen(s->scheme);
-    memcpy(h->base, s->scheme, slen);
-    h->base[slen] = ':';
-    memcpy(h->base + slen + 1, p, len);
-    h->base[slen + 1 + len] = '\0';
     remote_display_name(s->scheme, s->path, h->where, sizeof h->where);
     h->connect_ms = (long)((cfg.connect_timeout_ns + 999999) / 1000000);
     h->timeout_ms = (long)((cfg.timeout_ns + 999999) / 1000000);

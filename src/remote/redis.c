@@ -471,35 +471,6 @@ static const transport_ops redis_transport = {
 /* ------------------------------------------------------------------ */
 /* Opening                                                              */
 
-static int hex_digit(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0'
-         : c >= 'a' && c <= 'f' ? c - 'a' + 10
-         : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-/* Copies text[0..n) into out, decoding %XX escapes. */
-static bool percent_decode(const char *text, size_t n, char *out, size_t size)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = text[i];
-        if (c == '%') {
-            int hi = i + 2 < n ? hex_digit(text[i + 1]) : -1;
-            int lo = hi >= 0 ? hex_digit(text[i + 2]) : -1;
-            if (lo < 0)
-                return false;
-            c = (char)(hi << 4 | lo);
-            i += 2;
-        }
-        if (o + 1 >= size)
-            return false;
-        out[o++] = c;
-    }
-    out[o] = '\0';
-    return true;
-}
-
 /* [[user]:password@] at the start of the authority; moves *p past it. */
 static acache_status parse_userinfo(redis_t *rt, const char **p, const char *end)
 {
@@ -512,8 +483,8 @@ static acache_status parse_userinfo(redis_t *rt, const char **p, const char *end
     const char *colon = memchr(*p, ':', (size_t)(at - *p));
     if (!colon)
         return set_error(ACACHE_EINVAL, "redis spec: want [USER]:PASSWORD@ before the host");
-    if (!percent_decode(*p, (size_t)(colon - *p), rt->user, sizeof rt->user) ||
-        !percent_decode(colon + 1, (size_t)(at - colon - 1), rt->pass, sizeof rt->pass))
+    if (!spec_unescape(*p, (size_t)(colon - *p), rt->user, sizeof rt->user) ||
+        !spec_unescape(colon + 1, (size_t)(at - colon - 1), rt->pass, sizeof rt->pass))
         return set_error(ACACHE_EINVAL, "redis spec: user or password too long or badly escaped");
     rt->auth = true;
     *p = at + 1;

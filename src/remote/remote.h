@@ -96,8 +96,8 @@ acache_status remote_config_parse(spec *s, remote_config *cfg);
 acache_status remote_create(const remote_config *cfg, const transport_ops *tops, void *t,
                             const char *name, void **self, const backend_ops **ops);
 
-/* Writes spec text into out with the password of any "user:password@"
- * replaced by "***" and without the options. */
+/* Writes spec text into out without the options and through
+ * acache_redact(): any "user:password@" shown as "***@". */
 void remote_display_name(const char *scheme, const char *rest, char *out, size_t size);
 
 /* Sends one line to the application's log function, if it set one. */
