@@ -1,0 +1,189 @@
+/*
+ * test_prefetch.c - session prefetch (src/compose/prefetch.c) driven
+ * directly, with storage operations faked here: no store, no server.
+ *
+ * Covers what the remote tests cannot pin down: prefetch_close() wakes a
+ * loader that waits for the next first lookup instead of leaving it to its
+ * timeout (seen through the test points of os/hook.h), and a manifest that
+ * repeats an id has it fetched once, not once per repeat.
+ */
+#include "testutil.h"
+
+#include "compose/prefetch.h"
+#include "os/hook.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ------------------------------------------------------------------ */
+/* Fake storage                                                         */
+
+typedef struct fake {
+    unsigned char *manifest;    /* what load answers for any key, or NULL */
+    size_t manifest_len;
+    atomic_int loads, fetches;
+    acache_status fetch_status;
+} fake;
+
+static acache_status fake_load(void *ctx, const acache_id *key, bool local_only,
+                               unsigned char **data, size_t *len)
+{
+    fake *f = ctx;
+    (void)key;
+    atomic_fetch_add(&f->loads, 1);
+    if (local_only || !f->manifest)
+        return ACACHE_MISS;
+    *data = malloc(f->manifest_len);
+    assert_non_null(*data);
+    memcpy(*data, f->manifest, f->manifest_len);
+    *len = f->manifest_len;
+    return ACACHE_OK;
+}
+
+static bool fake_have(void *ctx, const acache_id *action)
+{
+    (void)ctx;
+    (void)action;
+    return false;
+}
+
+static acache_status fake_fetch(void *ctx, const acache_id *action)
+{
+    fake *f = ctx;
+    (void)action;
+    atomic_fetch_add(&f->fetches, 1);
+    return f->fetch_status;
+}
+
+static acache_status fake_store(void *ctx, const acache_id *key, const void *data, size_t len)
+{
+    (void)ctx;
+    (void)key;
+    (void)data;
+    (void)len;
+    return ACACHE_OK;
+}
+
+static const prefetch_ops fake_ops = { fake_load, fake_have, fake_fetch, fake_store };
+
+/* Waits (at most 30 s) until the prefetch says it has finished. */
+static void wait_finished(prefetch *p)
+{
+    for (int i = 0; i < 30000; i++) {
+        acache_prefetch_info info;
+        prefetch_info(p, &info);
+        if (info.finished)
+            return;
+        struct timespec ms = { 0, 1000000 };
+        nanosleep(&ms, NULL);
+    }
+    fail_msg("the prefetch did not finish");
+}
+
+/* ------------------------------------------------------------------ */
+/* The test points                                                      */
+
+static pthread_mutex_t hk_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hk_cv = PTHREAD_COND_INITIALIZER;
+static int hk_waiting;            /* loader waits begun */
+static int hk_timeouts_closing;   /* waits that timed out once close had begun */
+static int hk_timeouts_before;    /* ... before it */
+static atomic_bool hk_closing;
+
+static void hook(void *ctx, const char *point, const char *path)
+{
+    (void)ctx;
+    (void)path;
+    pthread_mutex_lock(&hk_mu);
+    if (!strcmp(point, "prefetch-key-wait"))
+        hk_waiting++;
+    else if (!strcmp(point, "prefetch-key-wait-timed-out"))
+        *(atomic_load(&hk_closing) ? &hk_timeouts_closing : &hk_timeouts_before) += 1;
+    pthread_cond_broadcast(&hk_cv);
+    pthread_mutex_unlock(&hk_mu);
+}
+
+/* ------------------------------------------------------------------ */
+/* Tests                                                                */
+
+/* A session with one first lookup and no manifest under it: the loader
+ * waits for a second lookup that never comes. Closing then must wake it:
+ * the wait may not end by its timeout (PREFETCH_KEY_WAIT_NS) once the
+ * close has begun. (Tried a few times: a machine slow enough to let the
+ * wait time out before the close is reached proves nothing either way.) */
+static void test_close_wakes_loader(void **state)
+{
+    (void)state;
+    int proved = 0;
+    os_hook_set(hook, NULL);
+    for (int round = 0; round < 5 && proved < 2; round++) {
+        fake f = { .fetch_status = ACACHE_OK };
+        pthread_mutex_lock(&hk_mu);
+        hk_waiting = hk_timeouts_closing = hk_timeouts_before = 0;
+        pthread_mutex_unlock(&hk_mu);
+        atomic_store(&hk_closing, false);
+        prefetch *p = prefetch_new(2, false, &fake_ops, &f);
+        assert_non_null(p);
+        acache_id first = tu_id(1);
+        prefetch_lookup(p, &first);
+        prefetch_miss(p);
+        pthread_mutex_lock(&hk_mu);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 30;
+        while (hk_waiting == 0 && pthread_cond_timedwait(&hk_cv, &hk_mu, &until) == 0)
+            ;
+        assert_int_equal(hk_waiting, 1);
+        pthread_mutex_unlock(&hk_mu);
+        atomic_store(&hk_closing, true);
+        prefetch_close(p);
+        pthread_mutex_lock(&hk_mu);
+        int closing = hk_timeouts_closing, before = hk_timeouts_before;
+        pthread_mutex_unlock(&hk_mu);
+        assert_int_equal(closing, 0);
+        assert_int_equal(atomic_load(&f.loads), 1);
+        proved += before == 0;
+    }
+    os_hook_set(NULL, NULL);
+    assert_true(proved >= 1);
+}
+
+/* A manifest listing one id three times (and another once): each is
+ * fetched once, so a lookup of it can wait for at most one fetch, even
+ * when the fetches fail. */
+static void test_manifest_repeats_fetched_once(void **state)
+{
+    (void)state;
+    const acache_id ids[4] = { tu_id(7), tu_id(7), tu_id(8), tu_id(7) };
+    size_t magic = sizeof PREFETCH_MAGIC - 1;
+    unsigned char buf[sizeof PREFETCH_MAGIC - 1 + 4 * ACACHE_ID_SIZE];
+    memcpy(buf, PREFETCH_MAGIC, magic);
+    for (size_t i = 0; i < 4; i++)
+        memcpy(buf + magic + i * ACACHE_ID_SIZE, ids[i].bytes, ACACHE_ID_SIZE);
+    fake f = { .manifest = buf, .manifest_len = sizeof buf, .fetch_status = ACACHE_EIO };
+    /* One thread: it takes the list in order, each fetch failing. */
+    prefetch *p = prefetch_new(1, false, &fake_ops, &f);
+    acache_id first = tu_id(1);
+    prefetch_lookup(p, &first);
+    prefetch_miss(p);
+    wait_finished(p);
+    acache_prefetch_info info;
+    prefetch_info(p, &info);
+    assert_int_equal(info.loaded, 1);
+    assert_int_equal(info.listed, 2);
+    assert_int_equal(info.failed, 2);
+    assert_int_equal(atomic_load(&f.fetches), 2);
+    prefetch_close(p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_close_wakes_loader),
+        cmocka_unit_test(test_manifest_repeats_fetched_once),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
