@@ -31,20 +31,6 @@ static void row(const char *name, const char *value, const char *from)
     printf("%-14s %s  (%s)\n", name, value, from);
 }
 
-/* Copies spec into out with any "user:password@" credentials shown as
- * "***@": a configuration listing must not print secrets. */
-static void redact(const char *spec, char *out, size_t size)
-{
-    const char *scheme_end = strstr(spec, "://");
-    const char *host = scheme_end ? scheme_end + 3 : NULL;
-    const char *at = host ? strchr(host, '@') : NULL;
-    const char *slash = host ? strchr(host, '/') : NULL;
-    if (at && (!slash || at < slash))
-        snprintf(out, size, "%.*s***%s", (int)(host - spec), spec, at);
-    else
-        snprintf(out, size, "%s", spec);
-}
-
 /* Shows whether a spec opens (and why not, the spec redacted in the
  * reason too); true if it does. */
 static bool try_open(const char *label, const char *spec, const char *from)
@@ -52,14 +38,9 @@ static bool try_open(const char *label, const char *spec, const char *from)
     acache_store *s = NULL;
     char shown[1024], why[2048] = "";
     acache_status st = acache_open(spec, &s);
-    redact(spec, shown, sizeof shown);
-    if (st != ACACHE_OK) {
-        const char *msg = acache_last_error(), *at = strstr(msg, spec);
-        if (at)
-            snprintf(why, sizeof why, "%.*s%s%s", (int)(at - msg), msg, shown, at + strlen(spec));
-        else
-            snprintf(why, sizeof why, "%s", msg);
-    }
+    acache_redact(spec, shown, sizeof shown);
+    if (st != ACACHE_OK) /* the library's messages are redacted already */
+        snprintf(why, sizeof why, "%s", acache_last_error());
     printf("%-14s %s  (%s)\n%-14s %s%s\n", label, shown, from, "", st == ACACHE_OK ? "accepted" : "refused: ",
            why);
     /* Where an s3 remote's region and credentials come from (never the

@@ -1,6 +1,9 @@
 /*
  * cmd_putget.c - `acache put` and `acache get`: one entry in or out of the
  * local disk store from the shell. Exit status: 0 ok/hit, 1 miss, 2 error.
+ * `get -o FILE` must never open a name someone else could have made first
+ * (a predictable temp name, FILE itself): it writes a mkstemp file in
+ * FILE's directory and renames it over FILE.
  */
 #include "acache.h"
 #include "commands.h"
@@ -11,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static int parse_action(const char *hex, acache_id *id)
@@ -77,33 +81,75 @@ out:
     return rc;
 }
 
-/* Copies the entry's bytes to file (atomically: temp file, then rename). */
+/* A new, unique temp file beside file (mkstemp: O_CREAT|O_EXCL, so never
+ * an existing name and never through a symlink planted there), with the
+ * mode a plain create would have given (0666 less the umask). Its name goes
+ * to *tmp (free it). -1 (message printed) if it cannot be made. */
+static int make_temp_beside(const char *file, char **tmp)
+{
+    const char *slash = strrchr(file, '/');
+    int dirlen = slash ? (int)(slash - file + 1) : 0;
+    if (asprintf(tmp, "%.*s.%s.acache-XXXXXX", dirlen, file, slash ? slash + 1 : file) < 0) {
+        *tmp = NULL;
+        cli_err("get: out of memory");
+        return -1;
+    }
+    int fd = mkstemp(*tmp);
+    if (fd < 0) {
+        cli_err("get: cannot create a temp file beside %s: %s", file, strerror(errno));
+        free(*tmp);
+        *tmp = NULL;
+        return -1;
+    }
+    mode_t mask = umask(0);
+    umask(mask);
+    if (fchmod(fd, 0666 & ~mask) != 0) {
+        cli_err("get: %s: %s", *tmp, strerror(errno));
+        close(fd);
+        unlink(*tmp);
+        free(*tmp);
+        *tmp = NULL;
+        return -1;
+    }
+    return fd;
+}
+
+/* Copies the entry's bytes to file: written to a unique temp file in the
+ * same directory, then renamed over file, so a reader never sees half of
+ * it and a symlink at file (or at any name) is replaced, never written
+ * through. */
 static int copy_out(const acache_result *res, const char *file)
 {
     if (strcmp(file, "-") == 0)
         return fwrite(res->data, 1, res->size, stdout) == res->size && fflush(stdout) == 0 ? 0 : -1;
     char *tmp = NULL;
-    if (asprintf(&tmp, "%s.acache-tmp-%ld", file, (long)getpid()) < 0)
+    int fd = make_temp_beside(file, &tmp);
+    if (fd < 0)
         return -1;
-    int rc = -1;
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        cli_err("get: cannot create %s: %s", tmp, strerror(errno));
-        goto out;
+    const unsigned char *p = res->data;
+    size_t left = res->size;
+    int err = 0, rc = -1;
+    while (left > 0 && !err) {
+        ssize_t n = write(fd, p, left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            err = n < 0 ? errno : EIO;
+        } else {
+            p += n;
+            left -= (size_t)n;
+        }
     }
-    size_t n = fwrite(res->data, 1, res->size, f);
-    if (fclose(f) != 0 || n != res->size) {
-        cli_err("get: writing %s: %s", tmp, strerror(errno));
-        unlink(tmp);
-        goto out;
-    }
-    if (rename(tmp, file) != 0) {
+    if (close(fd) != 0 && !err)
+        err = errno;
+    if (err)
+        cli_err("get: writing %s: %s", tmp, strerror(err));
+    else if (rename(tmp, file) != 0)
         cli_err("get: renaming to %s: %s", file, strerror(errno));
+    else
+        rc = 0;
+    if (rc != 0)
         unlink(tmp);
-        goto out;
-    }
-    rc = 0;
-out:
     free(tmp);
     return rc;
 }

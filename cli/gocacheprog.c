@@ -10,6 +10,9 @@
  * workers and are answered as they complete; with only the local store the
  * reader serves them itself (see GCP_WORKERS). Every response is one line
  * written under a mutex by a single write loop, so lines never interleave.
+ * A request line longer than GCP_MAX_LINE is not held but scanned as it
+ * streams (gcp_scan) and answered Err for its ID; only input that is not a
+ * request stream at all (no JSON object, no ID) ends the helper.
  *
  * This file must never print anything on stdout but protocol lines
  * (diagnostics go to stderr through cli_err), never answer a request twice
@@ -59,6 +62,7 @@ typedef struct input {
     int err;              /* errno of a failed read, or 0 */
     char *line;           /* the current request line, NUL-terminated */
     size_t line_len, line_cap;
+    gcp_scan scan;        /* a line longer than GCP_MAX_LINE, scanned instead */
     unsigned char buf[GCP_READ_CHUNK];
 } input;
 
@@ -116,10 +120,37 @@ static bool line_append(input *in, const unsigned char *p, size_t n)
     return true;
 }
 
+/* The line in hand would grow past GCP_MAX_LINE: scans what is held (kept
+ * for messages) and the rest of the line as it is read, to its newline or
+ * the end of input, in constant memory, into in->scan. Returns 2, or -1
+ * (message printed) on a read error. */
+static int scan_long_line(input *in)
+{
+    gcp_scan_init(&in->scan);
+    gcp_scan_feed(&in->scan, in->line, in->line_len);
+    for (;;) {
+        if (!in_fill(in)) {
+            if (in->err == 0)
+                return 2;
+            cli_err("gocacheprog: reading stdin: %s", strerror(in->err));
+            return -1;
+        }
+        const char *p = (const char *)in->buf + in->pos;
+        size_t avail = in->len - in->pos;
+        const char *nl = memchr(p, '\n', avail);
+        size_t take = nl ? (size_t)(nl - p) : avail;
+        gcp_scan_feed(&in->scan, p, take);
+        in->pos += take + (nl ? 1 : 0);
+        if (nl)
+            return 2;
+    }
+}
+
 /*
  * Reads the next line that is not blank into in->line. Returns 1 for a
- * line, 0 at end of input, -1 (message printed) when the input cannot be
- * read as lines.
+ * line, 2 for a line longer than GCP_MAX_LINE (scanned into in->scan, not
+ * held), 0 at end of input, -1 (message printed) when the input cannot be
+ * read.
  */
 static int read_request_line(input *in)
 {
@@ -139,11 +170,8 @@ static int read_request_line(input *in)
         size_t avail = in->len - in->pos;
         unsigned char *nl = memchr(p, '\n', avail);
         size_t take = nl ? (size_t)(nl - p) : avail;
-        if (in->line_len + take > GCP_MAX_LINE) {
-            cli_err("gocacheprog: request line longer than %zu bytes; is the input a "
-                    "GOCACHEPROG request stream?", GCP_MAX_LINE);
-            return -1;
-        }
+        if (in->line_len + take > GCP_MAX_LINE)
+            return scan_long_line(in);
         if (take > 0 && !line_append(in, p, take)) {
             cli_err("gocacheprog: out of memory reading a request");
             return -1;
@@ -583,7 +611,10 @@ static int serve(server *s)
         if (r < 0)
             return 1;
         int64_t start = now_ns();
-        gcp_parse_status st = gcp_parse_request(s->in.line, s->in.line_len, &req, msg);
+        /* A line too long to hold is answered Err for its ID, if it has
+         * one; only a line that is no request at all ends the helper. */
+        gcp_parse_status st = r == 2 ? gcp_scan_finish(&s->in.scan, &req, msg)
+                                     : gcp_parse_request(s->in.line, s->in.line_len, &req, msg);
         if (st == GCP_PARSE_FATAL) {
             char shown[84];
             show_line(s->in.line, s->in.line_len, shown);

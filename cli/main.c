@@ -20,7 +20,10 @@ void cli_err(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "acache: %s\n", msg);
+    /* Whatever the message quotes (a spec, a URL), no credential shows. */
+    char shown[sizeof msg];
+    acache_redact(msg, shown, sizeof shown);
+    fprintf(stderr, "acache: %s\n", shown);
 }
 
 char *cli_default_dir(void)

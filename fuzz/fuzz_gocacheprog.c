@@ -4,7 +4,9 @@
  *
  * The first input byte picks the mode. Requests: whatever the line, the
  * parser must return one of its three statuses with a message when it
- * refuses, and anything it accepts must format into a response. Bodies:
+ * refuses, and anything it accepts must format into a response; the scan
+ * of an over-long line must come to the same verdict whether it is fed
+ * whole or in pieces, and answer only with an error or a fatal status. Bodies:
  * the decoder must never write past its documented output bound, and
  * feeding the same bytes in different pieces must give the same result.
  * Never reads or writes a file; never touches a store.
@@ -37,8 +39,36 @@ static void check_line(char *line, int64_t id)
     free(line);
 }
 
+/* Scans data fed in pieces of step bytes. */
+static gcp_parse_status scan_in_pieces(const uint8_t *data, size_t size, size_t step,
+                                       gcp_request *req, char *msg)
+{
+    gcp_scan sc;
+    gcp_scan_init(&sc);
+    for (size_t at = 0; at < size; at += step)
+        gcp_scan_feed(&sc, (const char *)data + at, size - at < step ? size - at : step);
+    return gcp_scan_finish(&sc, req, msg);
+}
+
+static void fuzz_scan(const uint8_t *data, size_t size)
+{
+    gcp_request whole, pieces;
+    char msg[GCP_MSG_SIZE], msg2[GCP_MSG_SIZE];
+    size_t step = size ? (size_t)data[0] % 7 + 1 : 1;
+    gcp_parse_status a = scan_in_pieces(data, size, size ? size : 1, &whole, msg);
+    gcp_parse_status b = scan_in_pieces(data, size, step, &pieces, msg2);
+    CHECK(a == GCP_PARSE_ERR || a == GCP_PARSE_FATAL);
+    CHECK(a == b && strcmp(msg, msg2) == 0 && msg[0] != '\0');
+    if (a == GCP_PARSE_ERR) {
+        CHECK(whole.id == pieces.id && whole.command == pieces.command &&
+              whole.body_size == pieces.body_size);
+        check_line(gcp_format_err(whole.id, msg, NULL), whole.id);
+    }
+}
+
 static void fuzz_request(const uint8_t *data, size_t size)
 {
+    fuzz_scan(data, size);
     gcp_request req;
     char msg[GCP_MSG_SIZE];
     gcp_parse_status st = gcp_parse_request((const char *)data, size, &req, msg);

@@ -335,6 +335,17 @@ ACACHE_API void acache_get_stats(acache_store *store, acache_stats *out);
 typedef void (*acache_log_fn)(void *ctx, const char *message);
 ACACHE_API void acache_set_log(acache_log_fn fn, void *ctx);
 
+/*
+ * Copies text (a spec, a URL, or a message that may hold them) into out
+ * (size bytes, always terminated, cut if it does not fit) with credentials
+ * replaced by "***": all of the user information of "scheme://USER:PASS@"
+ * (up to the last '@' before the path, as the parsers read it) and the
+ * value of any option whose name says it is a secret ("key=", "token=",
+ * "password=", "secret=" ...). Every message the library makes has been
+ * through it; a program printing a spec itself should do the same.
+ */
+ACACHE_API void acache_redact(const char *text, char *out, size_t size);
+
 /* Room for acache_remote_info.name and .reason. */
 #define ACACHE_REMOTE_NAME_SIZE 256
 /* Room for acache_remote_info.detail (it may name files). */
@@ -342,8 +353,8 @@ ACACHE_API void acache_set_log(acache_log_fn fn, void *ctx);
 
 /* The state of one remote store. Counters are since it was opened. */
 typedef struct acache_remote_info {
-    char name[ACACHE_REMOTE_NAME_SIZE];   /* its spec without options and
-                                             with any password as "***" */
+    char name[ACACHE_REMOTE_NAME_SIZE];   /* its spec without options, with
+                                             any user and password as "***" */
     int readable;          /* mode lets gets use it (rw, ro) */
     int writable;          /* mode lets puts upload to it (rw, wo) */
     int switched_off;      /* failed repeatedly: unused for the rest of the

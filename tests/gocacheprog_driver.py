@@ -639,17 +639,55 @@ def test_eof_without_close(d):
 
 
 def test_long_line(d):
+    """A request line longer than the limit (1 MiB) is answered Err for its
+    ID, wherever the ID is in it, a put's body after it is skipped, and the
+    helper goes on serving, its memory not growing with the line."""
     h = Helper(d)
     try:
-        pad = "x" * (MIB + 10)
-        line = json.dumps({"ID": 1, "Command": "get", "Pad": pad}).encode() + b"\n"
-        w = threading.Thread(target=lambda: _send_ignoring_epipe(h, line))
+        check_hit(h.request(put_req(1, action(1), b"warm" * 1000)), 1, b"warm" * 1000)
+        base = h.vm_hwm_kib()
+        # A get whose ID comes last, after 32 MiB of a nested field with
+        # braces, quotes and a fake "ID" inside strings.
+        pad = {"a": ["}{\"ID\":9", "x" * (32 * MIB)], "ID": 7}
+        line = (b'{"Pad":' + json.dumps(pad).encode() + b', "Command": "get", '
+                b'"ActionID": "' + b64(action(1)).encode() + b'", "ID": 2}\n')
+        w = threading.Thread(target=lambda: h.send(line))
         w.start()
-        err = expect_fatal(h, "a 1 MiB line")
+        r = h.response()
         w.join()
-        check("longer than" in err, "unclear message %r" % err)
+        check_err(r, 2)
+        check("longer than" in r["Err"], "unclear Err %r" % r)
+        # A put whose line is too long: Err for it, its body skipped.
+        body = b"the body of a put whose line is too long"
+        obj = {"ID": 3, "Pad": "y" * (2 * MIB), "Command": "put", "ActionID": b64(action(2)),
+               "OutputID": b64(sha(body)), "BodySize": len(body)}
+        h.send(req_line(obj, blank=False) + b'"' + b64(body).encode() + b'"\n')
+        check_err(h.response(), 3)
+        # Still serving, in step.
+        check_hit(h.request(get_req(4, action(1))), 4, b"warm" * 1000)
+        check_miss(h.request(get_req(5, action(2))), 5)
+        peak = h.vm_hwm_kib()
+        h.close_and_finish(6)
+        grow = (peak - base) / 1024.0
+        check(grow < 8, "peak RSS grew by %.1f MiB with a 32 MiB request line" % grow)
     finally:
         h.kill()
+
+
+def test_long_line_not_a_request(d):
+    """A line longer than the limit that is not a JSON object with an ID
+    ends the helper, saying why."""
+    for junk, what in ((b"x" * (MIB + 10), "not a JSON object"),
+                       (b'{"Command":"get","Pad":"' + b"z" * (MIB + 10) + b'"}', "no integer ID")):
+        h = Helper(d)
+        try:
+            w = threading.Thread(target=lambda: _send_ignoring_epipe(h, junk + b"\n"))
+            w.start()
+            err = expect_fatal(h, "a long line that is no request")
+            w.join()
+            check("longer than" in err and what in err, "unclear message %r" % err)
+        finally:
+            h.kill()
 
 
 def _send_ignoring_epipe(h, data):

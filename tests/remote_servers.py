@@ -22,6 +22,11 @@ Kinds of server:
   s3-moved   the same, answering 301 PermanentRedirect instead
   s3-public  the same, unsigned GET and HEAD allowed (a public bucket)
   s3-hang    a proxy that reads each request and never answers
+  dribble    a fake Redis that answers every connection's first command
+             with a 30-byte value, one byte every 0.5 s (15 s and more)
+  flood      a fake Redis that answers every connection's first command
+             with a bulk header of 1 TiB and then streams bytes, up to
+             64 MiB, for as long as the client reads
 The s3 proxies log every request (s3_requests(kind) reads the log).
 
 As a module:
@@ -33,7 +38,10 @@ As a module:
 As a command (for the C tests, which drive it over a pipe):
     remote_servers.py serve DIR KIND...
 prints "KIND key=value ..." for each server, then "ready"; then reads commands
-on stdin, one per line: "kill KIND" (answers "ok"); "stop" or end of input
+on stdin, one per line: "kill KIND" (answers "ok"); "report KIND" (dribble,
+flood: waits, at most 30 s, for a connection to end and answers
+"report sent=BYTES of=TOTAL cut=0|1", cut meaning that the client hung up
+before the reply was whole, or "report none"); "stop" or end of input
 stops everything and exits. The servers also die with this process
 (PR_SET_PDEATHSIG), so a test that crashes leaves nothing running.
 
@@ -43,6 +51,7 @@ import ctypes
 import fcntl
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -241,6 +250,115 @@ class _Hang:
         self.sock.close()
 
 
+class _Scripted:
+    """A fake Redis server that reads whatever a connection sends first and
+    answers it with a scripted reply: "dribble" sends a 30-byte value one
+    byte every 0.5 s; "flood" sends a bulk header of 1 TiB and then as many
+    bytes as the client takes, up to 64 MiB. Each connection that ends is
+    recorded: the bytes sent, and whether the client hung up first."""
+
+    DRIBBLE = b":1\r\n$30\r\n" + b"d" * 30 + b"\r\n"
+    FLOOD_CAP = 64 << 20
+
+    def __init__(self, mode):
+        self.mode = mode
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.ended = []
+        self.cv = threading.Condition()
+        self.stopping = False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        self.sock.settimeout(0.2)
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _peer_closed(conn):
+        """True once the client has closed its end (reads what it sent)."""
+        while True:
+            r, _, _ = select.select([conn], [], [], 0)
+            if not r:
+                return False
+            try:
+                if not conn.recv(65536):
+                    return True
+            except OSError:
+                return True
+
+    def _dribble(self, conn):
+        sent = 0
+        for i in range(len(self.DRIBBLE)):
+            if self.stopping or self._peer_closed(conn):
+                return sent, len(self.DRIBBLE), True
+            try:
+                conn.sendall(self.DRIBBLE[i:i + 1])
+            except OSError:
+                return sent, len(self.DRIBBLE), True
+            sent += 1
+            time.sleep(0.5)
+        return sent, len(self.DRIBBLE), False
+
+    def _flood(self, conn):
+        head = b":1\r\n$%d\r\n" % (1 << 40)
+        chunk = b"f" * 65536
+        sent = 0
+        conn.settimeout(10)
+        try:
+            conn.sendall(head)
+            while sent < self.FLOOD_CAP and not self.stopping:
+                conn.sendall(chunk)
+                sent += len(chunk)
+        except OSError:
+            return sent, self.FLOOD_CAP, True
+        # All sent: hold the connection until the client hangs up.
+        deadline = time.monotonic() + 30
+        while not self.stopping and time.monotonic() < deadline and not self._peer_closed(conn):
+            time.sleep(0.05)
+        return sent, self.FLOOD_CAP, False
+
+    def _serve(self, conn):
+        try:
+            conn.settimeout(10)
+            first = conn.recv(65536)
+            conn.settimeout(None)
+            if not first:
+                return
+            result = self._dribble(conn) if self.mode == "dribble" else self._flood(conn)
+        except OSError:
+            result = (0, 0, True)
+        finally:
+            conn.close()
+        with self.cv:
+            self.ended.append(result)
+            self.cv.notify_all()
+
+    def report(self):
+        """The first connection that ended and was not reported yet."""
+        with self.cv:
+            self.cv.wait_for(lambda: self.ended, timeout=30)
+            if not self.ended:
+                return "report none"
+            sent, total, cut = self.ended.pop(0)
+            return "report sent=%d of=%d cut=%d" % (sent, total, 1 if cut else 0)
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join(timeout=2)
+        self.sock.close()
+
+
 def _wait_until(check, what, proc=None, log=None):
     deadline = time.monotonic() + START_TIMEOUT
     last = None
@@ -304,7 +422,7 @@ class Servers:
             base = "s3://%s?endpoint=http://127.0.0.1:%d" % (
                 "acache-public" if kind == "s3-public" else "acache-test", i["port"])
             return base + ("&" + options if options else "")
-        else:  # hang, closer, dead: spoken to as Redis
+        else:  # hang, closer, dribble, flood, dead: spoken to as Redis
             base = "redis://127.0.0.1:%d/0" % i["port"]
         return base + ("?" + options if options else "")
 
@@ -447,6 +565,14 @@ class Servers:
         self.listeners["closer"] = _Hang(close_after_read=True)
         self.info["closer"] = {"port": self.listeners["closer"].port}
 
+    def _start_dribble(self):
+        self.listeners["dribble"] = _Scripted("dribble")
+        self.info["dribble"] = {"port": self.listeners["dribble"].port}
+
+    def _start_flood(self):
+        self.listeners["flood"] = _Scripted("flood")
+        self.info["flood"] = {"port": self.listeners["flood"].port}
+
     def _start_dead(self):
         self.info["dead"] = {"port": free_port()}
 
@@ -524,6 +650,8 @@ def serve(argv):
             if words[0] == "kill" and len(words) == 2:
                 srv.kill(words[1])
                 print("ok", flush=True)
+            elif words[0] == "report" and len(words) == 2 and words[1] in srv.listeners:
+                print(srv.listeners[words[1]].report(), flush=True)
             else:
                 print("unknown command", flush=True)
     finally:

@@ -1,15 +1,20 @@
 /*
  * test_disk.c - the local disk store: round trips, the on-disk layout, and
  * every failure path (corrupt, truncated and dangling entries, unwritable
- * directories, aborted and killed puts, concurrent writers).
+ * directories, aborted and killed puts, concurrent writers), and the
+ * counters' reading of stats/ (a failing fdopendir, a tampered shard).
  */
 #include "testutil.h"
 
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +22,34 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+/* While fail_fdopendir is set, fdopendir fails as it does out of memory,
+ * leaving the descriptor open (it takes it only on success). This
+ * definition comes first for the library linked into this program. */
+static atomic_bool fail_fdopendir;
+
+DIR *fdopendir(int fd)
+{
+    if (atomic_load(&fail_fdopendir)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    DIR *(*real)(int);
+    *(void **)&real = dlsym(RTLD_NEXT, "fdopendir");
+    return real ? real(fd) : NULL;
+}
+
+/* How many descriptors this process has open. */
+static int open_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
 
 typedef struct fixture {
     char *dir;
@@ -661,6 +694,65 @@ static void test_two_processes(void **state)
     assert_int_equal(tu_count_files(f->dir, "put-"), 0);
 }
 
+/* The counters sum the stats directory; when fdopendir fails there, the
+ * descriptor it was given is closed, not leaked, and the stats still come. */
+static void test_stats_fdopendir_fails(void **state)
+{
+    fixture *f = *state;
+    put_bytes(f->s, 1, 100, 1, NULL);
+    acache_disk_counters dc;
+    assert_int_equal(acache_disk_stats(f->s, &dc), ACACHE_OK); /* stats/ exists now */
+    int before = open_fds();
+    atomic_store(&fail_fdopendir, true);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(acache_disk_stats(f->s, &dc), ACACHE_OK);
+    atomic_store(&fail_fdopendir, false);
+    assert_int_equal(open_fds(), before);
+    assert_int_equal(dc.puts, 1);
+}
+
+static uint64_t fnv1a(const char *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+/* A shard file of the stats directory, tampered with (its checksum made
+ * right) to name "../victim" as the file it folded last: the next fold
+ * into it must not remove v1/victim, nor anything but a process file. */
+static void test_stats_folded_name_checked(void **state)
+{
+    fixture *f = *state;
+    char path[4096], victim[4096], text[256];
+    put_bytes(f->s, 1, 100, 1, NULL);
+    acache_close(f->s); /* folds its counts: stats/ and a shard exist */
+    f->s = NULL;
+    snprintf(victim, sizeof victim, "%s/v1/victim", f->dir);
+    tu_write_file(victim, "keep", 4);
+    for (int shard = 0; shard < 8; shard++) {
+        int n = snprintf(text, sizeof text, "acache-counters-v1\nputs 0\nfolded ../victim\n");
+        snprintf(text + n, sizeof text - (size_t)n, "end %016llx\n",
+                 (unsigned long long)fnv1a(text, (size_t)n));
+        snprintf(path, sizeof path, "%s/v1/stats/shard-%d", f->dir, shard);
+        tu_write_file(path, text, strlen(text));
+    }
+    /* A process that puts, reads the stats and closes: its counts are
+     * folded into a shard, which first removes what that shard "folded". */
+    f->s = tu_open_disk(f->dir, "");
+    put_bytes(f->s, 2, 100, 2, NULL);
+    acache_disk_counters dc;
+    assert_int_equal(acache_disk_stats(f->s, &dc), ACACHE_OK);
+    acache_close(f->s);
+    f->s = tu_open_disk(f->dir, "");
+    assert_int_equal(acache_disk_stats(f->s, &dc), ACACHE_OK);
+    assert_int_equal(access(victim, F_OK), 0);
+    assert_int_equal(dc.puts, 1); /* the tampered shards count 0; then one put */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -685,6 +777,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_killed_mid_put, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads_same_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_processes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stats_fdopendir_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stats_folded_name_checked, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

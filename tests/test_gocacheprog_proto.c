@@ -922,6 +922,108 @@ static void test_client_parse_time(void **state)
     assert_false(gcp_parse_time("2023-11-14T23:13:20.Z", &ns));
 }
 
+/* ------------------------------------------------------------------ */
+/* Lines too long to hold: the bounded scan                             */
+
+/* Scans text fed in pieces of step bytes (0: whole). */
+static gcp_parse_status scan_text(const char *text, size_t step, gcp_request *req, char *msg)
+{
+    gcp_scan sc;
+    size_t n = strlen(text);
+    gcp_scan_init(&sc);
+    for (size_t at = 0; at < n;) {
+        size_t k = step && n - at > step ? step : n - at;
+        gcp_scan_feed(&sc, text + at, k);
+        at += k;
+    }
+    return gcp_scan_finish(&sc, req, msg);
+}
+
+/* The ID, Command and BodySize of a line are found whatever their order,
+ * past decoys in strings and nested values, however the bytes are split;
+ * the answer is Err ("longer than"). */
+static void test_scan_long_line(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        int64_t id;
+        gcp_command cmd;
+        int64_t size;
+    } cases[] = {
+        { "{\"ID\":5,\"Command\":\"get\",\"ActionID\":\"AAAA\"}", 5, GCP_CMD_GET, 0 },
+        { "  {\"Pad\":\"x\",\"Command\":\"put\",\"BodySize\":12,\"ID\":-3}", -3, GCP_CMD_PUT, 12 },
+        { "{\"Pad\":{\"ID\":1,\"a\":[\"}\",{\"ID\":2}]},\"ID\":9,\"Command\":\"close\"}", 9,
+          GCP_CMD_CLOSE, 0 },
+        { "{\"s\":\"\\\"ID\\\":4, \\\\\",\"ID\" : 8 ,\"Command\":\"get\"}", 8, GCP_CMD_GET, 0 },
+        { "{\"ID\":1,\"ID\":2,\"Command\":\"nope\"}", 2, GCP_CMD_UNKNOWN, 0 },
+        { "{\"BodySize\":1.5,\"ID\":3,\"Command\":\"get\"}", 3, GCP_CMD_GET, 0 },
+        { "{\"Command\":\"put\",\"ID\":4,\"BodySize\":7", 4, GCP_CMD_PUT, 7 }, /* cut short */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        for (size_t step = 0; step < 4; step++) {
+            gcp_request req;
+            char msg[GCP_MSG_SIZE];
+            gcp_parse_status st = scan_text(cases[i].text, step, &req, msg);
+            if (st != GCP_PARSE_ERR)
+                fail_msg("case %zu step %zu: status %d (%s)", i, step, st, msg);
+            assert_int_equal(req.id, cases[i].id);
+            assert_int_equal(req.command, cases[i].cmd);
+            assert_int_equal(req.body_size, cases[i].size);
+            assert_non_null(strstr(msg, "longer than"));
+        }
+    }
+}
+
+/* What cannot be answered ends the stream: not an object, junk after it,
+ * no integer ID (a string, a float, one only nested), a put whose
+ * BodySize is not an integer (the next request's start is unknowable). */
+static void test_scan_long_line_fatal(void **state)
+{
+    (void)state;
+    static const char *const fatal[] = {
+        "xxxxxxxx", "[{\"ID\":1}]", "{\"ID\":1} junk", "{\"ID\":\"1\"}", "{\"ID\":1e3}",
+        "{\"a\":{\"ID\":1}}", "{\"ID\":99999999999999999999}", "{\"I\\u0044\":1}",
+        "{\"ID\":1,\"Command\":\"put\",\"BodySize\":\"12\"}", "",
+    };
+    for (size_t i = 0; i < sizeof fatal / sizeof *fatal; i++) {
+        gcp_request req;
+        char msg[GCP_MSG_SIZE];
+        if (scan_text(fatal[i], 1, &req, msg) != GCP_PARSE_FATAL)
+            fail_msg("'%s' was not fatal", fatal[i]);
+        assert_non_null(strstr(msg, "longer than"));
+    }
+    /* A bad BodySize on anything but a put is that request's error. */
+    gcp_request req;
+    char msg[GCP_MSG_SIZE];
+    assert_int_equal(scan_text("{\"ID\":1,\"Command\":\"get\",\"BodySize\":true}", 0, &req, msg),
+                     GCP_PARSE_ERR);
+    assert_int_equal(req.body_size, 0);
+}
+
+/* On every well-formed request the parser accepts (with or without an
+ * error), the scan finds the same ID, Command and BodySize. */
+static void test_scan_agrees_with_parser(void **state)
+{
+    (void)state;
+    static const char *const lines[] = {
+        "{\"ID\":1,\"Command\":\"get\",\"ActionID\":\"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=\"}",
+        "{\"Command\":\"put\",\"ID\":22,\"ActionID\":\"x\",\"OutputID\":\"y\",\"BodySize\":3}",
+        "{\"ID\":3,\"Command\":\"close\"}", "{\"ID\":4}", "{\"ID\":5,\"Command\":7}",
+        "{\"ID\":6,\"Command\":\"get\",\"BodySize\":-1,\"x\":[1,{\"y\":null}]}",
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof *lines; i++) {
+        gcp_request a, b;
+        char msg[GCP_MSG_SIZE];
+        gcp_parse_status st = gcp_parse_request(lines[i], strlen(lines[i]), &a, msg);
+        assert_int_not_equal(st, GCP_PARSE_FATAL);
+        assert_int_equal(scan_text(lines[i], 2, &b, msg), GCP_PARSE_ERR);
+        assert_int_equal(a.id, b.id);
+        assert_int_equal(a.command, b.command);
+        assert_int_equal(a.body_size, b.body_size);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -953,6 +1055,9 @@ int main(void)
         cmocka_unit_test(test_client_body_round_trip),
         cmocka_unit_test(test_client_reads_responses),
         cmocka_unit_test(test_client_parse_time),
+        cmocka_unit_test(test_scan_long_line),
+        cmocka_unit_test(test_scan_long_line_fatal),
+        cmocka_unit_test(test_scan_agrees_with_parser),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -152,6 +152,42 @@ static void test_status_names(void **state)
     assert_string_equal(acache_status_str((acache_status)-99), "unknown status");
 }
 
+/* Credentials out of any text: the user information of every URL (to its
+ * last '@' before the path), secret-looking option values; nothing else. */
+static void test_redact(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        { "http://alice:p@ss:w%40rd@host:1/c?mode=ro", "http://***@host:1/c?mode=ro" },
+        { "redis://:pw@127.0.0.1:6379/0", "redis://***@127.0.0.1:6379/0" },
+        { "redis://h:1/0?prefix=a@b", "redis://h:1/0?prefix=a@b" },
+        { "GET http://u:x@y@h/ac/00: URL using bad format", "GET http://***@h/ac/00: URL using bad format" },
+        { "a http://u:1@h and https://v:2@k/x", "a http://***@h and https://***@k/x" },
+        { "s3://b?token=abc&key=K1&access-key=A2&key-file=/k&x=1",
+          "s3://b?token=***&key=***&access-key=***&key-file=/k&x=1" },
+        { "option 'password=hunter2' refused", "option 'password=***' refused" },
+        { "disk:/var/cache/acache?max-size=1G", "disk:/var/cache/acache?max-size=1G" },
+        { "monkey=1 turnkey=2 keys=3", "monkey=1 turnkey=2 keys=3" },
+        { "", "" },
+    };
+    char out[256];
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        acache_redact(cases[i].in, out, sizeof out);
+        assert_string_equal(out, cases[i].out);
+    }
+    acache_redact("http://alice:secret@host/", out, 12); /* cut, still hidden */
+    assert_string_equal(out, "http://***@");
+    /* The library's messages pass through it. */
+    acache_store *s = NULL;
+    assert_int_not_equal(acache_open("http://u:p@ss@h/c?oops&token=t0k", &s), ACACHE_OK);
+    assert_null(strstr(acache_last_error(), "p@ss"));
+    assert_null(strstr(acache_last_error(), "t0k"));
+    assert_int_equal(acache_set_error(ACACHE_EIO, "at redis://a:b@c/0"), ACACHE_EIO);
+    assert_string_equal(acache_last_error(), "at redis://***@c/0");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -161,6 +197,7 @@ int main(void)
         cmocka_unit_test(test_spec),
         cmocka_unit_test(test_sizes_durations),
         cmocka_unit_test(test_status_names),
+        cmocka_unit_test(test_redact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

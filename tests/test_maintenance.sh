@@ -29,6 +29,21 @@ case "$path" in "$D"/v1/o/*) ;; *) fail "get printed $path" ;; esac
 cmp "$path" "$WORK/f1" || fail "the path holds other bytes"
 run get --dir "$D" "$(act 1)" -o "$WORK/copy"
 cmp "$WORK/copy" "$WORK/f1" || fail "get -o FILE"
+# get -o never writes through a symlink: not one planted at the temp name
+# the command used to take (FILE.acache-tmp-PID: sh execs acache, which
+# keeps sh's PID), not one at FILE itself (replaced, its target untouched).
+printf 'precious\n' >"$WORK/victim"
+timeout 60 sh -c 'ln -s "$1" "$2.acache-tmp-$$" && exec "$3" get --dir "$4" "$5" -o "$2"' \
+  _ "$WORK/victim" "$WORK/copy2" "$A" "$D" "$(act 1)" || fail "get -o with a planted symlink"
+[ "$(cat "$WORK/victim")" = precious ] || fail "get -o wrote through a symlink at its temp name"
+[ -f "$WORK/copy2" ] && [ ! -L "$WORK/copy2" ] || fail "get -o did not make a plain file"
+cmp "$WORK/copy2" "$WORK/f1" || fail "get -o FILE (planted symlink)"
+ln -s "$WORK/victim" "$WORK/copy3"
+run get --dir "$D" "$(act 1)" -o "$WORK/copy3"
+[ "$(cat "$WORK/victim")" = precious ] || fail "get -o wrote through a symlink at FILE"
+[ ! -L "$WORK/copy3" ] && cmp "$WORK/copy3" "$WORK/f1" || fail "get -o did not replace the symlink"
+[ "$(stat -c %a "$WORK/copy3")" = "$(printf '%o' $(( 0666 & ~$(umask) )))" ] || fail "get -o mode"
+[ -z "$(find "$WORK" -maxdepth 1 -name '.*acache-*')" ] || fail "get -o left a temp file"
 run get --dir "$D" "$(act 1)" -o - | cmp - "$WORK/f1" || fail "get -o -"
 printf 'from stdin' | run put --dir "$D" "$(act 2)" - >/dev/null
 [ "$(run get --dir "$D" "$(act 2)" -o -)" = "from stdin" ] || fail "put from stdin"
@@ -54,7 +69,7 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 assert d["entries"] == 2 and d["objects"] == 2, d
 assert d["bytes"] == 4 * 4096, d
-assert d["hits"] == 5 and d["misses"] == 1 and d["puts"] == 2, d
+assert d["hits"] == 7 and d["misses"] == 1 and d["puts"] == 2, d
 assert d["max_size"] == 10 << 30 and d["counted_ns"] > 0, d
 PY
 [ "$(rc stats --dir "$WORK/nosuch")" = 2 ] || fail "stats of a missing directory"

@@ -22,12 +22,14 @@
 #include "core/backend.h"
 #include "compose/prefetch.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -47,7 +49,7 @@ typedef struct servers {
     pid_t pid;
     int to, from;
     char *dir;
-    int redis, redisauth, nginx, hang, closer, dead;   /* ports */
+    int redis, redisauth, nginx, hang, closer, dribble, flood, dead;   /* ports */
     int s3, s3eu, s3moved, s3public, s3hang, s3rver;   /* s3rver: behind the proxies */
     char redis_sock[1024];
     char nginx_root[1024];
@@ -159,6 +161,10 @@ static void servers_start(servers *s, const char *kinds)
             s->hang = port;
         } else if (!strncmp(line, "closer ", 7)) {
             s->closer = port;
+        } else if (!strncmp(line, "dribble ", 8)) {
+            s->dribble = port;
+        } else if (!strncmp(line, "flood ", 6)) {
+            s->flood = port;
         } else if (!strncmp(line, "dead ", 5)) {
             s->dead = port;
         } else if (!strncmp(line, "s3 ", 3)) {
@@ -196,6 +202,23 @@ static void servers_kill(servers *s, const char *kind)
     assert_int_equal(to_helper(s, cmd, (size_t)n), n);
     assert_true(read_line(s->from, line, sizeof line, now_s() + 20));
     assert_string_equal(line, "ok");
+}
+
+/* What a scripted server (dribble, flood) did on the next connection that
+ * ended: the bytes it sent of its reply's total, and whether the client
+ * hung up before the reply was whole. */
+static void servers_report(servers *s, const char *kind, long long *sent, long long *total,
+                           int *cut)
+{
+    char cmd[64], line[128], v[32];
+    int n = snprintf(cmd, sizeof cmd, "report %s\n", kind);
+    assert_int_equal(to_helper(s, cmd, (size_t)n), n);
+    assert_true(read_line(s->from, line, sizeof line, now_s() + 40));
+    if (!field(line, "sent", v, sizeof v))
+        fail_msg("%s: no connection ended (%s)", kind, line);
+    *sent = atoll(v);
+    *total = atoll(field(line, "of", v, sizeof v) ? v : "0");
+    *cut = atoi(field(line, "cut", v, sizeof v) ? v : "0");
 }
 
 static void servers_stop(servers *s)
@@ -250,7 +273,7 @@ static int group_setup(void **state)
     (void)state;
     signal(SIGPIPE, SIG_DFL);
     s3_env_keys(NULL);
-    servers_start(&S, "redis redisauth nginx hang closer dead s3 s3-eu s3-moved s3-public s3-hang");
+    servers_start(&S, "redis redisauth nginx hang closer dribble flood dead s3 s3-eu s3-moved s3-public s3-hang");
     return 0;
 }
 
@@ -259,6 +282,40 @@ static int group_teardown(void **state)
     (void)state;
     servers_stop(&S);
     return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* A name server that does not answer                                   */
+
+/* Lookups of SLOW_HOST block in this getaddrinfo, which stands in for the
+ * C library's (this program's definition comes first for the library and
+ * hiredis alike), until the test releases them or 20 s pass: a resolver
+ * that does not answer. Other names go to the C library. */
+#define SLOW_HOST "slow-dns.acache-test.invalid"
+
+static pthread_mutex_t slow_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t slow_cv = PTHREAD_COND_INITIALIZER;
+static int slow_entered, slow_returned;
+static bool slow_released;
+
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                struct addrinfo **res)
+{
+    if (node && !strcmp(node, SLOW_HOST)) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 20;
+        pthread_mutex_lock(&slow_mu);
+        slow_entered++;
+        while (!slow_released && pthread_cond_timedwait(&slow_cv, &slow_mu, &until) == 0)
+            ;
+        slow_returned++;
+        pthread_mutex_unlock(&slow_mu);
+        return EAI_AGAIN;
+    }
+    int (*real)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
+    *(void **)&real = dlsym(RTLD_NEXT, "getaddrinfo");
+    return real ? real(node, service, hints, res) : EAI_SYSTEM;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1455,6 +1512,140 @@ static void test_prefetch_local_only(void **state)
 /* ------------------------------------------------------------------ */
 /* Redis specifics, specs                                               */
 
+/* A password holding '@', ':' and "%40" (the parsers read the user
+ * information up to the last '@'): the remote works with it (libcurl gets
+ * the credentials apart from the URL), and no message shows any of it: not
+ * the remote's name, not a refused spec, not a failure's message, not the
+ * "switched off" log line (libcurl's errors quote the URL). */
+static void test_credentials_never_shown(void **state)
+{
+    fixture *f = *state;
+    static const char *const pieces[] = { "alice", "p@ss", "ss:w", "40rd", "w@rd", "tok-s3" };
+    char spec[512];
+    const char *scheme = f->k == REDIS ? "redis" : "http";
+    capture_logs();
+    /* Refused specs: an unknown option, an option that is not KEY=VALUE. */
+    const char *bad[] = { "%s://alice:p@ss:w%%40rd@127.0.0.1:%d/x?nosuch=1&token=tok-s3",
+                          "%s://alice:p@ss:w%%40rd@127.0.0.1:%d/x?oops&token=tok-s3" };
+    for (size_t i = 0; i < 2; i++) {
+        acache_store *s = NULL;
+        snprintf(spec, sizeof spec, bad[i], scheme, S.dead);
+        assert_int_not_equal(acache_open(spec, &s), ACACHE_OK);
+        for (size_t k = 0; k < 6; k++)
+            if (strstr(acache_last_error(), pieces[k]))
+                fail_msg("'%s' shows '%s'", acache_last_error(), pieces[k]);
+    }
+    /* A remote that fails once and is switched off. */
+    if (f->k == REDIS)
+        snprintf(spec, sizeof spec, "redis://alice:p@ss:w%%40rd@127.0.0.1:%d/0?failures=1&prefetch=0",
+                 S.dead);
+    else
+        snprintf(spec, sizeof spec, "http://alice:p@ss:w%%40rd@127.0.0.1:%d/cache?failures=1&prefetch=0",
+                 S.dead);
+    acache_store *t = tiered(f->dir1, open_spec(spec));
+    expect_misses(t, 1, 1);
+    acache_remote_info info = expect_switched_off(t, 1, "consecutive failures");
+    for (size_t k = 0; k < 6; k++)
+        if (strstr(info.name, pieces[k]) || strstr(info.reason, pieces[k]) ||
+            strstr(log_last, pieces[k]))
+            fail_msg("'%s' / '%s' / '%s' shows '%s'", info.name, info.reason, log_last, pieces[k]);
+    assert_non_null(strstr(info.name, "://***@127.0.0.1"));
+    acache_close(t);
+    if (f->k == REDIS)
+        return; /* the test server wants no password */
+    /* nginx ignores the credentials: what matters is that they reach it
+     * without breaking the URL. */
+    snprintf(spec, sizeof spec, "http://alice:p@ss:w%%40rd@127.0.0.1:%d/cache/%s", S.nginx,
+             f->prefix);
+    acache_store *a = tiered(f->dir1, open_spec(spec));
+    put_bytes(a, 7, 3000, NULL);
+    acache_flush(a);
+    assert_int_equal(info_of(a).uploads, 1);
+    acache_close(a);
+    acache_store *b = tiered(f->dir2, open_spec(spec));
+    expect_bytes(b, 7, 3000);
+    acache_close(b);
+}
+
+/* A server that sends its reply one byte every 0.5 s (the whole of it
+ * takes 20 s): the get is a miss once its deadline passes, well before the
+ * reply is done, and the client hangs up on the dribble. Each read returns
+ * within the timeout, so a timeout per read would wait to the end. */
+static void test_redis_deadline_per_operation(void **state)
+{
+    fixture *f = *state;
+    char spec[512];
+    long long sent, total;
+    int cut;
+    spec_for(f, REDIS, S.dribble, "timeout=1s&prefetch=0", spec, sizeof spec);
+    acache_store *t = tiered(f->dir1, open_spec(spec));
+    acache_id action = tu_id(1);
+    acache_result res;
+    double t0 = now_s();
+    assert_int_equal(acache_get(t, &action, 0, &res), ACACHE_MISS);
+    double took = now_s() - t0;
+    servers_report(&S, "dribble", &sent, &total, &cut);
+    if (!cut || sent >= total || took >= 5.0)
+        fail_msg("the get waited %.1fs; the server sent %lld of %lld bytes, cut=%d", took, sent,
+                 total, cut);
+    assert_int_equal(info_of(t).failures, 1);
+    acache_close(t);
+}
+
+/* A server that announces a 1 TiB value and streams it: the reply is
+ * refused from its header (the record may take 512 bytes), as a rejected
+ * record, and the client hangs up instead of reading what follows. */
+static void test_redis_bulk_refused_from_header(void **state)
+{
+    fixture *f = *state;
+    char spec[512];
+    long long sent, total;
+    int cut;
+    spec_for(f, REDIS, S.flood, "timeout=2s&prefetch=0", spec, sizeof spec);
+    acache_store *t = tiered(f->dir1, open_spec(spec));
+    acache_id action = tu_id(1);
+    acache_result res;
+    assert_int_equal(acache_get(t, &action, 0, &res), ACACHE_MISS);
+    servers_report(&S, "flood", &sent, &total, &cut);
+    /* What the sockets' buffers took before the hang-up, no more. */
+    if (!cut || sent >= 16 << 20)
+        fail_msg("the server sent %lld of %lld bytes, cut=%d", sent, total, cut);
+    acache_remote_info info = info_of(t);
+    assert_int_equal(info.rejected, 1);
+    assert_int_equal(info.failures, 0);
+    acache_close(t);
+}
+
+/* A host name whose lookup never answers: the get is a miss within the
+ * connect timeout, while the lookup is still blocked (it is left to finish
+ * on its own), and the failure counts towards switching the remote off. */
+static void test_redis_name_lookup_bounded(void **state)
+{
+    fixture *f = *state;
+    char spec[512];
+    snprintf(spec, sizeof spec,
+             "redis://%s:%d/0?prefix=%s&connect-timeout=300ms&timeout=300ms&prefetch=0&failures=2",
+             SLOW_HOST, S.redis, f->prefix);
+    capture_logs();
+    acache_store *t = tiered(f->dir1, open_spec(spec));
+    acache_id action = tu_id(1);
+    acache_result res;
+    assert_int_equal(acache_get(t, &action, 0, &res), ACACHE_MISS);
+    pthread_mutex_lock(&slow_mu);
+    int entered = slow_entered, returned = slow_returned;
+    pthread_mutex_unlock(&slow_mu);
+    assert_int_equal(entered, 1);
+    assert_int_equal(returned, 0); /* the get did not wait for the lookup */
+    assert_int_equal(acache_get(t, &action, 0, &res), ACACHE_MISS);
+    acache_remote_info info = expect_switched_off(t, 2, "looking up");
+    assert_non_null(strstr(info.reason, SLOW_HOST));
+    pthread_mutex_lock(&slow_mu);
+    slow_released = true;
+    pthread_cond_broadcast(&slow_cv);
+    pthread_mutex_unlock(&slow_mu);
+    acache_close(t);
+}
+
 static void test_redis_auth_and_unix(void **state)
 {
     fixture *f = *state;
@@ -1466,7 +1657,7 @@ static void test_redis_auth_and_unix(void **state)
     expect_bytes(r, 1, 100);
     acache_remote_info info = info_of(r);
     assert_null(strstr(info.name, "acache-test-pw"));
-    assert_non_null(strstr(info.name, ":***@127.0.0.1"));
+    assert_non_null(strstr(info.name, "://***@127.0.0.1"));
     acache_close(r);
 
     capture_logs();
@@ -1524,7 +1715,7 @@ static void test_specs(void **state)
     acache_store *s = NULL;
     assert_int_equal(acache_open("https://user:secret@h:1/c?mode=ro", &s), ACACHE_OK);
     acache_remote_info info = info_of(s);
-    assert_string_equal(info.name, "https://user:***@h:1/c");
+    assert_string_equal(info.name, "https://***@h:1/c");
     assert_int_equal(info.readable, 1);
     assert_int_equal(info.writable, 0);
     acache_close(s);
@@ -1958,6 +2149,10 @@ int main(void)
         ALL(test_prefetch_small_or_ro),
         ALL(test_prefetch_local_only),
         ONE(test_redis_auth_and_unix, REDIS_K),
+        BOTH(test_credentials_never_shown),
+        ONE(test_redis_deadline_per_operation, REDIS_K),
+        ONE(test_redis_bulk_refused_from_header, REDIS_K),
+        ONE(test_redis_name_lookup_bounded, REDIS_K),
         ONE(test_specs, REDIS_K),
         ONE(test_http_password_not_shown, HTTP_K),
         ONE(test_s3_requests_signed, S3_K),

@@ -17,11 +17,21 @@
  * array of ids in flight under the mutex (lookups in flight plus threads);
  * a lookup that finds its id claimed lists it among the waits, and only
  * the release of a waited-for id wakes the waiters.
+ * A manifest's ids are taken once each: a repeated id would be fetched
+ * again after a failed fetch, and a lookup of it would wait again.
+ * prefetch_close() wakes a loader waiting for the next first lookup; it
+ * must never be left to time out.
+ *
+ * Test points (os/hook.h): "prefetch-key-wait", with the mutex held, just
+ * before the loader waits for the next first lookup; and
+ * "prefetch-key-wait-timed-out" when that wait ended by its timeout.
  */
 #include "compose/prefetch.h"
 
 #include "core/error.h"
+#include "os/hook.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -163,17 +173,24 @@ static entry *entry_get(prefetch *p, const acache_id *id)
     return e;
 }
 
-/* Marks the ids of a manifest LISTED. Under mu. */
-static void mark_listed(prefetch *p, const unsigned char *ids, size_t n)
+/* Marks the ids of a manifest LISTED and moves each to the front once,
+ * dropping repeats; returns how many are left. Under mu. */
+static size_t mark_listed(prefetch *p, unsigned char *ids, size_t n)
 {
+    size_t kept = 0;
     for (size_t i = 0; i < n; i++) {
         acache_id id;
         memcpy(id.bytes, ids + i * ACACHE_ID_SIZE, ACACHE_ID_SIZE);
         entry *e = entry_get(p, &id);
+        if (e && (e->flags & LISTED))
+            continue; /* a repeat */
         if (e)
             e->flags |= LISTED;
+        memmove(ids + kept * ACACHE_ID_SIZE, id.bytes, ACACHE_ID_SIZE);
+        kept++;
     }
     p->manifest_known = true;
+    return kept;
 }
 
 void prefetch_lookup(prefetch *p, const acache_id *action)
@@ -339,9 +356,13 @@ static size_t load_manifest(prefetch *p, unsigned char **ids)
             until.tv_nsec += PREFETCH_KEY_WAIT_NS;
             until.tv_sec += until.tv_nsec / 1000000000L;
             until.tv_nsec %= 1000000000L;
+            int rc = 0;
+            os_hook_run("prefetch-key-wait", NULL);
             while (k >= p->nfirst && !atomic_load(&p->stop) &&
-                   pthread_cond_timedwait(&p->cv, &p->mu, &until) == 0)
+                   (rc = pthread_cond_timedwait(&p->cv, &p->mu, &until)) == 0)
                 ;
+            if (rc == ETIMEDOUT)
+                os_hook_run("prefetch-key-wait-timed-out", NULL);
         }
         bool have = k < p->nfirst;
         if (have)
@@ -376,7 +397,7 @@ static void *loader_main(void *arg)
         return NULL;
     }
     pthread_mutex_lock(&p->mu);
-    mark_listed(p, ids, n);
+    n = mark_listed(p, ids, n);
     p->list = ids;
     p->nlist = n;
     atomic_store(&p->loaded, true);
@@ -499,10 +520,13 @@ void prefetch_close(prefetch *p)
 {
     if (!p)
         return;
+    /* Set under mu and broadcast: a loader waiting for the next first
+     * lookup wakes now (it checks stop under mu, so it cannot miss it). */
+    pthread_mutex_lock(&p->mu);
     atomic_store(&p->stop, true);
+    pthread_cond_broadcast(&p->cv);
     /* The loader makes the other threads under mu; once it has returned,
      * running says how many there are. */
-    pthread_mutex_lock(&p->mu);
     bool any = p->running > 0;
     pthread_mutex_unlock(&p->mu);
     if (any) {

@@ -1,6 +1,9 @@
 /*
  * error.c - per-thread error messages and status names.
- * Must never print or exit: the caller decides what to show.
+ * Must never print or exit: the caller decides what to show. Every
+ * message passes through acache_redact() (redact.c) as it is set: a spec
+ * or URL in it, or in the text of a library it quotes (libcurl's errors
+ * carry the URL), never shows a credential.
  */
 #include "core/error.h"
 
@@ -17,10 +20,12 @@ void clear_error(void) { last_error[0] = '\0'; }
 
 acache_status set_error(acache_status st, const char *fmt, ...)
 {
+    char raw[sizeof last_error];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    acache_redact(raw, last_error, sizeof last_error);
     return st;
 }
 

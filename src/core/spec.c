@@ -96,6 +96,34 @@ const char *spec_get(spec *s, const char *key)
     return value;
 }
 
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0'
+         : c >= 'a' && c <= 'f' ? c - 'a' + 10
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+bool spec_unescape(const char *text, size_t n, char *out, size_t size)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = text[i];
+        if (c == '%') {
+            int hi = i + 2 < n ? hex_digit(text[i + 1]) : -1;
+            int lo = hi >= 0 ? hex_digit(text[i + 2]) : -1;
+            if (lo < 0)
+                return false;
+            c = (char)(hi << 4 | lo);
+            i += 2;
+        }
+        if (o + 1 >= size)
+            return false;
+        out[o++] = c;
+    }
+    out[o] = '\0';
+    return true;
+}
+
 acache_status spec_check_unused(const spec *s)
 {
     for (size_t i = 0; i < s->nopts; i++)

@@ -36,6 +36,10 @@ void spec_free(spec *s);
 const char *spec_get(spec *s, const char *key);
 /* ACACHE_EINVAL naming the first option nobody asked for. */
 acache_status spec_check_unused(const spec *s);
+/* Copies text[0..n) into out (size bytes), decoding %XX escapes; false if
+ * an escape is bad or it does not fit. For the user and password of a
+ * remote's URL. */
+bool spec_unescape(const char *text, size_t n, char *out, size_t size);
 
 /* Value parsers shared by all backends. */
 acache_status parse_size(const char *text, uint64_t *out);

@@ -6,7 +6,9 @@
  * It must never take a lock on the path of a get or a put, never fail a
  * store operation (every error here is swallowed: counters are best
  * effort), and never count a process's totals twice, even when a process
- * dies in the middle of folding them.
+ * dies in the middle of folding them. A name read from a file (a shard's
+ * "folded") is acted on only if it is one this file makes: anyone who can
+ * write stats/ must not be able to remove a file outside it.
  */
 #include "disk/counters.h"
 #include "os/clock.h"
@@ -104,8 +106,25 @@ static size_t format_file(const counter_file *f, char *buf, size_t size)
     return n;
 }
 
+/* Whether name is one of the process files this file makes
+ * (proc-<pid>-<mkostemp letters>): a plain name in stats/, nothing else. */
+static bool is_proc_name(const char *name)
+{
+    size_t n = strlen(name);
+    if (n <= 5 || n >= sizeof ((counter_file *)0)->folded || strncmp(name, "proc-", 5) != 0)
+        return false;
+    for (size_t i = 5; i < n; i++) {
+        char c = name[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              c == '-'))
+            return false;
+    }
+    return true;
+}
+
 /* Parses a counter file; false if it is not whole (torn, or junk). Lines
- * after "end" are left over from a longer earlier version: ignored. */
+ * after "end" are left over from a longer earlier version: ignored. A
+ * "folded" that is not a process file's name is dropped, never used. */
 static bool parse_file(const char *buf, size_t n, counter_file *f)
 {
     memset(f, 0, sizeof *f);
@@ -134,7 +153,8 @@ static bool parse_file(const char *buf, size_t n, counter_file *f)
         *sp = '\0';
         const char *value = sp + 1;
         if (strcmp(line, "folded") == 0) {
-            snprintf(f->folded, sizeof f->folded, "%s", value);
+            if (is_proc_name(value))
+                snprintf(f->folded, sizeof f->folded, "%s", value);
         } else {
             char *stop = NULL;
             errno = 0;
@@ -361,11 +381,14 @@ void counters_close(counters *c)
 static void sum_dir(counters *c, int dirfd, bool fold_dead, counter_totals *out)
 {
     memset(out, 0, sizeof *out);
-    DIR *dp = fdopendir(dup(dirfd));
+    int dfd = dup(dirfd);
+    DIR *dp = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!dp && dfd >= 0)
+        close(dfd); /* fdopendir takes the descriptor only when it succeeds */
     if (dp) {
         struct dirent *de;
         while ((de = readdir(dp)) != NULL) {
-            if (strncmp(de->d_name, "proc-", 5) != 0 || strcmp(de->d_name, c->procname) == 0)
+            if (!is_proc_name(de->d_name) || strcmp(de->d_name, c->procname) == 0)
                 continue;
             int fd = openat(dirfd, de->d_name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
             if (fd < 0)

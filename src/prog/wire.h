@@ -75,6 +75,47 @@ bool gcp_request_has_body(const gcp_request *req);
 const char *gcp_command_name(gcp_command cmd);
 
 /* ------------------------------------------------------------------ */
+/* Request lines longer than GCP_MAX_LINE                               */
+
+/*
+ * A line too long to hold is not parsed but scanned as it streams by, in
+ * constant memory: the scan follows the JSON structure (strings, escapes,
+ * nesting) and keeps only the top-level ID, Command and BodySize, in
+ * whatever order they come (the last of a repeated key wins, as in the
+ * parser). So the line can still be answered with Err for its ID, and a
+ * put's body skipped, and the helper goes on. The fields are private to
+ * gocacheprog_proto.c.
+ */
+typedef struct gcp_scan {
+    bool object, bad;           /* first byte '{'; not an object (or junk after it) */
+    bool in_str, esc, in_num;
+    int phase, role, key;       /* where in the top-level object; what the text is */
+    uint64_t depth;
+    char text[16];              /* the current top-level string, cut */
+    size_t text_len;
+    bool text_cut;
+    bool num_neg, num_bad;
+    uint64_t num;
+    unsigned num_digits;
+    bool has_id, size_seen, size_ok, cmd_ok;
+    int64_t id, size;
+    char cmd[16];
+    size_t cmd_len;
+} gcp_scan;
+
+void gcp_scan_init(gcp_scan *sc);
+/* Scans the next n bytes of the line (no newline among them). */
+void gcp_scan_feed(gcp_scan *sc, const char *p, size_t n);
+/*
+ * After the whole line: GCP_PARSE_ERR with req's id, command and body_size
+ * set as far as found and msg saying the line was too long; or
+ * GCP_PARSE_FATAL when the line is not a JSON object, has no integer ID, or
+ * is a put whose BodySize is not an integer (where the next request starts
+ * is unknowable).
+ */
+gcp_parse_status gcp_scan_finish(const gcp_scan *sc, gcp_request *req, char msg[GCP_MSG_SIZE]);
+
+/* ------------------------------------------------------------------ */
 /* Put bodies                                                           */
 
 /*

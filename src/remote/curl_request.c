@@ -149,8 +149,9 @@ static void set_options(const curl_client *c, CURL *e, curl_req *rq, char *errbu
         curl->easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
         curl->easy_setopt(e, CURLOPT_HEADERDATA, rq);
     }
-    if (rq->aws_sigv4) {
+    if (rq->aws_sigv4)
         curl->easy_setopt(e, CURLOPT_AWS_SIGV4, rq->aws_sigv4);
+    if (rq->user) {
         curl->easy_setopt(e, CURLOPT_USERNAME, rq->user);
         curl->easy_setopt(e, CURLOPT_PASSWORD, rq->password);
     }

@@ -42,7 +42,7 @@ typedef struct curl_req {
     size_t up_len;
     const atomic_bool *cancel;       /* set: give up (an error) */
     const char *aws_sigv4;           /* "aws:amz:REGION:s3", or NULL */
-    const char *user, *password;     /* for aws_sigv4 */
+    const char *user, *password;     /* the key pair for aws_sigv4, else basic auth; or NULL */
     const char *want_header;         /* lower case; its value kept below */
 
     /* Filled by curl_perform (private: up_pos, got, discarded, st). */

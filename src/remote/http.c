@@ -20,6 +20,7 @@
  * show the spec with the password as "***").
  */
 #include "core/error.h"
+#include "core/spec.h"
 #include "remote/curl_request.h"
 #include "remote/remote.h"
 
@@ -32,6 +33,8 @@
 typedef struct http_t {
     char base[URL_MAX - 80];   /* scheme://authority/BASE, no trailing '/' */
     char where[ACACHE_REMOTE_NAME_SIZE + 8];
+    char user[256], pass[256]; /* from the URL, decoded; given to libcurl apart */
+    bool auth;
     struct curl_slist *headers;
     curl_client client;
 } http_t;
@@ -49,6 +52,10 @@ static acache_status request_run(http_t *h, curl_method m, remote_ns ns, const c
     rq->url = url;
     rq->name = name;
     rq->headers = h->headers;
+    if (h->auth) {
+        rq->user = h->user;
+        rq->password = h->pass;
+    }
     acache_status st = curl_perform(&h->client, rq, h->where);
     if (st != ACACHE_OK)
         return st;
@@ -107,6 +114,31 @@ static const transport_ops http_transport = {
     .close = http_close,
 };
 
+/* Takes "USER[:PASSWORD]@" (up to the last '@' of the authority, as every
+ * parser here reads it) off the URL at *p ("//..."), which is left at the
+ * host: libcurl gets the URL without them, and them, decoded, by
+ * CURLOPT_USERNAME/PASSWORD, so that a password holding '@' or ':' works
+ * and curl's messages, which quote the URL, carry no secret. */
+static acache_status take_userinfo(http_t *h, const char **p)
+{
+    const char *auth = *p + 2, *end = auth + strcspn(auth, "/"), *at = NULL;
+    for (const char *q = auth; q < end; q++)
+        if (*q == '@')
+            at = q;
+    *p = auth;
+    if (!at)
+        return ACACHE_OK;
+    const char *colon = memchr(auth, ':', (size_t)(at - auth));
+    const char *user_end = colon ? colon : at;
+    if (!spec_unescape(auth, (size_t)(user_end - auth), h->user, sizeof h->user) ||
+        !spec_unescape(colon ? colon + 1 : at, colon ? (size_t)(at - colon - 1) : 0, h->pass,
+                       sizeof h->pass))
+        return set_error(ACACHE_EINVAL, "http spec: user or password too long or badly escaped");
+    h->auth = true;
+    *p = at + 1;
+    return ACACHE_OK;
+}
+
 acache_status http_open(spec *s, void **self, const backend_ops **ops)
 {
     remote_config cfg;
@@ -131,19 +163,20 @@ acache_status http_open(spec *s, void **self, const backend_ops **ops)
         free(h);
         return st;
     }
+    if ((st = take_userinfo(h, &p)) != ACACHE_OK || *p == '\0' || *p == '/') {
+        curl_client_destroy(&h->client);
+        free(h);
+        return st ? st : set_error(ACACHE_EINVAL, "http spec: no host after the user");
+    }
     size_t len = strlen(p);
-    while (len > 2 && p[len - 1] == '/')
+    while (len > 0 && p[len - 1] == '/')
         len--;
-    if (strlen(s->scheme) + 1 + len >= sizeof h->base) {
+    int n = snprintf(h->base, sizeof h->base, "%s://%.*s", s->scheme, (int)len, p);
+    if (n < 0 || (size_t)n >= sizeof h->base) {
         curl_client_destroy(&h->client);
         free(h);
         return set_error(ACACHE_EINVAL, "http spec: URL too long");
     }
-    size_t slen = strlen(s->scheme);
-    memcpy(h->base, s->scheme, slen);
-    h->base[slen] = ':';
-    memcpy(h->base + slen + 1, p, len);
-    h->base[slen + 1 + len] = '\0';
     char shown[ACACHE_REMOTE_NAME_SIZE];
     remote_display_name(s->scheme, s->path, shown, sizeof shown);
     snprintf(h->where, sizeof h->where, "http %s", shown);

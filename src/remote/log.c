@@ -1,7 +1,8 @@
 /*
  * log.c - where the remotes' one-line notices go (acache_set_log): a
  * remote switched off, uploads dropped. The library never prints; with no
- * log function set, the notices are dropped.
+ * log function set, the notices are dropped. Every notice goes through
+ * acache_redact(): no credential reaches the application's log.
  */
 #include "remote/remote.h"
 
@@ -28,10 +29,12 @@ void remote_log(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    char shown[sizeof msg]; /* a message may quote a spec or a URL */
+    acache_redact(msg, shown, sizeof shown);
     pthread_mutex_lock(&log_mu);
     acache_log_fn fn = log_fn;
     void *ctx = log_ctx;
     pthread_mutex_unlock(&log_mu);
     if (fn)
-        fn(ctx, msg);
+        fn(ctx, shown);
 }

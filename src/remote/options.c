@@ -158,24 +158,7 @@ acache_status remote_config_parse(spec *s, remote_config *cfg)
 
 void remote_display_name(const char *scheme, const char *rest, char *out, size_t size)
 {
-    const char *q = strchr(rest, '?');
-    size_t restlen = q ? (size_t)(q - rest) : strlen(rest);
-    const char *auth = rest, *auth_end = rest + restlen;
-    if (restlen >= 2 && rest[0] == '/' && rest[1] == '/') {
-        auth = rest + 2;
-        const char *slash = memchr(auth, '/', (size_t)(rest + restlen - auth));
-        if (slash)
-            auth_end = slash;
-    }
-    const char *at = NULL;
-    for (const char *p = auth; p < auth_end; p++)
-        if (*p == '@')
-            at = p;
-    const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
-    if (!colon) {
-        snprintf(out, size, "%s:%.*s", scheme, (int)restlen, rest);
-        return;
-    }
-    snprintf(out, size, "%s:%.*s:***%.*s", scheme, (int)(colon - rest), rest,
-             (int)(rest + restlen - at), at);
+    char raw[ACACHE_REMOTE_NAME_SIZE * 4];
+    snprintf(raw, sizeof raw, "%s:%.*s", scheme, (int)strcspn(rest, "?"), rest);
+    acache_redact(raw, out, size);
 }

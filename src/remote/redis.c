@@ -1,32 +1,45 @@
 /*
- * redis.c - the Redis (or Valkey) transport of a remote store,
- * through hiredis.
+ * redis.c - the Redis (or Valkey) transport of a remote store.
  *
  *   redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]?prefix=P&...
  *   redis+unix:///PATH/TO/SOCKET?db=N&prefix=P&...
  *
  * Names are P:ac:<hex> and P:cas:<hex>, plain string values. A value is
- * read in ranges of REDIS_CHUNK bytes (GETRANGE), so neither side holds a
- * large object whole; the first range goes out in one round trip with an
- * EXISTS that tells a missing key from an empty value. A value larger than
- * a chunk is written to a temporary key (which expires in an hour if the
- * writer dies) with SET and APPEND, then renamed into place, so a reader
- * never sees half of it.
+ * read in ranges of REDIS_CHUNK bytes (GETRANGE), each streamed into the
+ * caller's sink as it arrives; the first range goes out in one round trip
+ * with an EXISTS that tells a missing key from an empty value. A value
+ * larger than a chunk is written to a temporary key (which expires in an
+ * hour if the writer dies) with SET and APPEND, then renamed into place,
+ * so a reader never sees half of it.
  *
- * Connections are opened at first use, with the connect timeout, and kept
- * in a small pool shared by all threads; every read and write on them has
- * the operation timeout (SO_RCVTIMEO/SO_SNDTIMEO). A connection that saw
- * an I/O error is closed, never reused. This file must never let SIGPIPE
- * reach the process (hiredis writes with write(2)) and never print.
+ * Time: opening a connection (the name lookup, in a helper thread
+ * (resolve.c), the TCP or Unix connect, AUTH, SELECT) has one deadline,
+ * the connect timeout; every operation (a fetch, a store, an exists, a
+ * remove) has one deadline, the timeout plus the time its bytes take at
+ * REMOTE_MIN_RATE_BYTES_PER_MS, as the HTTP transport has, counted over
+ * all its commands and reads: a server that dribbles cannot stretch it.
+ *
+ * hiredis connects (to the numeric addresses of the lookup, one by one)
+ * and formats the commands; the commands are sent and the replies read by
+ * redis_wire.c, which checks a bulk reply's length from its header before
+ * reading it (hiredis' reader would buffer it whole first) and waits with
+ * poll(2) against the deadline (hiredis' waits are per read).
+ *
+ * Connections are kept in a small pool shared by all threads. A connection
+ * that saw an I/O error, a timeout or a reply left unread is closed, never
+ * reused. This file must never let SIGPIPE reach the process, never wait
+ * past a deadline, and never print.
  */
 #include "core/error.h"
+#include "os/clock.h"
+#include "remote/resolve.h"
+#include "remote/redis_wire.h"
 #include "remote/remote.h"
 
 #include <errno.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +51,8 @@
 /* A temporary key lives this long if its writer dies before the rename. */
 #define TMP_TTL_MS "3600000"
 #define KEY_MAX 256
+/* The longest an integer or status reply may be: no bulk is expected. */
+#define NO_BULK 0
 
 typedef struct redis_t {
     bool unix_sock;
@@ -49,148 +64,134 @@ typedef struct redis_t {
     unsigned long db;
     char prefix[128];
     char where[PATH_MAX + 16];  /* host:port or the socket, for messages */
-    struct timeval connect_tv, op_tv;
+    int64_t connect_ns, op_ns;
     remote_pool pool;
 } redis_t;
 
+/* One connection: hiredis owns the socket, the wire speaks on it. */
+typedef struct redis_conn {
+    redisContext *c;
+    redis_wire w;
+} redis_conn;
+
 /* ------------------------------------------------------------------ */
-/* SIGPIPE: blocked around hiredis calls in this thread, and a SIGPIPE
- * they raised is consumed before it is unblocked.                      */
+/* Deadlines                                                            */
 
-typedef struct pipe_guard {
-    sigset_t old;
-    bool pending_before;
-} pipe_guard;
-
-static void guard_enter(pipe_guard *g)
+/* The deadline of an operation that moves `bytes` bytes, from now. */
+static int64_t op_deadline(const redis_t *rt, uint64_t bytes)
 {
-    sigset_t set, pending;
-    sigemptyset(&set);
-    sigaddset(&set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &set, &g->old);
-    sigpending(&pending);
-    g->pending_before = sigismember(&pending, SIGPIPE) == 1;
+    uint64_t ns_per_byte = 1000000 / REMOTE_MIN_RATE_BYTES_PER_MS;
+    uint64_t extra = bytes > (uint64_t)INT64_MAX / 4 / ns_per_byte ? (uint64_t)INT64_MAX / 4
+                                                                   : bytes * ns_per_byte;
+    return os_mono_ns() + rt->op_ns + (int64_t)extra;
 }
 
-static void guard_leave(pipe_guard *g)
+static struct timeval timeval_until(int64_t deadline_ns)
 {
-    sigset_t pending;
-    if (!g->pending_before && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1) {
-        sigset_t set;
-        struct timespec zero = { 0, 0 };
-        sigemptyset(&set);
-        sigaddset(&set, SIGPIPE);
-        sigtimedwait(&set, NULL, &zero);
-    }
-    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+    int64_t left = deadline_ns - os_mono_ns();
+    if (left < 1000)
+        left = 1000; /* hiredis takes 0 as "no timeout" */
+    struct timeval tv = { (time_t)(left / 1000000000), (suseconds_t)(left % 1000000000 / 1000) };
+    return tv;
 }
 
 /* ------------------------------------------------------------------ */
 /* Connections                                                          */
 
-static const char *conn_error(const redisContext *c)
+static void conn_free(void *p)
 {
-    /* A read that hit SO_RCVTIMEO reports EAGAIN. */
-    if (c->err == REDIS_ERR_IO && strstr(c->errstr, "temporarily unavailable"))
-        return "timed out waiting for the server";
-    if (c->err == REDIS_ERR_EOF)
-        return "the server closed the connection";
-    return c->errstr[0] ? c->errstr : "connection error";
+    redis_conn *rc = p;
+    redisFree(rc->c);
+    free(rc);
 }
 
-static void conn_free(void *c) { redisFree(c); }
-
-/* Sends argc commands (argv/lens each hold one command's words, split by
- * counts) and reads their replies into replies[]. false (message set, the
- * connection unusable) on an I/O error. */
-static bool run(redis_t *rt, redisContext *c, int ncmd, const int *counts, const char **argv,
-                const size_t *lens, redisReply **replies)
+static bool reply_ok(const wire_reply *r)
 {
-    pipe_guard g;
-    bool ok = true;
-    guard_enter(&g);
-    for (int i = 0, at = 0; i < ncmd; at += counts[i], i++)
-        if (redisAppendCommandArgv(c, counts[i], argv + at, lens + at) != REDIS_OK)
-            ok = false;
-    for (int i = 0; i < ncmd; i++) {
-        replies[i] = NULL;
-        if (ok && redisGetReply(c, (void **)&replies[i]) != REDIS_OK)
-            ok = false;
-    }
-    guard_leave(&g);
-    if (!ok) {
-        for (int i = 0; i < ncmd; i++)
-            if (replies[i])
-                freeReplyObject(replies[i]);
-        set_error(ACACHE_EIO, "redis %s: %s", rt->where, conn_error(c));
-    }
-    return ok;
+    return r->type == WIRE_STATUS && !strcmp(r->text, "OK");
 }
 
-/* One command; NULL (message set) on an I/O error. */
-static redisReply *run1(redis_t *rt, redisContext *c, int argc, const char **argv,
-                        const size_t *lens)
+static acache_status reply_error(redis_t *rt, const char *what, const wire_reply *r)
 {
-    redisReply *reply = NULL;
-    return run(rt, c, 1, &argc, argv, lens, &reply) ? reply : NULL;
-}
-
-static bool reply_ok(const redisReply *r)
-{
-    return r && r->type == REDIS_REPLY_STATUS && r->len == 2 && !memcmp(r->str, "OK", 2);
-}
-
-static acache_status reply_error(redis_t *rt, const char *what, const redisReply *r)
-{
-    if (r && r->type == REDIS_REPLY_ERROR)
-        return set_error(ACACHE_EIO, "redis %s: %s: %.*s", rt->where, what, (int)r->len, r->str);
+    if (r->type == WIRE_ERROR)
+        return set_error(ACACHE_EIO, "redis %s: %s: %s", rt->where, what, r->text);
     return set_error(ACACHE_EIO, "redis %s: %s: unexpected reply", rt->where, what);
 }
 
-/* A command a new connection needs (AUTH, SELECT), answered OK or not. */
-static bool conn_setup(redis_t *rt, redisContext *c, const char *what, int argc,
-                       const char **argv, const size_t *lens, acache_status *st)
+/* Sends one command and reads its reply (no bulk expected). */
+static acache_status run1(redis_conn *rc, int argc, const char **argv, const size_t *lens,
+                          int64_t deadline_ns, wire_reply *r)
 {
-    redisReply *r = run1(rt, c, argc, argv, lens);
-    if (!r) {
-        *st = ACACHE_EIO;
-        return false;
-    }
-    bool ok = reply_ok(r);
-    if (!ok)
-        *st = reply_error(rt, what, r);
-    freeReplyObject(r);
-    return ok;
+    acache_status st = wire_send(&rc->w, 1, &argc, argv, lens, deadline_ns);
+    return st != ACACHE_OK ? st : wire_read(&rc->w, NO_BULK, NULL, deadline_ns, r);
 }
 
-static redisContext *conn_open(redis_t *rt, acache_status *st)
+/* A command a new connection needs (AUTH, SELECT), answered OK or not. */
+static acache_status conn_setup(redis_t *rt, redis_conn *rc, const char *what, int argc,
+                                const char **argv, const size_t *lens, int64_t deadline_ns)
 {
-    pipe_guard g;
-    guard_enter(&g);
-    redisContext *c = rt->unix_sock ? redisConnectUnixWithTimeout(rt->sock, rt->connect_tv)
-                                    : redisConnectWithTimeout(rt->host, rt->port, rt->connect_tv);
-    guard_leave(&g);
-    if (!c) {
+    wire_reply r;
+    acache_status st = run1(rc, argc, argv, lens, deadline_ns, &r);
+    if (st == ACACHE_OK && !reply_ok(&r))
+        st = reply_error(rt, what, &r);
+    return st < 0 ? st : st == ACACHE_OK ? ACACHE_OK : ACACHE_EIO;
+}
+
+/* A hiredis connection to the server, made by the deadline: to the socket,
+ * or to each address the host name has in turn. */
+static redisContext *conn_connect(redis_t *rt, int64_t deadline_ns, acache_status *st)
+{
+    resolved addrs;
+    if (rt->unix_sock) {
+        addrs.n = 1;
+    } else if ((*st = resolve_host(rt->host, deadline_ns, &addrs)) != ACACHE_OK) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", acache_last_error());
+        set_error(*st, "redis %s: cannot connect: %s", rt->where, why);
+        return NULL;
+    }
+    char why[256] = "";
+    for (unsigned i = 0; i < addrs.n; i++) {
+        if (os_mono_ns() >= deadline_ns)
+            break;
+        struct timeval tv = timeval_until(deadline_ns);
+        redisContext *c = rt->unix_sock ? redisConnectUnixWithTimeout(rt->sock, tv)
+                                        : redisConnectWithTimeout(addrs.addr[i], rt->port, tv);
+        if (!c) {
+            *st = set_error(ACACHE_ENOMEM, "redis %s: out of memory", rt->where);
+            return NULL;
+        }
+        if (!c->err)
+            return c;
+        snprintf(why, sizeof why, "%s", c->errstr[0] ? c->errstr : "connection error");
+        redisFree(c);
+    }
+    *st = set_error(ACACHE_EIO, "redis %s: cannot connect: %s", rt->where,
+                    why[0] ? why : "timed out");
+    return NULL;
+}
+
+static redis_conn *conn_open(redis_t *rt, acache_status *st)
+{
+    int64_t deadline = os_mono_ns() + rt->connect_ns;
+    redis_conn *rc = calloc(1, sizeof *rc);
+    if (!rc) {
         *st = set_error(ACACHE_ENOMEM, "redis %s: out of memory", rt->where);
         return NULL;
     }
-    if (c->err) {
-        *st = set_error(ACACHE_EIO, "redis %s: cannot connect: %s", rt->where, conn_error(c));
-        goto fail;
+    if (!(rc->c = conn_connect(rt, deadline, st))) {
+        free(rc);
+        return NULL;
     }
-    if (redisSetTimeout(c, rt->op_tv) != REDIS_OK) {
-        *st = set_error(ACACHE_EIO, "redis %s: cannot set timeouts: %s", rt->where, conn_error(c));
-        goto fail;
-    }
+    wire_init(&rc->w, rc->c->fd, rt->where);
     if (!rt->unix_sock)
-        redisEnableKeepAlive(c);
+        redisEnableKeepAlive(rc->c);
     if (rt->auth) {
         const char *argv[3] = { "AUTH", rt->user, rt->pass };
         size_t lens[3] = { 4, strlen(rt->user), strlen(rt->pass) };
         int skip = rt->user[0] ? 0 : 1; /* AUTH password, or AUTH user password */
         argv[skip] = "AUTH";
         lens[skip] = 4;
-        if (!conn_setup(rt, c, "AUTH", 3 - skip, argv + skip, lens + skip, st))
+        if ((*st = conn_setup(rt, rc, "AUTH", 3 - skip, argv + skip, lens + skip, deadline)))
             goto fail;
     }
     if (rt->db) {
@@ -198,25 +199,25 @@ static redisContext *conn_open(redis_t *rt, acache_status *st)
         int n = snprintf(db, sizeof db, "%lu", rt->db);
         const char *argv[2] = { "SELECT", db };
         size_t lens[2] = { 6, (size_t)n };
-        if (!conn_setup(rt, c, "SELECT", 2, argv, lens, st))
+        if ((*st = conn_setup(rt, rc, "SELECT", 2, argv, lens, deadline)))
             goto fail;
     }
-    return c;
+    return rc;
 fail:
-    redisFree(c);
+    conn_free(rc);
     return NULL;
 }
 
-static redisContext *conn_get(redis_t *rt, acache_status *st)
+static redis_conn *conn_get(redis_t *rt, acache_status *st)
 {
-    redisContext *c = remote_pool_take(&rt->pool);
-    return c ? c : conn_open(rt, st);
+    redis_conn *rc = remote_pool_take(&rt->pool);
+    return rc ? rc : conn_open(rt, st);
 }
 
-static void conn_release(redis_t *rt, redisContext *c)
+static void conn_release(redis_t *rt, redis_conn *rc)
 {
-    if (c->err || !remote_pool_give(&rt->pool, c))
-        redisFree(c);
+    if (rc->w.broken || !remote_pool_give(&rt->pool, rc))
+        conn_free(rc);
 }
 
 static int make_key(const redis_t *rt, remote_ns ns, const char *hex, char key[KEY_MAX])
@@ -227,6 +228,51 @@ static int make_key(const redis_t *rt, remote_ns ns, const char *hex, char key[K
 /* ------------------------------------------------------------------ */
 /* Transport operations                                                 */
 
+/* EXISTS key and GETRANGE key 0 want-1 in one round trip: the range goes
+ * to sink if the key exists. ACACHE_MISS if it does not. */
+static acache_status fetch_first(redis_t *rt, redis_conn *rc, const char **argv,
+                                 const size_t *lens, uint64_t max, const remote_sink *sink,
+                                 int64_t deadline, uint64_t *got)
+{
+    int counts[2] = { 2, 4 };
+    wire_reply ex, range;
+    acache_status st = wire_send(&rc->w, 2, counts, argv, lens, deadline);
+    if (st == ACACHE_OK)
+        st = wire_read(&rc->w, NO_BULK, NULL, deadline, &ex);
+    if (st != ACACHE_OK)
+        return st;
+    bool there = ex.type == WIRE_INTEGER && ex.integer != 0;
+    st = wire_read(&rc->w, max, there ? sink : NULL, deadline, &range);
+    if (st != ACACHE_OK)
+        return st;
+    if (ex.type != WIRE_INTEGER)
+        return reply_error(rt, "EXISTS", &ex);
+    if (!there)
+        return ACACHE_MISS;
+    if (range.type != WIRE_BULK)
+        return reply_error(rt, "GETRANGE", &range);
+    *got = range.len;
+    return ACACHE_OK;
+}
+
+/* GETRANGE key from to, into sink. */
+static acache_status fetch_next(redis_t *rt, redis_conn *rc, const char **argv,
+                                const size_t *lens, uint64_t max, const remote_sink *sink,
+                                int64_t deadline, uint64_t *got)
+{
+    int count = 4;
+    wire_reply range;
+    acache_status st = wire_send(&rc->w, 1, &count, argv, lens, deadline);
+    if (st == ACACHE_OK)
+        st = wire_read(&rc->w, max, sink, deadline, &range);
+    if (st != ACACHE_OK)
+        return st;
+    if (range.type != WIRE_BULK)
+        return reply_error(rt, "GETRANGE", &range);
+    *got = range.len;
+    return ACACHE_OK;
+}
+
 static acache_status redis_fetch(void *t, remote_ns ns, const char *hex, uint64_t limit,
                                  const remote_sink *sink)
 {
@@ -234,46 +280,27 @@ static acache_status redis_fetch(void *t, remote_ns ns, const char *hex, uint64_
     char key[KEY_MAX], from[24], to[24];
     acache_status st = ACACHE_OK;
     size_t klen = (size_t)make_key(rt, ns, hex, key);
-    redisContext *c = conn_get(rt, &st);
-    if (!c)
+    redis_conn *rc = conn_get(rt, &st);
+    if (!rc)
         return st;
-    /* limit + 1 bytes are asked for, so that a longer value shows. */
+    int64_t deadline = op_deadline(rt, limit);
+    /* limit + 1 bytes are asked for, so that a longer value shows; a reply
+     * longer than what was asked for, or than limit, is refused unread. */
     uint64_t pos = 0, want = limit < REDIS_CHUNK ? limit + 1 : REDIS_CHUNK;
-    int counts[2] = { 2, 4 };
     const char *argv[6] = { "EXISTS", key, "GETRANGE", key, from, to };
     size_t lens[6] = { 6, klen, 8, klen, 0, 0 };
-    redisReply *replies[2];
-    bool first = true;
-    for (;;) {
+    for (bool first = true;; first = false) {
+        uint64_t got = 0, max = want <= limit - pos ? want : limit - pos;
         lens[4] = (size_t)snprintf(from, sizeof from, "%" PRIu64, pos);
         lens[5] = (size_t)snprintf(to, sizeof to, "%" PRIu64, pos + want - 1);
-        if (!run(rt, c, first ? 2 : 1, first ? counts : counts + 1, first ? argv : argv + 2,
-                 first ? lens : lens + 2, replies)) {
-            st = ACACHE_EIO;
-            break;
-        }
-        redisReply *range = replies[first ? 1 : 0];
-        if (first && (replies[0]->type != REDIS_REPLY_INTEGER || replies[0]->integer == 0)) {
-            st = replies[0]->type == REDIS_REPLY_INTEGER ? ACACHE_MISS
-                                                         : reply_error(rt, "EXISTS", replies[0]);
-        } else if (range->type != REDIS_REPLY_STRING) {
-            st = reply_error(rt, "GETRANGE", range);
-        } else if (range->len > limit - pos) {
-            st = set_error(ACACHE_CORRUPT, "redis %s: %s is longer than %" PRIu64 " bytes",
-                           rt->where, key, limit);
-        } else if (range->len > 0) {
-            st = sink->write(sink->ctx, range->str, range->len);
-        }
-        size_t got = range->type == REDIS_REPLY_STRING ? range->len : 0;
-        for (int i = 0; i < (first ? 2 : 1); i++)
-            freeReplyObject(replies[i]);
-        first = false;
+        st = first ? fetch_first(rt, rc, argv, lens, max, sink, deadline, &got)
+                   : fetch_next(rt, rc, argv + 2, lens + 2, max, sink, deadline, &got);
         pos += got;
         if (st != ACACHE_OK || got < want)
             break;
         want = limit + 1 - pos < REDIS_CHUNK ? limit + 1 - pos : REDIS_CHUNK;
     }
-    conn_release(rt, c);
+    conn_release(rt, rc);
     return st;
 }
 
@@ -286,24 +313,22 @@ static acache_status key_count(redis_t *rt, const char *cmd, bool writes, remote
     char key[KEY_MAX];
     acache_status st = ACACHE_OK;
     size_t klen = (size_t)make_key(rt, ns, hex, key);
-    redisContext *c = conn_get(rt, &st);
-    if (!c)
+    redis_conn *rc = conn_get(rt, &st);
+    if (!rc)
         return st;
     const char *argv[2] = { cmd, key };
     size_t lens[2] = { strlen(cmd), klen };
-    redisReply *r = run1(rt, c, 2, argv, lens);
-    if (!r)
-        st = ACACHE_EIO;
-    else if (r->type == REDIS_REPLY_INTEGER)
-        st = r->integer > 0 ? ACACHE_OK : ACACHE_MISS;
-    else if (writes && r->type == REDIS_REPLY_ERROR)
-        st = set_error(REMOTE_REFUSED, "redis %s: %s refused: %.*s", rt->where, cmd, (int)r->len,
-                       r->str);
+    wire_reply r;
+    st = run1(rc, 2, argv, lens, op_deadline(rt, 0), &r);
+    if (st != ACACHE_OK)
+        st = st == ACACHE_CORRUPT ? reply_error(rt, cmd, &r) : st;
+    else if (r.type == WIRE_INTEGER)
+        st = r.integer > 0 ? ACACHE_OK : ACACHE_MISS;
+    else if (writes && r.type == WIRE_ERROR)
+        st = set_error(REMOTE_REFUSED, "redis %s: %s refused: %s", rt->where, cmd, r.text);
     else
-        st = reply_error(rt, cmd, r);
-    if (r)
-        freeReplyObject(r);
-    conn_release(rt, c);
+        st = reply_error(rt, cmd, &r);
+    conn_release(rt, rc);
     return st;
 }
 
@@ -312,32 +337,62 @@ static acache_status redis_exists(void *t, remote_ns ns, const char *hex)
     return key_count(t, "EXISTS", false, ns, hex);
 }
 
-/* A write the server answered with an error (read-only replica, out of
- * memory, no permission) is refused, not failed. */
-static acache_status write_reply(redis_t *rt, const char *what, redisReply *r)
+/* The reply to a write. One the server answered with an error (read-only
+ * replica, out of memory, no permission) is refused, not failed. */
+static acache_status write_reply(redis_t *rt, const char *what, acache_status st,
+                                 const wire_reply *r)
 {
-    acache_status st = ACACHE_OK;
-    if (!r)
-        return ACACHE_EIO;
-    if (r->type == REDIS_REPLY_ERROR)
-        st = set_error(REMOTE_REFUSED, "redis %s: %s refused: %.*s", rt->where, what, (int)r->len,
-                       r->str);
-    else if (r->type != REDIS_REPLY_STATUS && r->type != REDIS_REPLY_INTEGER)
-        st = reply_error(rt, what, r);
-    freeReplyObject(r);
-    return st;
+    if (st == ACACHE_CORRUPT) /* a bulk reply, refused by NO_BULK */
+        return set_error(ACACHE_EIO, "redis %s: %s: unexpected reply", rt->where, what);
+    if (st != ACACHE_OK)
+        return st;
+    if (r->type == WIRE_ERROR)
+        return set_error(REMOTE_REFUSED, "redis %s: %s refused: %s", rt->where, what, r->text);
+    if (r->type != WIRE_STATUS && r->type != WIRE_INTEGER)
+        return reply_error(rt, what, r);
+    return ACACHE_OK;
+}
+
+/* One write command and its reply. */
+static acache_status write1(redis_t *rt, redis_conn *rc, const char *what, int argc,
+                            const char **argv, const size_t *lens, int64_t deadline)
+{
+    wire_reply r;
+    acache_status st = run1(rc, argc, argv, lens, deadline, &r);
+    return write_reply(rt, what, st, &r);
+}
+
+/* RENAME tmp key and PERSIST key, in one round trip. */
+static acache_status rename_into_place(redis_t *rt, redis_conn *rc, const char *tmp,
+                                       size_t tlen, const char *key, int64_t deadline)
+{
+    int counts[2] = { 3, 2 };
+    size_t klen = strlen(key);
+    const char *argv[5] = { "RENAME", tmp, key, "PERSIST", key };
+    size_t lens[5] = { 6, tlen, klen, 7, klen };
+    wire_reply r[2];
+    acache_status st = wire_send(&rc->w, 2, counts, argv, lens, deadline);
+    if (st != ACACHE_OK)
+        return st;
+    acache_status st1 = write_reply(rt, "RENAME", wire_read(&rc->w, NO_BULK, NULL, deadline, &r[0]),
+                                    &r[0]);
+    if (rc->w.broken)
+        return st1;
+    acache_status st2 = write_reply(rt, "PERSIST",
+                                    wire_read(&rc->w, NO_BULK, NULL, deadline, &r[1]), &r[1]);
+    return st1 != ACACHE_OK ? st1 : st2;
 }
 
 /* A large value: SET tmp first-chunk PX, APPEND tmp chunk..., RENAME. */
-static acache_status store_chunked(redis_t *rt, redisContext *c, const char *key, const char *hex,
-                                   const char *data, size_t len, const atomic_bool *cancel)
+static acache_status store_chunked(redis_t *rt, redis_conn *rc, const char *key, const char *hex,
+                                   const char *data, size_t len, const atomic_bool *cancel,
+                                   int64_t deadline)
 {
     char tmp[KEY_MAX];
     uint64_t salt = 0;
     if (getrandom(&salt, sizeof salt, GRND_NONBLOCK) != sizeof salt)
         salt = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)&salt;
     size_t tlen = (size_t)snprintf(tmp, sizeof tmp, "%s:tmp:%s.%016" PRIx64, rt->prefix, hex, salt);
-    size_t klen = strlen(key);
     acache_status st = ACACHE_OK;
     for (size_t pos = 0; pos < len && st == ACACHE_OK; pos += REDIS_CHUNK) {
         size_t n = len - pos < REDIS_CHUNK ? len - pos : REDIS_CHUNK;
@@ -348,31 +403,25 @@ static acache_status store_chunked(redis_t *rt, redisContext *c, const char *key
         if (pos == 0) {
             const char *argv[5] = { "SET", tmp, data, "PX", TMP_TTL_MS };
             size_t lens[5] = { 3, tlen, n, 2, sizeof TMP_TTL_MS - 1 };
-            st = write_reply(rt, "SET", run1(rt, c, 5, argv, lens));
+            st = write1(rt, rc, "SET", 5, argv, lens, deadline);
         } else {
             const char *argv[3] = { "APPEND", tmp, data + pos };
             size_t lens[3] = { 6, tlen, n };
-            st = write_reply(rt, "APPEND", run1(rt, c, 3, argv, lens));
+            st = write1(rt, rc, "APPEND", 3, argv, lens, deadline);
         }
     }
-    if (st == ACACHE_OK) {
-        int counts[2] = { 3, 2 };
-        const char *argv[5] = { "RENAME", tmp, key, "PERSIST", key };
-        size_t lens[5] = { 6, tlen, klen, 7, klen };
-        redisReply *r[2];
-        if (!run(rt, c, 2, counts, argv, lens, r))
-            return ACACHE_EIO;
-        st = write_reply(rt, "RENAME", r[0]);
-        acache_status st2 = write_reply(rt, "PERSIST", r[1]);
-        return st != ACACHE_OK ? st : st2;
-    }
-    if (!c->err) {
-        /* Best effort; the key expires anyway. */
+    if (st == ACACHE_OK)
+        return rename_into_place(rt, rc, tmp, tlen, key, deadline);
+    if (!rc->w.broken) {
+        /* Best effort, within what is left of the deadline; the key
+         * expires anyway. The first failure's message is kept. */
+        char why[512];
+        snprintf(why, sizeof why, "%s", acache_last_error());
         const char *argv[2] = { "DEL", tmp };
         size_t lens[2] = { 3, tlen };
-        redisReply *r = run1(rt, c, 2, argv, lens);
-        if (r)
-            freeReplyObject(r);
+        wire_reply r;
+        (void)run1(rc, 2, argv, lens, deadline, &r);
+        set_error(st, "%s", why);
     }
     return st;
 }
@@ -384,17 +433,18 @@ static acache_status redis_store(void *t, remote_ns ns, const char *hex, const v
     char key[KEY_MAX];
     acache_status st = ACACHE_OK;
     size_t klen = (size_t)make_key(rt, ns, hex, key);
-    redisContext *c = conn_get(rt, &st);
-    if (!c)
+    redis_conn *rc = conn_get(rt, &st);
+    if (!rc)
         return st;
+    int64_t deadline = op_deadline(rt, len);
     if (len > REDIS_CHUNK) {
-        st = store_chunked(rt, c, key, hex, data, len, cancel);
+        st = store_chunked(rt, rc, key, hex, data, len, cancel, deadline);
     } else {
         const char *argv[3] = { "SET", key, len ? data : "" };
         size_t lens[3] = { 3, klen, len };
-        st = write_reply(rt, "SET", run1(rt, c, 3, argv, lens));
+        st = write1(rt, rc, "SET", 3, argv, lens, deadline);
     }
-    conn_release(rt, c);
+    conn_release(rt, rc);
     return st;
 }
 
@@ -421,43 +471,6 @@ static const transport_ops redis_transport = {
 /* ------------------------------------------------------------------ */
 /* Opening                                                              */
 
-static int hex_digit(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0'
-         : c >= 'a' && c <= 'f' ? c - 'a' + 10
-         : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-/* Copies text[0..n) into out, decoding %XX escapes. */
-static bool percent_decode(const char *text, size_t n, char *out, size_t size)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = text[i];
-        if (c == '%') {
-            int hi = i + 2 < n ? hex_digit(text[i + 1]) : -1;
-            int lo = hi >= 0 ? hex_digit(text[i + 2]) : -1;
-            if (lo < 0)
-                return false;
-            c = (char)(hi << 4 | lo);
-            i += 2;
-        }
-        if (o + 1 >= size)
-            return false;
-        out[o++] = c;
-    }
-    out[o] = '\0';
-    return true;
-}
-
-static void to_timeval(int64_t ns, struct timeval *tv)
-{
-    tv->tv_sec = (time_t)(ns / 1000000000);
-    tv->tv_usec = (suseconds_t)(ns % 1000000000 / 1000);
-    if (tv->tv_sec == 0 && tv->tv_usec == 0)
-        tv->tv_usec = 1;
-}
-
 /* [[user]:password@] at the start of the authority; moves *p past it. */
 static acache_status parse_userinfo(redis_t *rt, const char **p, const char *end)
 {
@@ -470,8 +483,8 @@ static acache_status parse_userinfo(redis_t *rt, const char **p, const char *end
     const char *colon = memchr(*p, ':', (size_t)(at - *p));
     if (!colon)
         return set_error(ACACHE_EINVAL, "redis spec: want [USER]:PASSWORD@ before the host");
-    if (!percent_decode(*p, (size_t)(colon - *p), rt->user, sizeof rt->user) ||
-        !percent_decode(colon + 1, (size_t)(at - colon - 1), rt->pass, sizeof rt->pass))
+    if (!spec_unescape(*p, (size_t)(colon - *p), rt->user, sizeof rt->user) ||
+        !spec_unescape(colon + 1, (size_t)(at - colon - 1), rt->pass, sizeof rt->pass))
         return set_error(ACACHE_EINVAL, "redis spec: user or password too long or badly escaped");
     rt->auth = true;
     *p = at + 1;
@@ -580,8 +593,8 @@ acache_status redis_open(spec *s, void **self, const backend_ops **ops)
                        sizeof rt->prefix - 1);
         goto fail;
     }
-    to_timeval(cfg.connect_timeout_ns, &rt->connect_tv);
-    to_timeval(cfg.timeout_ns, &rt->op_tv);
+    rt->connect_ns = cfg.connect_timeout_ns;
+    rt->op_ns = cfg.timeout_ns;
     remote_pool_init(&rt->pool);
     remote_display_name(s->scheme, s->path, name, sizeof name);
     return remote_create(&cfg, &redis_transport, rt, name, self, ops);

@@ -30,6 +30,10 @@
  * enough of them in a row switch off uploads. */
 #define REMOTE_REFUSED ((acache_status)3)
 
+/* The slowest a transfer may move: an operation's deadline is its timeout
+ * plus the time its bytes take at this rate. */
+#define REMOTE_MIN_RATE_BYTES_PER_MS 1000
+
 /* Longest encoded action record; a longer value is not one of ours. */
 #define REMOTE_RECORD_MAX 512
 /* The most session-prefetch threads a remote may ask for (prefetch=N); the
@@ -95,8 +99,8 @@ acache_status remote_config_parse(spec *s, remote_config *cfg);
 acache_status remote_create(const remote_config *cfg, const transport_ops *tops, void *t,
                             const char *name, void **self, const backend_ops **ops);
 
-/* Writes spec text into out with the password of any "user:password@"
- * replaced by "***" and without the options. */
+/* Writes spec text into out without the options and through
+ * acache_redact(): any "user:password@" shown as "***@". */
 void remote_display_name(const char *scheme, const char *rest, char *out, size_t size);
 
 /* Sends one line to the application's log function, if it set one. */
