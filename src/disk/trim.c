@@ -41,6 +41,7 @@
 #include "core/error.h"
 #include "os/clock.h"
 #include "disk/trim_state.h"
+#include "os/hook.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -266,6 +267,57 @@ static void account(trim_run *t, int64_t entries, int64_t objects, int64_t bytes
     counters_flush_due(c, fs_now_ns(), COUNTERS_GET_FLUSH_NS);
 }
 
+/* Puts a file moved aside by remove_checked back under its name. If the
+ * name was taken meanwhile, the file there is newer and stays: ours goes
+ * (for an object, the same bytes; for a record, an older one). */
+static void put_back(trim_run *t, const char *aside, const char *rel)
+{
+    int fd = t->d->rootfd;
+    if (renameat2(fd, aside, fd, rel, RENAME_NOREPLACE) == 0)
+        return;
+    if ((errno == EINVAL || errno == ENOSYS) && linkat(fd, aside, fd, rel, 0) != 0 &&
+        errno != EEXIST)
+        return; /* it stays aside, and goes with the leftovers */
+    unlinkat(fd, aside, 0);
+}
+
+/*
+ * Removes rel (below the root) if it still is what the trim decided to
+ * remove: the file it looked at (`seen`; a put may have renamed a fresh
+ * record over it), with at most max_links links (a put of the same bytes
+ * may have linked an object since), and, when `timed`, not used since
+ * protect_from (a get may have refreshed it and answered with it). Looking
+ * again is not enough, as a get or put could come between the look and the
+ * unlink; so the file is first moved to a private name, where no get or put
+ * can reach it, then looked at, then either unlinked or moved back. A get
+ * in between sees a miss, never a path that then vanishes. True when it
+ * was removed (in a dry run, when it would be).
+ */
+static bool remove_checked(trim_run *t, const char *rel, const struct stat *seen,
+                           nlink_t max_links, bool timed)
+{
+    static atomic_uint seq;
+    int fd = t->d->rootfd;
+    char aside[64];
+    struct stat now;
+    os_hook_run(rel[0] == 'o'                 ? "trim-remove-object"
+                : strchr(rel, '.') == NULL ? "trim-remove-record"
+                                           : "trim-remove-ref",
+                rel);
+    if (t->dry)
+        return true;
+    snprintf(aside, sizeof aside, "tmp/trim-%ld-%u", (long)getpid(), atomic_fetch_add(&seq, 1));
+    if (renameat2(fd, rel, fd, aside, RENAME_NOREPLACE) != 0 &&
+        (errno != EINVAL || renameat(fd, rel, fd, aside) != 0))
+        return false;
+    if (fstatat(fd, aside, &now, AT_SYMLINK_NOFOLLOW) == 0 && now.st_ino == seen->st_ino &&
+        now.st_dev == seen->st_dev && now.st_nlink <= max_links &&
+        (!timed || mtime_ns(&now) < t->protect_from) && unlinkat(fd, aside, 0) == 0)
+        return true;
+    put_back(t, aside, rel);
+    return false;
+}
+
 /* Removes an object's name when no reference to it is left (sb is how it
  * was before `dropped` references went) and it was not used within the
  * grace period. */
@@ -274,7 +326,7 @@ static void drop_object_if_free(trim_run *t, const char *orel, const struct stat
 {
     if (!S_ISREG(sb->st_mode) || sb->st_nlink > 1 + dropped || mtime_ns(sb) >= t->protect_from)
         return;
-    if (!t->dry && unlinkat(t->d->rootfd, orel, 0) != 0)
+    if (!remove_checked(t, orel, sb, 1, true))
         return;
     account(t, 0, 1, (int64_t)disk_usage((uint64_t)sb->st_size));
 }
@@ -306,7 +358,7 @@ static void evict(trim_run *t, const char *ahex)
     uint64_t size;
     int64_t when;
     bool parsed = disk_parse_record(buf, (size_t)n, ahex, &output, &size, &when) == ACACHE_OK;
-    if (!t->dry && unlinkat(d->rootfd, rrel, 0) != 0)
+    if (!remove_checked(t, rrel, &sb, 1, true))
         return;
     account(t, 1, 0, (int64_t)disk_usage(DISK_RECORD_MAX));
     if (!parsed) {
@@ -324,7 +376,7 @@ static void evict(trim_run *t, const char *ahex)
         return;
     bool ours = fstatat(d->rootfd, ref, &rs, AT_SYMLINK_NOFOLLOW) == 0 &&
                 rs.st_ino == os.st_ino && rs.st_dev == os.st_dev;
-    if (ours && !t->dry && unlinkat(d->rootfd, ref, 0) != 0)
+    if (ours && !remove_checked(t, ref, &os, (nlink_t)-1, false))
         ours = false;
     drop_object_if_free(t, orel, &os, ours ? 1 : 0);
 }
@@ -495,8 +547,10 @@ static void sweep_objects(trim_run *t, int shard)
         t->r->files_examined++;
         if (fstatat(dfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(sb.st_mode))
             continue;
+        char orel[8 + HEXLEN];
+        snprintf(orel, sizeof orel, "o/%02x/%s", shard, de->d_name);
         if (sb.st_nlink == 1 && mtime_ns(&sb) < t->protect_from &&
-            (t->dry || unlinkat(dfd, de->d_name, 0) == 0)) {
+            remove_checked(t, orel, &sb, 1, true)) {
             account(t, 0, 1, (int64_t)disk_usage((uint64_t)sb.st_size));
             continue;
         }
