@@ -42,6 +42,7 @@ static const char *const field_names[CNT_COUNT] = {
     [CNT_BYTES_READ] = "bytes-read",
     [CNT_TRIMMED_ENTRIES] = "trimmed-entries",
     [CNT_TRIMMED_BYTES] = "trimmed-bytes",
+    [CNT_REPAIRED] = "repaired",
     [CNT_ENTRIES] = "entries",
     [CNT_OBJECTS] = "objects",
     [CNT_SIZE] = "size",

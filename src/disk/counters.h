@@ -42,6 +42,7 @@ enum counter_field {
     CNT_BYTES_READ,      /* bytes of hits */
     CNT_TRIMMED_ENTRIES, /* entries removed by trims */
     CNT_TRIMMED_BYTES,   /* disk usage freed by trims */
+    CNT_REPAIRED,        /* objects a put found damaged and replaced */
     CNT_ENTRIES,         /* estimate: action records held */
     CNT_OBJECTS,         /* estimate: objects held */
     CNT_SIZE,            /* estimate: disk usage of records and objects */

@@ -260,6 +260,11 @@ static acache_status disk_put_begin(void *self, const acache_id *action, backend
         free(w);
         return st;
     }
+    /* Held until the commit is over: a build may take hours between its
+     * put's first and last write, and cleaners go by this lock, not by
+     * the file's age (where flock is not supported, nobody can take it,
+     * and the file is left to this put). */
+    tempfile_lock(&w->t);
     *out = &w->base;
     return ACACHE_OK;
 }
@@ -396,6 +401,28 @@ static int place_new(disk *d, const char *tmp, const char *rel)
     return ENOENT;
 }
 
+/* Whether the object orel holds the same `size` bytes as the temp file
+ * fd: an object damaged in place keeps its size, and a put must never
+ * answer with bytes other than the ones it has just verified. False also
+ * when it cannot tell (the object is then replaced: always safe). */
+static bool same_bytes(disk *d, const char *orel, int fd, uint64_t size)
+{
+    if (size == 0)
+        return true;
+    int ofd = openat(d->rootfd, orel, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (ofd < 0)
+        return false;
+    void *theirs = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, ofd, 0);
+    void *ours = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
+    close(ofd);
+    bool same = theirs != MAP_FAILED && ours != MAP_FAILED && memcmp(theirs, ours, (size_t)size) == 0;
+    if (theirs != MAP_FAILED)
+        munmap(theirs, (size_t)size);
+    if (ours != MAP_FAILED)
+        munmap(ours, (size_t)size);
+    return same;
+}
+
 /* Reads the record rrel (for the action ahex): the output it names. */
 static bool read_output(disk *d, const char *rrel, const char *ahex, acache_id *output)
 {
@@ -452,15 +479,16 @@ typedef struct commit {
     bool new_entry, new_object, linked, placed, owned;
 } commit;
 
-/* Closes the temp file (fsync under durability=fsync), remembering which
- * file it is, and names the paths the commit uses. */
+/* Remembers which file the temp file is (fsync under durability=fsync),
+ * and names the paths the commit uses. The temp file stays open, and its
+ * lock held, until the commit ends: it is ours until the object is in
+ * place, and its bytes are compared with an existing object's. */
 static acache_status commit_start(commit *c, const acache_id *output)
 {
     disk_writer *w = c->w;
     int err = fstat(w->t.fd, &c->mine) != 0 ? errno : 0;
-    int cerr = tempfile_close(&w->t, c->d->fsync && !err);
-    if (!err)
-        err = cerr;
+    if (!err && c->d->fsync && fsync(w->t.fd) != 0)
+        err = errno;
     if (err)
         return set_errno_error(err, "disk store: writing %s", w->t.path);
     disk_entry_path(c->d, 'o', output, c->opath);
@@ -529,12 +557,17 @@ static acache_status place_object(commit *c)
             st = set_errno_error(err, "disk store: renaming %s to %s", tmp, c->opath);
         } else if (fstatat(d->rootfd, REL(d, c->opath), &sb, AT_SYMLINK_NOFOLLOW) != 0) {
             continue;
-        } else if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != c->size) {
-            /* A damaged copy: ours replaces it. */
-            if (renameat(AT_FDCWD, tmp, d->rootfd, REL(d, c->opath)) != 0)
+        } else if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != c->size ||
+                   !same_bytes(d, REL(d, c->opath), c->w->t.fd, c->size)) {
+            /* A damaged copy (even of the right size): ours, just
+             * verified, replaces it in one rename (a reader that has the
+             * old one open keeps it). */
+            if (renameat(AT_FDCWD, tmp, d->rootfd, REL(d, c->opath)) != 0) {
                 st = set_errno_error(errno, "disk store: renaming %s to %s", tmp, c->opath);
-            else
+            } else {
+                counters_add(&d->cnt, CNT_REPAIRED, 1);
                 c->placed = true;
+            }
         } else {
             st = share_object(c);
         }
@@ -630,6 +663,7 @@ out:
         commit_undo(&c);
     if (c.owned)
         unlink(c.own);
+    tempfile_close(&w->t, false);
     free(w);
     return st;
 }
@@ -668,8 +702,9 @@ static void disk_close(void *self)
 
 static const char *disk_local_dir(void *self) { return ((disk *)self)->root; }
 
-/* Removes temp files left by processes that died mid-put. Only old ones:
- * a young temp file may belong to a put still running elsewhere. */
+/* Removes temp files left by processes that died mid-put: old ones whose
+ * lock no writer holds (a put's writer holds it however long it runs; a
+ * young file may be one whose writer has not locked it yet). */
 static void remove_stale_temps(disk *d)
 {
     char dir[ACACHE_PATH_MAX];
@@ -687,7 +722,7 @@ static void remove_stale_temps(disk *d)
         struct stat st;
         if (fstatat(dirfd(dp), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
             S_ISREG(st.st_mode) && st.st_mtime < cutoff)
-            unlinkat(dirfd(dp), de->d_name, 0);
+            tempfile_remove_unlocked(dirfd(dp), de->d_name);
     }
     closedir(dp);
 }

@@ -42,6 +42,7 @@
 #include "os/clock.h"
 #include "disk/trim_state.h"
 #include "os/hook.h"
+#include "os/tempfile.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -598,7 +599,8 @@ static int sweep(trim_run *t, trim_state *st, int first, int k, rec_item **recs,
 }
 
 /* Temp files of puts whose process died: anything in tmp/ not changed for
- * DISK_STALE_NS, and the temp files of counter and state writes. */
+ * DISK_STALE_NS whose lock no writer holds, and the temp files of counter
+ * writes. */
 static void sweep_temps(trim_run *t, const char *sub)
 {
     DIR *dp = disk_opendir(t->d, sub);
@@ -618,7 +620,8 @@ static void sweep_temps(trim_run *t, const char *sub)
         if (fstatat(dfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(sb.st_mode) ||
             mtime_ns(&sb) >= t->stale_before)
             continue;
-        if (t->dry || unlinkat(dfd, de->d_name, 0) == 0)
+        /* In tmp/, a put still running holds its temp file's lock. */
+        if (t->dry || (in_tmp ? tempfile_remove_unlocked(dfd, de->d_name) : unlinkat(dfd, de->d_name, 0)) == 0)
             t->r->leftovers_removed++;
     }
     closedir(dp);

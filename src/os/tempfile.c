@@ -1,8 +1,9 @@
 /*
  * tempfile.c - temp files written once, then renamed into place
- * (tempfile.h has the states). It must never write to a name other than
- * its own temp file, never leave a temp file behind after a discard, and
- * never print.
+ * (tempfile.h has the states), and the lock that tells a live writer's
+ * temp file from a dead one's. It must never write to a name other than
+ * its own temp file, never leave a temp file behind after a discard,
+ * never remove a temp file whose writer holds its lock, and never print.
  */
 #include "os/tempfile.h"
 #include "os/fsutil.h"
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -102,6 +104,32 @@ void tempfile_discard(tempfile *t)
     if (t->named)
         unlink(t->path);
     t->named = false;
+}
+
+int tempfile_lock(tempfile *t)
+{
+    while (flock(t->fd, LOCK_EX | LOCK_NB) != 0)
+        if (errno != EINTR)
+            return errno;
+    return 0;
+}
+
+int tempfile_remove_unlocked(int dirfd, const char *name)
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    tempfile t = { .fd = fd };
+    int err = tempfile_lock(&t);
+    struct stat mine, now;
+    if (!err && (fstat(fd, &mine) != 0 || fstatat(dirfd, name, &now, AT_SYMLINK_NOFOLLOW) != 0))
+        err = errno;
+    else if (!err && (mine.st_ino != now.st_ino || mine.st_dev != now.st_dev))
+        err = ESTALE; /* replaced since it was opened: looked at next time */
+    if (!err && unlinkat(dirfd, name, 0) != 0)
+        err = errno;
+    close(fd);
+    return err;
 }
 
 int tempfile_replace(const char *dir, const char *prefix, int dirfd, const char *name,

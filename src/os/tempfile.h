@@ -45,6 +45,15 @@ int tempfile_rename(tempfile *t, int dirfd, const char *name, unsigned flags);
 /* Closes it if open and removes it unless it was renamed. */
 void tempfile_discard(tempfile *t);
 
+/* A writer that may keep its temp file open for long (a put begun before
+ * a build of hours) holds an exclusive flock on it (tempfile_lock, until
+ * it closes it); a cleaner removes a leftover temp file only when it can
+ * take that lock (tempfile_remove_unlocked), so a live writer is never
+ * robbed whatever the file's age, and the file of one that died goes.
+ * Both: 0 or an errno value (EWOULDBLOCK: a writer holds it). */
+int tempfile_lock(tempfile *t);
+int tempfile_remove_unlocked(int dirfd, const char *name);
+
 /* Writes buf to a new temp file in dir and renames it to name (relative
  * to dirfd); with TEMPFILE_SYNC in flags, fsyncs the file before the
  * rename as well. The temp file is gone whatever happens. 0 or errno. */
