@@ -297,9 +297,8 @@ static void put_back(trim_run *t, const char *aside, const char *rel)
 static bool remove_checked(trim_run *t, const char *rel, const struct stat *seen,
                            nlink_t max_links, bool timed)
 {
-    static atomic_uint seq;
     int fd = t->d->rootfd;
-    char aside[64];
+    char aside[16 + HEXLEN + sizeof DISK_REF_SUFFIX];
     struct stat now;
     os_hook_run(rel[0] == 'o'                 ? "trim-remove-object"
                 : strchr(rel, '.') == NULL ? "trim-remove-record"
@@ -307,7 +306,12 @@ static bool remove_checked(trim_run *t, const char *rel, const struct stat *seen
                 rel);
     if (t->dry)
         return true;
-    snprintf(aside, sizeof aside, "tmp/trim-%ld-%u", (long)getpid(), atomic_fetch_add(&seq, 1));
+    /* "tmp/trim-o-XX-<hex>": the name says where it goes back, should this
+     * trim die before it decides (restore_aside). One trim runs at a time. */
+    snprintf(aside, sizeof aside, "tmp/trim-%s", rel);
+    for (char *p = aside + 9; *p; p++)
+        if (*p == '/')
+            *p = '-';
     if (renameat2(fd, rel, fd, aside, RENAME_NOREPLACE) != 0 &&
         (errno != EINVAL || renameat(fd, rel, fd, aside) != 0))
         return false;
@@ -317,6 +321,24 @@ static bool remove_checked(trim_run *t, const char *rel, const struct stat *seen
         return true;
     put_back(t, aside, rel);
     return false;
+}
+
+/* A file a trim that died had moved aside (tmp/trim-<kind>-XX-<name>)
+ * goes back under its name, undecided: this trim looks at it again. */
+static void restore_aside(trim_run *t, const char *name)
+{
+    char aside[16 + HEXLEN + sizeof DISK_REF_SUFFIX], rel[8 + HEXLEN + sizeof DISK_REF_SUFFIX];
+    size_t len = strlen(name);
+    const char *hex = name + 10;
+    bool ref = len == 10 + HEXLEN + sizeof DISK_REF_SUFFIX - 1 &&
+               strcmp(hex + HEXLEN, DISK_REF_SUFFIX) == 0;
+    if ((len != 10 + HEXLEN && !ref) || (name[5] != 'a' && name[5] != 'o') || name[6] != '-' ||
+        name[9] != '-' || !is_hex(name + 7, 2) || !is_hex(hex, HEXLEN) || memcmp(name + 7, hex, 2) != 0)
+        return;
+    snprintf(aside, sizeof aside, "tmp/%.*s", (int)(sizeof aside - 5), name);
+    snprintf(rel, sizeof rel, "%c/%.2s/%s", name[5], hex, hex);
+    if (!t->dry)
+        put_back(t, aside, rel);
 }
 
 /* Removes an object's name when no reference to it is left (sb is how it
@@ -615,6 +637,10 @@ static void sweep_temps(trim_run *t, const char *sub)
             continue;
         if (!in_tmp && strncmp(de->d_name, ".shard-", 7) != 0)
             continue;
+        if (in_tmp && strncmp(de->d_name, "trim-", 5) == 0) {
+            restore_aside(t, de->d_name);
+            continue;
+        }
         struct stat sb;
         t->r->files_examined++;
         if (fstatat(dfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(sb.st_mode) ||
