@@ -98,11 +98,11 @@ char *cli_disk_spec(const cli_disk_opts *o)
         cli_err("cannot make %s absolute: %s", dir, strerror(errno));
         goto out;
     }
-    if (asprintf(&spec, "disk:%s%s%s?verify-reads=%s%s%s%s%s%s%s", cwd ? cwd : "", cwd ? "/" : "",
+    if (asprintf(&spec, "disk:%s%s%s?verify-reads=%s%s%s%s%s%s%s%s", cwd ? cwd : "", cwd ? "/" : "",
                  dir, o->verify_reads ? "on" : "off", max_size ? "&max-size=" : "",
                  max_size ? max_size : "", o->max_age ? "&max-age=" : "",
                  o->max_age ? o->max_age : "", o->grace ? "&grace=" : "",
-                 o->grace ? o->grace : "") < 0) {
+                 o->grace ? o->grace : "", o->spill ? "&spill=on" : "") < 0) {
         spec = NULL;
         cli_err("out of memory");
     }

@@ -36,6 +36,8 @@ typedef struct cli_disk_opts {
     const char *max_age;   /* --max-age */
     const char *grace;     /* --grace */
     bool verify_reads;     /* --verify-reads */
+    bool spill;            /* spill=on: puts a full disk has no room for go to
+                            * $TMPDIR (gocacheprog: the go command needs a path) */
 } cli_disk_opts;
 
 /* getopt_long codes of those options, for each command's option table:

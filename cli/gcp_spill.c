@@ -27,8 +27,11 @@ void gcp_spill_init(gcp_spill *sp, acache_store *store)
 {
     acache_disk_counters c;
     memset(sp, 0, sizeof *sp);
-    if (acache_disk_stats(store, &c) == ACACHE_OK)
+    if (acache_disk_stats(store, &c) == ACACHE_OK) {
         sp->cache_dir = strdup(c.dir);
+        sp->home = store;
+        sp->spilled_before = c.spilled;
+    }
 }
 
 static bool has_room(const char *dir, uint64_t size)
@@ -63,6 +66,14 @@ acache_store *gcp_spill_route(gcp_spill *sp, acache_store *store, uint64_t body_
                     "go to %s (removed at exit), not into the cache", sp->dir);
     }
     return sp->store && has_room(sp->dir, body_size) ? sp->store : store;
+}
+
+uint64_t gcp_spill_overflowed(gcp_spill *sp)
+{
+    acache_disk_counters c;
+    if (!sp->home || acache_disk_stats(sp->home, &c) != ACACHE_OK || c.spilled < sp->spilled_before)
+        return 0;
+    return c.spilled - sp->spilled_before;
 }
 
 static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)

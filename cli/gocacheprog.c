@@ -893,8 +893,9 @@ static void server_free(server *s)
 }
 
 /* The session: handshake, requests until close or EOF, then everything
- * the go command waits for, in the order it waits. The exit status. */
-static int run_session(server *s, const gcp_opts *o, int64_t t0)
+ * the go command waits for, in the order it waits. The exit status;
+ * *storep is closed (and NULL) when the store had to spill. */
+static int run_session(server *s, const gcp_opts *o, int64_t t0, acache_store **storep)
 {
     acache_store *store = s->store;
     if (o->verbose)
@@ -921,7 +922,16 @@ static int run_session(server *s, const gcp_opts *o, int64_t t0)
      * path. */
     acache_save_counters(store);
     /* Spilled outputs (a full disk) go before the go command returns: it
-     * used them during the build, and nothing may be left behind. */
+     * used them during the build, and nothing may be left behind. Those
+     * the store spilled itself go when it is closed: then, now. */
+    uint64_t overflowed = gcp_spill_overflowed(&s->spill);
+    if (overflowed > 0) {
+        cli_err("gocacheprog: the cache's file system is full (no space, inodes or quota): "
+                "%" PRIu64 " new outputs of this run were kept in $TMPDIR until now, not in the cache",
+                overflowed);
+        acache_close(store);
+        *storep = s->store = NULL;
+    }
     gcp_spill_close(&s->spill);
     end_stdout(s);
     return rc;
@@ -944,6 +954,9 @@ int cmd_gocacheprog(int argc, char **argv)
     if (!remotes_from_env(&o))
         goto out;
     acache_set_log(log_line, NULL);
+    /* The go command needs a path for every put: a full disk sends puts
+     * to $TMPDIR rather than fail them (src/disk/overflow.c). */
+    o.disk.spill = true;
     rc = open_stores(&o.disk, o.remotes, o.nremotes, &store);
     if (rc != 0)
         goto out;
@@ -955,7 +968,7 @@ int cmd_gocacheprog(int argc, char **argv)
     /* A reader gone away must surface as EPIPE, so that the open put is
      * aborted, not as a silent death by signal. */
     signal(SIGPIPE, SIG_IGN);
-    rc = run_session(s, &o, t0);
+    rc = run_session(s, &o, t0, &store);
 out:
     acache_close(store);
     server_free(s);

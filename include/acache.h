@@ -754,6 +754,9 @@ typedef struct acache_disk_counters {
     /* Objects a put found damaged (same size, other bytes) and replaced
      * with the bytes it had just verified. */
     uint64_t repaired;
+    /* Puts its full file system (no blocks, inodes or quota) sent to a
+     * directory of the process's own under $TMPDIR, removed at close. */
+    uint64_t spilled;
 } acache_disk_counters;
 
 /* Fills out with the store's counters (this process's included). */

@@ -43,6 +43,7 @@ static const char *const field_names[CNT_COUNT] = {
     [CNT_TRIMMED_ENTRIES] = "trimmed-entries",
     [CNT_TRIMMED_BYTES] = "trimmed-bytes",
     [CNT_REPAIRED] = "repaired",
+    [CNT_SPILLED] = "spilled",
     [CNT_ENTRIES] = "entries",
     [CNT_OBJECTS] = "objects",
     [CNT_SIZE] = "size",

@@ -43,6 +43,7 @@ enum counter_field {
     CNT_TRIMMED_ENTRIES, /* entries removed by trims */
     CNT_TRIMMED_BYTES,   /* disk usage freed by trims */
     CNT_REPAIRED,        /* objects a put found damaged and replaced */
+    CNT_SPILLED,         /* puts the full file system sent to the overflow */
     CNT_ENTRIES,         /* estimate: action records held */
     CNT_OBJECTS,         /* estimate: objects held */
     CNT_SIZE,            /* estimate: disk usage of records and objects */

@@ -60,6 +60,8 @@ typedef struct disk_writer {
     disk *d;
     acache_id action;
     tempfile t;                 /* the bytes, in ROOT/v1/tmp/put-XXXXXX */
+    uint64_t written;           /* bytes in it so far */
+    bool spilled;               /* t is in the overflow (a full disk) */
 } disk_writer;
 
 static const backend_ops disk_ops;
@@ -255,6 +257,10 @@ static acache_status disk_put_begin(void *self, const acache_id *action, backend
     w->d = d;
     w->action = *action;
     acache_status st = make_temp(d, "put-", &w->t);
+    if (st == ACACHE_ENOSPC && d->spill && overflow_temp(d, &w->t) == 0) {
+        w->spilled = true; /* no inode, block or quota left for it */
+        st = ACACHE_OK;
+    }
     if (st != ACACHE_OK) {
         counters_add(&d->cnt, CNT_ERRORS, 1);
         free(w);
@@ -273,6 +279,18 @@ static acache_status disk_put_write(backend_writer *bw, const void *data, size_t
 {
     disk_writer *w = (disk_writer *)bw;
     int err = fs_write_all(w->t.fd, data, len);
+    if (err && overflow_cause(err) && w->d->spill && !w->spilled) {
+        /* The disk filled up during the put. */
+        tempfile old = w->t;
+        if (overflow_adopt(w->d, &w->t, w->written) == 0) {
+            old.fd = -1;
+            tempfile_discard(&old);
+            w->spilled = true;
+            err = fs_write_all(w->t.fd, data, len);
+        }
+    }
+    if (!err)
+        w->written += len;
     if (err) {
         counters_add(&w->d->cnt, CNT_ERRORS, 1);
         return set_errno_error(err, "disk store: writing %s", w->t.path);
@@ -331,13 +349,14 @@ static int sync_parent(disk *d, const char *rel)
 }
 
 /* Creates the shard directory of rel ("a/XX/..." or "o/XX/...") after an
- * ENOENT; true when it is there now (made by us or by someone else). */
-static bool make_shard(disk *d, const char *rel)
+ * ENOENT; 0 when it is there now (made by us or by someone else), else
+ * mkdir's errno value (ENOSPC, EDQUOT: the real cause of the ENOENT). */
+static int make_shard(disk *d, const char *rel)
 {
     char dir[8];
     memcpy(dir, rel, 4);
     dir[4] = '\0';
-    return mkdirat(d->rootfd, dir, 0700) == 0 || errno == EEXIST;
+    return mkdirat(d->rootfd, dir, 0700) == 0 || errno == EEXIST ? 0 : errno;
 }
 
 /*
@@ -358,9 +377,10 @@ static int link_into(disk *d, int dirfd, const char *name, const char *rel, cons
         if (err == ENOENT) {
             /* No shard directory yet, or the source is gone: the next try
              * tells them apart. */
-            if (make_shard(d, rel))
+            int merr = make_shard(d, rel);
+            if (merr == 0)
                 continue;
-            return ENOENT;
+            return merr;
         }
         if (err != EEXIST)
             return err;
@@ -395,7 +415,9 @@ static int place_new(disk *d, const char *tmp, const char *rel)
             }
             err = errno;
         }
-        if (err != ENOENT || !make_shard(d, rel))
+        if (err != ENOENT)
+            return err;
+        if ((err = make_shard(d, rel)) != 0)
             return err;
     }
     return ENOENT;
@@ -607,6 +629,16 @@ static void commit_count(commit *c)
     counters_flush_due(cnt, fs_now_ns(), COUNTERS_PUT_FLUSH_NS);
 }
 
+/* Removes the put's temp file if its name still is ours: once renamed
+ * into place, the name is free, and another put may have been given it. */
+static void drop_temp(disk_writer *w)
+{
+    struct stat mine, now;
+    if (w->t.fd >= 0 && fstat(w->t.fd, &mine) == 0 && stat(w->t.path, &now) == 0 &&
+        mine.st_ino == now.st_ino && mine.st_dev == now.st_dev)
+        unlink(w->t.path);
+}
+
 /* Nothing partial stays: our reference (if it still is ours), and the
  * object if we made it and nobody else refers to it. */
 static void commit_undo(commit *c)
@@ -619,8 +651,44 @@ static void commit_undo(commit *c)
     if (c->new_object && fstatat(d->rootfd, REL(d, c->opath), &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
         sb.st_nlink == 1)
         unlinkat(d->rootfd, REL(d, c->opath), 0);
-    unlink(c->w->t.path);
-    counters_add(&d->cnt, CNT_ERRORS, 1);
+    drop_temp(c->w);
+}
+
+/* Fills a put's result with its path. */
+static void put_result(acache_result *res, const acache_id *output, uint64_t size, int64_t now,
+                       const char *path)
+{
+    if (!res)
+        return;
+    res->output_id = *output;
+    res->size = size;
+    res->time_ns = now;
+    snprintf(res->path, sizeof res->path, "%s", path);
+    res->data = NULL;
+}
+
+/* Commits a put whose file system is full into the overflow: from its
+ * temp file there or, after a step of the store's commit failed for want
+ * of room, from the put's temp file, still open (the store's names for it
+ * are gone already). */
+static acache_status commit_overflow(disk_writer *w, const acache_id *output, uint64_t size,
+                                     acache_result *res)
+{
+    char path[ACACHE_PATH_MAX];
+    int err = w->spilled ? 0 : overflow_adopt(w->d, &w->t, size);
+    if (!err)
+        w->spilled = true;
+    if (!err)
+        err = overflow_place(w->d, &w->t, output, path);
+    if (err) {
+        /* The cause stays the full disk, as the first message says. */
+        char first[512];
+        snprintf(first, sizeof first, "%s", acache_last_error());
+        return set_error(ACACHE_ENOSPC, "%s; no room in the overflow either: %s",
+                         first[0] ? first : "disk store: no space left", strerror(err));
+    }
+    put_result(res, output, size, fs_now_ns(), path);
+    return ACACHE_OK;
 }
 
 static acache_status disk_put_commit(backend_writer *bw, const acache_id *output, uint64_t size,
@@ -629,7 +697,15 @@ static acache_status disk_put_commit(backend_writer *bw, const acache_id *output
     disk_writer *w = (disk_writer *)bw;
     commit c = { .d = w->d, .w = w, .size = size };
     int64_t now = 0;
-    acache_status st = commit_start(&c, output);
+    acache_status st = ACACHE_OK;
+    if (w->spilled) {
+        if ((st = commit_overflow(w, output, size, res)) != ACACHE_OK)
+            counters_add(&c.d->cnt, CNT_ERRORS, 1);
+        tempfile_discard(&w->t);
+        free(w);
+        return st;
+    }
+    st = commit_start(&c, output);
     if (st != ACACHE_OK)
         goto out;
     /* 1. The action's reference first: the bytes are never visible under
@@ -649,21 +725,25 @@ static acache_status disk_put_commit(backend_writer *bw, const acache_id *output
     if ((st = write_record(c.d, &w->action, output, size, now)) != ACACHE_OK)
         goto out;
     commit_mend(&c);
-    if (res) {
-        res->output_id = *output;
-        res->size = size;
-        res->time_ns = now;
-        memcpy(res->path, c.opath, sizeof c.opath);
-        res->data = NULL;
-    }
+    put_result(res, output, size, now, c.opath);
     commit_count(&c);
     trim_after_put(c.d);
 out:
-    if (st != ACACHE_OK)
+    if (st != ACACHE_OK) {
         commit_undo(&c);
+        /* No room for a step (a shard directory, a link, the record): the
+         * bytes, verified and still open, go to the overflow. */
+        if (st == ACACHE_ENOSPC && c.d->spill)
+            st = commit_overflow(w, output, size, res);
+        if (st != ACACHE_OK)
+            counters_add(&c.d->cnt, CNT_ERRORS, 1);
+    }
     if (c.owned)
         unlink(c.own);
-    tempfile_close(&w->t, false);
+    if (w->spilled)
+        tempfile_discard(&w->t); /* gone if placed; else ours to remove */
+    else
+        tempfile_close(&w->t, false);
     free(w);
     return st;
 }
@@ -692,6 +772,7 @@ static void disk_close(void *self)
 {
     disk *d = self;
     trim_stop(d);
+    overflow_close(d);
     counters_close(&d->cnt);
     disk_unregister(d);
     pthread_mutex_destroy(&d->at.mu);
@@ -763,6 +844,8 @@ static acache_status parse_options(disk *d, spec *s)
             return set_error(ACACHE_EINVAL, "disk store: durability must be none or fsync, got '%s'", v);
     }
     if ((v = spec_get(s, "verify-reads")) && (st = parse_bool("verify-reads", v, &d->verify_reads)))
+        return st;
+    if ((v = spec_get(s, "spill")) && (st = parse_bool("spill", v, &d->spill)))
         return st;
     if ((v = spec_get(s, "max-size")) && (st = parse_size(v, &d->max_size)))
         return st;
@@ -846,6 +929,7 @@ acache_status disk_open(spec *s, void **self, const backend_ops **ops)
         trim_mark_fresh(d);
     }
     pthread_mutex_init(&d->at.mu, NULL);
+    pthread_mutex_init(&d->ovf.mu, NULL);
     disk_register(d);
     *self = d;
     *ops = &disk_ops;

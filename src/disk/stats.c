@@ -42,6 +42,7 @@ acache_status acache_disk_stats(acache_store *store, acache_disk_counters *out)
     out->trimmed_entries = clamp0(t.v[CNT_TRIMMED_ENTRIES]);
     out->trimmed_bytes = clamp0(t.v[CNT_TRIMMED_BYTES]);
     out->repaired = clamp0(t.v[CNT_REPAIRED]);
+    out->spilled = clamp0(t.v[CNT_SPILLED]);
     trim_last(d, out);
     return ACACHE_OK;
 }
