@@ -686,7 +686,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: acache gocacheprog [--dir DIR] [--remote SPEC]... [--max-size SIZE]\n"
                "                          [--max-age DURATION] [--grace DURATION]\n"
-               "                          [--verify-reads] [-v]\n"
+               "                          [--verify-reads] [--umask MASK] [-v]\n"
                "\n"
                "Serves the go command's build cache: GOCACHEPROG=\"acache gocacheprog\".\n"
                "  --dir DIR        cache directory (default $ACACHE_DIR, else\n"
@@ -698,6 +698,9 @@ static void usage(FILE *f)
                "  --max-age DURATION  entries unused this long are trimmed (30d)\n"
                "  --grace DURATION entries used within this are never trimmed (10m)\n"
                "  --verify-reads   hash every object before serving it\n"
+               "  --umask MASK     share the cache directory with its group: new files\n"
+               "                   and directories get 0666/0777 less MASK, e.g. 002\n"
+               "                   (default $ACACHE_UMASK, else private: 0600/0700)\n"
                "  --workers N      threads serving gets (default 0 with only the local\n"
                "                   store: the reader serves them; 8 with remotes)\n"
                "  -v               the remotes at start; at exit a summary of the session\n"
@@ -801,6 +804,10 @@ static int parse_args(int argc, char **argv, gcp_opts *o)
             if (r < 0)
                 return 2;
             o->disk.max_age = v;
+        } else if ((r = opt_value(argc, argv, &i, "--umask", &v)) != 0) {
+            if (r < 0)
+                return 2;
+            o->disk.umask = v;
         } else if ((r = opt_value(argc, argv, &i, "--grace", &v)) != 0) {
             if (r < 0)
                 return 2;

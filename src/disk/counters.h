@@ -24,6 +24,7 @@
 #define ACACHE_COUNTERS_H
 
 #include "acache.h"
+#include "os/fsutil.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -54,6 +55,7 @@ enum counter_field {
 typedef struct counters {
     const char *root;                 /* ROOT/v1 (absolute; the store's) */
     int rootfd;                       /* ROOT/v1 */
+    fs_perms perms;                   /* of the files and directories made */
     atomic_int_least64_t v[CNT_COUNT]; /* this process's totals */
     atomic_int_least64_t last_flush_ns;
     pthread_mutex_t mu;               /* guards the fields below */
@@ -70,7 +72,7 @@ typedef struct counter_totals {
     int64_t counted_ns; /* when the estimate was last set from a full count; 0 never */
 } counter_totals;
 
-void counters_init(counters *c, const char *root, int rootfd);
+void counters_init(counters *c, const char *root, int rootfd, fs_perms perms);
 
 static inline void counters_add(counters *c, enum counter_field f, int64_t n)
 {

@@ -327,7 +327,8 @@ static acache_status write_record(disk *d, const acache_id *action, const acache
         goto fail;
     }
     disk_entry_path(d, 'a', action, rpath);
-    err = tempfile_rename(&t, d->rootfd, REL(d, rpath), TEMPFILE_MKDIR | (d->fsync ? TEMPFILE_SYNC : 0));
+    err = tempfile_rename(&t, d->rootfd, REL(d, rpath),
+                          TEMPFILE_MKDIR | TEMPFILE_MODE(d->perms.file) | (d->fsync ? TEMPFILE_SYNC : 0));
     if (err) {
         st = set_errno_error(err, "disk store: renaming %s to %s", t.path, rpath);
         goto fail;
@@ -356,7 +357,8 @@ static int make_shard(disk *d, const char *rel)
     char dir[8];
     memcpy(dir, rel, 4);
     dir[4] = '\0';
-    return mkdirat(d->rootfd, dir, 0700) == 0 || errno == EEXIST ? 0 : errno;
+    int err = fs_mkdirat(d->rootfd, dir, d->perms.dir);
+    return err == EEXIST ? 0 : err;
 }
 
 /*
@@ -511,6 +513,8 @@ static acache_status commit_start(commit *c, const acache_id *output)
     int err = fstat(w->t.fd, &c->mine) != 0 ? errno : 0;
     if (!err && c->d->fsync && fsync(w->t.fd) != 0)
         err = errno;
+    /* Whole now: from here on it may be read by the store's group. */
+    fs_share(w->t.fd, &c->d->perms);
     if (err)
         return set_errno_error(err, "disk store: writing %s", w->t.path);
     disk_entry_path(c->d, 'o', output, c->opath);
@@ -847,6 +851,9 @@ static acache_status parse_options(disk *d, spec *s)
         return st;
     if ((v = spec_get(s, "spill")) && (st = parse_bool("spill", v, &d->spill)))
         return st;
+    d->perms = FS_PERMS_PRIVATE;
+    if ((v = spec_get(s, "umask")) && fs_perms_from_umask(v, &d->perms) != 0)
+        return set_error(ACACHE_EINVAL, "disk store: umask must be octal, at most 0777 (002, 027), got '%s'", v);
     if ((v = spec_get(s, "max-size")) && (st = parse_size(v, &d->max_size)))
         return st;
     if ((v = spec_get(s, "max-age")) && (st = parse_duration_ns(v, &d->max_age_ns)))
@@ -879,7 +886,7 @@ acache_status disk_open(spec *s, void **self, const backend_ops **ops)
     else if ((st = default_dir(given, sizeof given)) != ACACHE_OK)
         goto fail;
 
-    int err = fs_mkdir_p(given, 0700);
+    int err = fs_mkdir_p(given, d->perms.dir);
     struct stat sb;
     if (stat(given, &sb) != 0) {
         st = set_errno_error(err ? err : errno, "disk store: cannot create directory %s", given);
@@ -906,10 +913,14 @@ acache_status disk_open(spec *s, void **self, const backend_ops **ops)
             st = set_error(ACACHE_EINVAL, "disk store: path too long: %s", d->root);
             goto fail;
         }
-        if (mkdir(dir, 0700) == 0) {
+        int merr = fs_mkdirat(AT_FDCWD, dir, d->perms.dir);
+        if (merr == 0) {
             fresh |= i == 0; /* a new store: its counters start exact */
-        } else if (errno != EEXIST) {
-            st = set_errno_error(errno, "disk store: cannot create directory %s", dir);
+            /* Shared: the group of the top directory, kept below by setgid. */
+            if (d->perms.dir != 0700 && lchown(dir, (uid_t)-1, sb.st_gid) == 0)
+                chmod(dir, d->perms.dir);
+        } else if (merr != EEXIST) {
+            st = set_errno_error(merr, "disk store: cannot create directory %s", dir);
             goto fail;
         }
         if (access(dir, W_OK | X_OK) != 0) {
@@ -923,7 +934,7 @@ acache_status disk_open(spec *s, void **self, const backend_ops **ops)
         goto fail;
     }
     remove_stale_temps(d);
-    counters_init(&d->cnt, d->root, d->rootfd);
+    counters_init(&d->cnt, d->root, d->rootfd, d->perms);
     if (fresh) {
         counters_mark_counted(&d->cnt);
         trim_mark_fresh(d);

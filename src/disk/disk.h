@@ -12,6 +12,7 @@
 
 #include "core/backend.h"
 #include "disk/counters.h"
+#include "os/fsutil.h"
 #include "os/tempfile.h"
 
 #include <dirent.h>
@@ -64,6 +65,7 @@ typedef struct disk {
     bool fsync;
     bool verify_reads;
     bool spill;                 /* spill=on: full disk -> overflow.c */
+    fs_perms perms;             /* umask=: modes of what the store makes */
     uint64_t max_size;
     int64_t max_age_ns;
     int64_t grace_ns;

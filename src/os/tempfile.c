@@ -55,7 +55,20 @@ static int make_parent(int dirfd, const char *name)
         return EINVAL;
     memcpy(dir, name, len);
     dir[len] = '\0';
-    return mkdirat(dirfd, dir, 0700) == 0 || errno == EEXIST ? 0 : errno;
+    if (mkdirat(dirfd, dir, 0700) != 0)
+        return errno == EEXIST ? 0 : errno;
+    /* The mode (and setgid) of the directory it is made in: a store shared
+     * by a group stays shared. */
+    struct stat up;
+    char *slash2 = strrchr(dir, '/');
+    if (slash2)
+        *slash2 = '\0';
+    if (fstatat(dirfd, slash2 ? dir : ".", &up, 0) == 0 && (up.st_mode & 07777) != 0700) {
+        if (slash2)
+            *slash2 = '/';
+        fchmodat(dirfd, dir, up.st_mode & 07777, 0);
+    }
+    return 0;
 }
 
 /* fsyncs the directory holding name (relative to dirfd). */
@@ -86,6 +99,8 @@ int tempfile_rename(tempfile *t, int dirfd, const char *name, unsigned flags)
     int err = tempfile_close(t, false);
     if (err)
         return err;
+    if ((flags >> 8) & 0777u)
+        chmod(t->path, (mode_t)((flags >> 8) & 0777u));
     if (renameat(AT_FDCWD, t->path, dirfd, name) != 0) {
         if (errno != ENOENT || !(flags & TEMPFILE_MKDIR))
             return errno;

@@ -30,8 +30,11 @@ typedef struct tempfile {
 } tempfile;
 
 /* tempfile_rename flags. */
-#define TEMPFILE_MKDIR 1u /* create the target's missing parent (mode 0700) and retry */
+#define TEMPFILE_MKDIR 1u /* create the target's missing parent (with the mode of its own parent) and retry */
 #define TEMPFILE_SYNC 2u  /* fsync the target's directory after the rename */
+/* Give the file mode m just before the rename (without it, it stays 0600):
+ * a temp file is private until its bytes are whole. */
+#define TEMPFILE_MODE(m) ((((unsigned)(m)) & 0777u) << 8)
 
 /* Creates dir/<prefix>XXXXXX (0600, close-on-exec). 0 or an errno value
  * (ENAMETOOLONG when the name does not fit). */
