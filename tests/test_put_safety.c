@@ -3,9 +3,12 @@
  * them however long it takes: an object damaged in place (same size) is
  * replaced by a put of the right bytes, directly or by a promotion from
  * another tier; a temp file a put is still writing survives store opens and
- * trims that would remove it by its age alone.
+ * trims that would remove it by its age alone; the private names a put
+ * holds an object or a reference by are its own, not derived from its
+ * temp file's name (free again once that file is renamed).
  */
 #include "testutil.h"
+#include "os/hook.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -187,6 +190,53 @@ static void test_long_put_keeps_temp(void **state)
     assert_file_holds(res.path, 9);
 }
 
+/* Another put, given the temp file name ours had (free once ours is
+ * gone), holds its own object under what was once our private name
+ * ("own-" and "ref-" with the same suffix), as the code of today names
+ * them. */
+typedef struct other_put {
+    char held[2][4600];
+    char bytes[4600];
+    int fired;
+} other_put;
+
+static void take_freed_name(void *ctx, const char *point, const char *path)
+{
+    other_put *o = ctx;
+    if (strcmp(point, "put-temp-gone") != 0 || o->fired)
+        return;
+    o->fired = 1;
+    const char *slash = strrchr(path, '/');
+    assert_non_null(slash);
+    assert_int_equal(strncmp(slash + 1, "put-", 4), 0);
+    for (int i = 0; i < 2; i++) {
+        snprintf(o->held[i], sizeof o->held[i], "%.*s/%s%s", (int)(slash - path), path,
+                 i ? "ref-" : "own-", slash + 5);
+        unlink(o->held[i]); /* as a put does: "left by a process that died" */
+        assert_int_equal(link(o->bytes, o->held[i]), 0);
+    }
+}
+
+/* A put sharing an existing object leaves alone the names another put
+ * holds, even one given its temp file's old name. */
+static void test_private_names_are_unique(void **state)
+{
+    fixture *f = *state;
+    acache_id a = tu_id(1), b = tu_id(2);
+    other_put o;
+    memset(&o, 0, sizeof o);
+    snprintf(o.bytes, sizeof o.bytes, "%s/other-bytes", f->dir);
+    tu_write_file(o.bytes, "other", 5);
+    put_seed(f->s, &a, 5);
+    os_hook_set(take_freed_name, &o);
+    acache_result r = put_seed(f->s, &b, 5); /* shares a's object */
+    os_hook_set(NULL, NULL);
+    assert_int_equal(o.fired, 1);
+    assert_file_holds(r.path, 5);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(access(o.held[i], F_OK), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -194,6 +244,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_put_of_same_bytes_shares, setup, teardown),
         cmocka_unit_test_setup_teardown(test_promotion_over_damaged_object, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_put_keeps_temp, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_private_names_are_unique, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -37,6 +37,7 @@
 #include "core/error.h"
 #include "os/clock.h"
 #include "os/fsutil.h"
+#include "os/hook.h"
 #include "os/tempfile.h"
 #include "core/sha.h"
 
@@ -497,11 +498,23 @@ typedef struct commit {
     uint64_t size;
     char opath[ACACHE_PATH_MAX], rpath[ACACHE_PATH_MAX];
     char ref[ACACHE_PATH_MAX + sizeof DISK_REF_SUFFIX];
-    char tmpref[ACACHE_PATH_MAX]; /* tmp/ref-XXXXXX: replaces the reference */
-    char own[ACACHE_PATH_MAX];    /* tmp/own-XXXXXX: holds a shared object */
+    char tmpref[ACACHE_PATH_MAX]; /* tmp/ref-<pid>-<n>: replaces the reference */
+    char own[ACACHE_PATH_MAX];    /* tmp/own-<pid>-<n>: holds a shared object */
     struct stat mine;             /* the file our reference is */
     bool new_entry, new_object, linked, placed, owned;
 } commit;
+
+/* A name in tmp/ no other live put uses: this process's id (unique among
+ * the live ones) and a count of its own. A process that died may have
+ * left one with the same id: its users unlink it first. */
+static void private_name(const disk *d, const char *what, char *out)
+{
+    static atomic_uint seq;
+    /* The root leaves room for it (disk_open). */
+    if (snprintf(out, ACACHE_PATH_MAX, "%s/tmp/%s-%ld-%u", d->root, what, (long)getpid(),
+                 atomic_fetch_add_explicit(&seq, 1, memory_order_relaxed)) >= ACACHE_PATH_MAX)
+        out[0] = '\0';
+}
 
 /* Remembers which file the temp file is (fsync under durability=fsync),
  * and names the paths the commit uses. The temp file stays open, and its
@@ -520,12 +533,12 @@ static acache_status commit_start(commit *c, const acache_id *output)
     disk_entry_path(c->d, 'o', output, c->opath);
     disk_entry_path(c->d, 'a', &w->action, c->rpath);
     snprintf(c->ref, sizeof c->ref, "%s" DISK_REF_SUFFIX, c->rpath);
-    /* Private names beside the temp file ("tmp/put-XXXXXX"): unique while
-     * the temp file lives. */
-    memcpy(c->tmpref, w->t.path, sizeof c->tmpref);
-    memcpy(strrchr(c->tmpref, '/') + 1, "ref", 3);
-    memcpy(c->own, w->t.path, sizeof c->own);
-    memcpy(strrchr(c->own, '/') + 1, "own", 3);
+    /* Private names in tmp/: "ref-..." for replacing the reference,
+     * "own-..." for holding a shared object. Not the temp file's suffix:
+     * once that file is renamed its name is free, and another put may be
+     * given it while this one still uses these. */
+    private_name(c->d, "ref", c->tmpref);
+    private_name(c->d, "own", c->own);
     return ACACHE_OK;
 }
 
@@ -563,6 +576,8 @@ static acache_status share_object(commit *c)
         c->mine = sb;
     unlink(c->w->t.path);
     c->placed = true;
+    /* The temp file's name is free: another put may be given it. */
+    os_hook_run("put-temp-gone", c->w->t.path);
     return ACACHE_OK;
 }
 
