@@ -815,9 +815,7 @@ static void remove_stale_temps(disk *d)
     time_t cutoff = time(NULL) - (time_t)(DISK_STALE_NS / 1000000000LL);
     struct dirent *de;
     while ((de = readdir(dp)) != NULL) {
-        /* "trim-*": a file a trim moved aside for a moment; only a trim,
-         * which holds the trim lock, may take it for a leftover. */
-        if (de->d_name[0] == '.' || strncmp(de->d_name, "trim-", 5) == 0)
+        if (de->d_name[0] == '.')
             continue;
         struct stat st;
         if (fstatat(dirfd(dp), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
