@@ -882,9 +882,34 @@ static acache_status parse_options(disk *d, spec *s)
     return ACACHE_OK;
 }
 
-acache_status disk_open(spec *s, void **self, const backend_ops **ops)
+/* Makes ROOT/v1 and its fixed subdirectories where missing (*fresh: v1
+ * was new) with the store's permissions; shared, in the group gid of the
+ * top directory. Each must be writable. */
+static acache_status make_dirs(disk *d, gid_t gid, bool *fresh)
 {
     static const char *const subdirs[] = { "", "/a", "/o", "/tmp", "/stats" };
+    for (size_t i = 0; i < sizeof subdirs / sizeof subdirs[0]; i++) {
+        char dir[ACACHE_PATH_MAX];
+        int n = snprintf(dir, sizeof dir, "%s%s", d->root, subdirs[i]);
+        if (n < 0 || (size_t)n >= sizeof dir)
+            return set_error(ACACHE_EINVAL, "disk store: path too long: %s", d->root);
+        int merr = fs_mkdirat(AT_FDCWD, dir, d->perms.dir);
+        if (merr == 0) {
+            *fresh |= i == 0; /* a new store: its counters start exact */
+            /* Shared: the group of the top directory, kept below by setgid. */
+            if (d->perms.dir != 0700 && lchown(dir, (uid_t)-1, gid) == 0)
+                chmod(dir, d->perms.dir);
+        } else if (merr != EEXIST) {
+            return set_errno_error(merr, "disk store: cannot create directory %s", dir);
+        }
+        if (access(dir, W_OK | X_OK) != 0)
+            return set_errno_error(errno, "disk store: cannot write to directory %s", dir);
+    }
+    return ACACHE_OK;
+}
+
+acache_status disk_open(spec *s, void **self, const backend_ops **ops)
+{
     bool fresh = false;
     char given[ACACHE_PATH_MAX], real[PATH_MAX];
     acache_status st = ACACHE_OK;
@@ -919,28 +944,8 @@ acache_status disk_open(spec *s, void **self, const backend_ops **ops)
         goto fail;
     }
     d->rootlen = (size_t)snprintf(d->root, sizeof d->root, "%s/v1", real);
-    for (size_t i = 0; i < sizeof subdirs / sizeof subdirs[0]; i++) {
-        char dir[ACACHE_PATH_MAX];
-        int n = snprintf(dir, sizeof dir, "%s%s", d->root, subdirs[i]);
-        if (n < 0 || (size_t)n >= sizeof dir) {
-            st = set_error(ACACHE_EINVAL, "disk store: path too long: %s", d->root);
-            goto fail;
-        }
-        int merr = fs_mkdirat(AT_FDCWD, dir, d->perms.dir);
-        if (merr == 0) {
-            fresh |= i == 0; /* a new store: its counters start exact */
-            /* Shared: the group of the top directory, kept below by setgid. */
-            if (d->perms.dir != 0700 && lchown(dir, (uid_t)-1, sb.st_gid) == 0)
-                chmod(dir, d->perms.dir);
-        } else if (merr != EEXIST) {
-            st = set_errno_error(merr, "disk store: cannot create directory %s", dir);
-            goto fail;
-        }
-        if (access(dir, W_OK | X_OK) != 0) {
-            st = set_errno_error(errno, "disk store: cannot write to directory %s", dir);
-            goto fail;
-        }
-    }
+    if ((st = make_dirs(d, sb.st_gid, &fresh)) != ACACHE_OK)
+        goto fail;
     d->rootfd = open(d->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (d->rootfd < 0) {
         st = set_errno_error(errno, "disk store: cannot open directory %s", d->root);
