@@ -1,7 +1,7 @@
 /*
  * cli_disk.c - what the commands that work on the local disk store share:
  * the options naming it and its limits (--dir, --max-size, --max-age,
- * --grace, --verify-reads), the spec built from them, and how sizes,
+ * --grace, --verify-reads, --umask), the spec built from them, and how sizes,
  * durations and progress are shown.
  *
  * It must never print on stdout (commands own their output) and never
@@ -28,6 +28,7 @@ int cli_disk_option(int c, const char *arg, cli_disk_opts *o)
     case CLI_OPT_MAX_AGE: o->max_age = arg; return 1;
     case CLI_OPT_GRACE: o->grace = arg; return 1;
     case CLI_OPT_VERIFY_READS: o->verify_reads = true; return 1;
+    case CLI_OPT_UMASK: o->umask = arg; return 1;
     default: return 0;
     }
 }
@@ -41,6 +42,21 @@ const char *cli_max_size(const cli_disk_opts *o, const char **from)
     }
     if (env && *env) {
         *from = "ACACHE_MAX_SIZE";
+        return env;
+    }
+    *from = "default";
+    return NULL;
+}
+
+const char *cli_umask(const cli_disk_opts *o, const char **from)
+{
+    const char *env = getenv("ACACHE_UMASK");
+    if (o->umask) {
+        *from = "--umask";
+        return o->umask;
+    }
+    if (env && *env) {
+        *from = "ACACHE_UMASK";
         return env;
     }
     *from = "default";
@@ -82,6 +98,7 @@ char *cli_disk_spec(const cli_disk_opts *o)
     const char *from;
     char *dir = cli_disk_dir(o, &from), *spec = NULL, *cwd = NULL;
     const char *max_size = cli_max_size(o, &from);
+    const char *umask = cli_umask(o, &from);
     if (!dir || !*dir) {
         cli_err("no cache directory: pass --dir, or set ACACHE_DIR or HOME");
         goto out;
@@ -93,16 +110,21 @@ char *cli_disk_spec(const cli_disk_opts *o)
     if ((max_size && !value_ok("max-size", max_size)) ||
         (o->max_age && !value_ok("max-age", o->max_age)) || (o->grace && !value_ok("grace", o->grace)))
         goto out;
+    if (umask && (!*umask || strlen(umask) > 4 || strspn(umask, "01234567") != strlen(umask))) {
+        cli_err("%s: umask must be octal digits, such as 002 or 027, got '%s'", from, umask);
+        goto out;
+    }
     /* Absolute: the store hands out paths that must stay valid elsewhere. */
     if (dir[0] != '/' && !(cwd = getcwd(NULL, 0))) {
         cli_err("cannot make %s absolute: %s", dir, strerror(errno));
         goto out;
     }
-    if (asprintf(&spec, "disk:%s%s%s?verify-reads=%s%s%s%s%s%s%s", cwd ? cwd : "", cwd ? "/" : "",
+    if (asprintf(&spec, "disk:%s%s%s?verify-reads=%s%s%s%s%s%s%s%s%s%s", cwd ? cwd : "", cwd ? "/" : "",
                  dir, o->verify_reads ? "on" : "off", max_size ? "&max-size=" : "",
                  max_size ? max_size : "", o->max_age ? "&max-age=" : "",
                  o->max_age ? o->max_age : "", o->grace ? "&grace=" : "",
-                 o->grace ? o->grace : "") < 0) {
+                 o->grace ? o->grace : "", o->spill ? "&spill=on" : "", umask ? "&umask=" : "",
+                 umask ? umask : "") < 0) {
         spec = NULL;
         cli_err("out of memory");
     }

@@ -108,6 +108,8 @@ static char *show_settings(const cli_disk_opts *o)
     }
     row("trim-interval", "1h", "default");
     row("verify-reads", o->verify_reads ? "on" : "off", o->verify_reads ? "--verify-reads" : "default");
+    const char *um = cli_umask(o, &from);
+    row("umask", um ? um : "077 (private)", from);
     return dir;
 }
 

@@ -30,6 +30,7 @@ int cmd_put(int argc, char **argv)
 {
     static const struct option opts[] = {
         { "dir", required_argument, NULL, CLI_OPT_DIR },
+        { "umask", required_argument, NULL, CLI_OPT_UMASK },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -41,7 +42,7 @@ int cmd_put(int argc, char **argv)
             continue;
         switch (c) {
         case 'h':
-            printf("usage: acache put [--dir DIR] ACTION_HEX FILE\n"
+            printf("usage: acache put [--dir DIR] [--umask MASK] ACTION_HEX FILE\n"
                    "Stores FILE ('-' for stdin) as the output of ACTION_HEX and prints its\n"
                    "output id (the SHA-256 of the bytes, hex).\n");
             return 0;
@@ -159,6 +160,7 @@ int cmd_get(int argc, char **argv)
     static const struct option opts[] = {
         { "dir", required_argument, NULL, CLI_OPT_DIR },
         { "verify-reads", no_argument, NULL, CLI_OPT_VERIFY_READS },
+        { "umask", required_argument, NULL, CLI_OPT_UMASK },
         { "output", required_argument, NULL, 'o' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },

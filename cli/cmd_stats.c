@@ -47,6 +47,10 @@ static int print_json(const acache_disk_counters *c)
         "last_trim_bytes_removed", (json_int_t)c->last_trim_bytes_removed,
         "last_trim_files_examined", (json_int_t)c->last_trim_files_examined,
         "last_trim_dirs_listed", (json_int_t)c->last_trim_dirs_listed);
+    if (o)
+        json_object_set_new(o, "repaired", json_integer((json_int_t)c->repaired));
+    if (o)
+        json_object_set_new(o, "spilled", json_integer((json_int_t)c->spilled));
     if (!o) {
         cli_err("stats: out of memory");
         return 2;
@@ -102,6 +106,10 @@ static void print_human(const acache_disk_counters *c)
     printf("misses           %" PRIu64 " (%" PRIu64 " of them corrupt entries, removed)\n",
            c->misses, c->corrupt);
     printf("errors           %" PRIu64 "\n", c->errors);
+    if (c->spilled)
+        printf("spilled          %" PRIu64 " puts the full disk had no room for\n", c->spilled);
+    if (c->repaired)
+        printf("repaired         %" PRIu64 " damaged objects, replaced by puts\n", c->repaired);
     cli_format_size(c->bytes_written, a, sizeof a);
     cli_format_size(c->bytes_read, b, sizeof b);
     printf("puts             %" PRIu64 " (%s); hits read %s\n", c->puts, a, b);

@@ -41,6 +41,7 @@ int cmd_trim(int argc, char **argv)
         { "max-size", required_argument, NULL, CLI_OPT_MAX_SIZE },
         { "max-age", required_argument, NULL, CLI_OPT_MAX_AGE },
         { "grace", required_argument, NULL, CLI_OPT_GRACE },
+        { "umask", required_argument, NULL, CLI_OPT_UMASK },
         { "dry-run", no_argument, NULL, 'n' },
         { "quick", no_argument, NULL, 'q' },
         { "help", no_argument, NULL, 'h' },

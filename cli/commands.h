@@ -39,6 +39,9 @@ typedef struct cli_disk_opts {
     const char *max_age;   /* --max-age */
     const char *grace;     /* --grace */
     bool verify_reads;     /* --verify-reads */
+    const char *umask;     /* --umask: a directory shared by a group */
+    bool spill;            /* spill=on: puts a full disk has no room for go to
+                            * $TMPDIR (gocacheprog: the go command needs a path) */
 } cli_disk_opts;
 
 /* getopt_long codes of those options, for each command's option table:
@@ -49,6 +52,7 @@ enum {
     CLI_OPT_MAX_AGE,
     CLI_OPT_GRACE,
     CLI_OPT_VERIFY_READS,
+    CLI_OPT_UMASK,
 };
 
 /* Takes option c if it is one of the above; returns 1 if it was. */
@@ -58,6 +62,9 @@ char *cli_disk_dir(const cli_disk_opts *o, const char **from);
 /* The max-size text (--max-size, else $ACACHE_MAX_SIZE) or NULL for the
  * store's default, and where it came from. */
 const char *cli_max_size(const cli_disk_opts *o, const char **from);
+/* The umask text (--umask, else $ACACHE_UMASK) or NULL (a private store),
+ * and where it came from. */
+const char *cli_umask(const cli_disk_opts *o, const char **from);
 /* "disk:DIR?..." with DIR absolute and the limits given; malloc'd, or NULL
  * (message printed). */
 char *cli_disk_spec(const cli_disk_opts *o);

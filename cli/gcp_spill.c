@@ -9,12 +9,14 @@
  * puts are not kept: the next run misses them.
  *
  * It must never send a put elsewhere while the cache has room, nor leave
- * its directory behind after a normal exit.
+ * its directory behind after a normal exit, nor when the store in it
+ * cannot be opened.
  */
 #include "gcp_spill.h"
 #include "commands.h"
 
 #include <ftw.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,8 +29,11 @@ void gcp_spill_init(gcp_spill *sp, acache_store *store)
 {
     acache_disk_counters c;
     memset(sp, 0, sizeof *sp);
-    if (acache_disk_stats(store, &c) == ACACHE_OK)
+    if (acache_disk_stats(store, &c) == ACACHE_OK) {
         sp->cache_dir = strdup(c.dir);
+        sp->home = store;
+        sp->spilled_before = c.spilled;
+    }
 }
 
 static bool has_room(const char *dir, uint64_t size)
@@ -39,6 +44,10 @@ static bool has_room(const char *dir, uint64_t size)
     return (uint64_t)vfs.f_bavail * vfs.f_frsize >= size + MARGIN;
 }
 
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw);
+
+static void remove_tree(const char *dir) { nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
+
 acache_store *gcp_spill_route(gcp_spill *sp, acache_store *store, uint64_t body_size)
 {
     if (!sp->cache_dir || has_room(sp->cache_dir, body_size))
@@ -48,11 +57,15 @@ acache_store *gcp_spill_route(gcp_spill *sp, acache_store *store, uint64_t body_
         char *spec = NULL;
         if (asprintf(&sp->dir, "%s/acache-spill-XXXXXX", tmp && *tmp ? tmp : "/tmp") < 0)
             sp->dir = NULL;
-        if (!sp->dir || !mkdtemp(sp->dir) ||
-            asprintf(&spec, "disk:%s?trim-interval=off", sp->dir) < 0 ||
+        bool made = sp->dir && mkdtemp(sp->dir);
+        if (!made || asprintf(&spec, "disk:%s?trim-interval=off", sp->dir) < 0 ||
             acache_open(spec, &sp->store) != ACACHE_OK) {
             sp->failed = 1;
             sp->store = NULL;
+            /* Made, but no store in it: it goes now, with whatever the
+             * failed open left in it. */
+            if (made)
+                remove_tree(sp->dir);
         }
         free(spec);
         if (sp->failed)
@@ -63,6 +76,14 @@ acache_store *gcp_spill_route(gcp_spill *sp, acache_store *store, uint64_t body_
                     "go to %s (removed at exit), not into the cache", sp->dir);
     }
     return sp->store && has_room(sp->dir, body_size) ? sp->store : store;
+}
+
+uint64_t gcp_spill_overflowed(gcp_spill *sp)
+{
+    acache_disk_counters c;
+    if (!sp->home || acache_disk_stats(sp->home, &c) != ACACHE_OK || c.spilled < sp->spilled_before)
+        return 0;
+    return c.spilled - sp->spilled_before;
 }
 
 static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
@@ -78,7 +99,7 @@ void gcp_spill_close(gcp_spill *sp)
 {
     acache_close(sp->store);
     if (sp->dir && sp->store)
-        nftw(sp->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+        remove_tree(sp->dir);
     free(sp->dir);
     free(sp->cache_dir);
     memset(sp, 0, sizeof *sp);

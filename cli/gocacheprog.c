@@ -726,7 +726,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: acache gocacheprog [--dir DIR] [--remote SPEC]... [--max-size SIZE]\n"
                "                          [--max-age DURATION] [--grace DURATION]\n"
-               "                          [--verify-reads] [-v]\n"
+               "                          [--verify-reads] [--umask MASK] [-v]\n"
                "\n"
                "Serves the go command's build cache: GOCACHEPROG=\"acache gocacheprog\".\n"
                "Go 1.24 and later speak GOCACHEPROG as they come; 1.21-1.23 only when built\n"
@@ -742,6 +742,9 @@ static void usage(FILE *f)
                "  --max-age DURATION  entries unused this long are trimmed (30d)\n"
                "  --grace DURATION entries used within this are never trimmed (10m)\n"
                "  --verify-reads   hash every object before serving it\n"
+               "  --umask MASK     share the cache directory with its group: new files\n"
+               "                   and directories get 0666/0777 less MASK, e.g. 002\n"
+               "                   (default $ACACHE_UMASK, else private: 0600/0700)\n"
                "  --workers N      threads serving gets (default 0 with only the local\n"
                "                   store: the reader serves them; 8 with remotes)\n"
                "  -v               the remotes at start; at exit a summary of the session\n"
@@ -845,6 +848,10 @@ static int parse_args(int argc, char **argv, gcp_opts *o)
             if (r < 0)
                 return 2;
             o->disk.max_age = v;
+        } else if ((r = opt_value(argc, argv, &i, "--umask", &v)) != 0) {
+            if (r < 0)
+                return 2;
+            o->disk.umask = v;
         } else if ((r = opt_value(argc, argv, &i, "--grace", &v)) != 0) {
             if (r < 0)
                 return 2;
@@ -937,8 +944,9 @@ static void server_free(server *s)
 }
 
 /* The session: handshake, requests until close or EOF, then everything
- * the go command waits for, in the order it waits. The exit status. */
-static int run_session(server *s, const gcp_opts *o, int64_t t0)
+ * the go command waits for, in the order it waits. The exit status;
+ * *storep is closed (and NULL) when the store had to spill. */
+static int run_session(server *s, const gcp_opts *o, int64_t t0, acache_store **storep)
 {
     acache_store *store = s->store;
     if (o->verbose)
@@ -965,7 +973,16 @@ static int run_session(server *s, const gcp_opts *o, int64_t t0)
      * path. */
     acache_save_counters(store);
     /* Spilled outputs (a full disk) go before the go command returns: it
-     * used them during the build, and nothing may be left behind. */
+     * used them during the build, and nothing may be left behind. Those
+     * the store spilled itself go when it is closed: then, now. */
+    uint64_t overflowed = gcp_spill_overflowed(&s->spill);
+    if (overflowed > 0) {
+        cli_err("gocacheprog: the cache's file system is full (no space, inodes or quota): "
+                "%" PRIu64 " new outputs of this run were kept in $TMPDIR until now, not in the cache",
+                overflowed);
+        acache_close(store);
+        *storep = s->store = NULL;
+    }
     gcp_spill_close(&s->spill);
     end_stdout(s);
     return rc;
@@ -988,6 +1005,9 @@ int cmd_gocacheprog(int argc, char **argv)
     if (!remotes_from_env(&o))
         goto out;
     acache_set_log(log_line, NULL);
+    /* The go command needs a path for every put: a full disk sends puts
+     * to $TMPDIR rather than fail them (src/disk/overflow.c). */
+    o.disk.spill = true;
     rc = open_stores(&o.disk, o.remotes, o.nremotes, &store);
     if (rc != 0)
         goto out;
@@ -999,7 +1019,7 @@ int cmd_gocacheprog(int argc, char **argv)
     /* A reader gone away must surface as EPIPE, so that the open put is
      * aborted, not as a silent death by signal. */
     signal(SIGPIPE, SIG_IGN);
-    rc = run_session(s, &o, t0);
+    rc = run_session(s, &o, t0, &store);
 out:
     acache_close(store);
     server_free(s);

@@ -77,6 +77,8 @@ static void usage(FILE *f)
             "  version              print the version\n"
             "  help                 print this text\n"
             "\n"
+            "A cache directory shared by a group: --umask 002 (or $ACACHE_UMASK) on every\n"
+            "command that writes to it (gocacheprog, put, get, trim).\n"
             "The cache directory is --dir, else $ACACHE_DIR, else $XDG_CACHE_HOME/acache,\n"
             "else ~/.cache/acache. It is kept under max-size (--max-size, else\n"
             "$ACACHE_MAX_SIZE, else 10G) and max-age (30d) by automatic trims. Every\n"

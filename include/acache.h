@@ -768,6 +768,12 @@ typedef struct acache_disk_counters {
     int last_trim_finished;     /* 0 while running, or if it was stopped */
     uint64_t last_trim_entries_removed, last_trim_bytes_removed;
     uint64_t last_trim_files_examined, last_trim_dirs_listed; /* its cost */
+    /* Objects a put found damaged (same size, other bytes) and replaced
+     * with the bytes it had just verified. */
+    uint64_t repaired;
+    /* Puts its full file system (no blocks, inodes or quota) sent to a
+     * directory of the process's own under $TMPDIR, removed at close. */
+    uint64_t spilled;
 } acache_disk_counters;
 
 /* Fills out with the store's counters (this process's included). */

@@ -21,6 +21,7 @@
 
 #include "core/backend.h"
 #include "compose/prefetch.h"
+#include "remote/remote.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -893,6 +894,52 @@ static void test_bad_records(void **state)
     assert_int_equal(info_of(b).misses, 1);
     assert_int_equal(info_of(b).rejected, 0);
     acache_close(b);
+}
+
+/* Without a signing key anyone may write a record: one whose size
+ * disagrees with a good shared object is refused, and the object, which
+ * passes its hash, stays for the records that name it rightly. An object
+ * that fails its hash still goes. */
+static void test_lying_record_keeps_object(void **state)
+{
+    fixture *f = *state;
+    acache_store *a = tiered(f->dir1, open_remote(f, "prefetch=0"));
+    acache_id out;
+    put_bytes(a, 1, 5000, &out);
+    acache_close(a);
+    long stored = raw_len(f, "cas", &out);
+    assert_true(stored > 0);
+    for (int i = 0; i < 2; i++) {
+        /* Larger, then smaller, than the object. */
+        remote_record rec = { .output = out, .size = i ? 4000 : 6000, .time_ns = 1 };
+        unsigned char buf[REMOTE_RECORD_MAX];
+        acache_id liar = tu_id(50 + (uint32_t)i);
+        size_t n = record_encode(&liar, &rec, NULL, 0, buf);
+        raw_set(f, "ac", &liar, buf, n);
+        tu_rmtree(f->dir2);
+        acache_store *b = tiered(f->dir2, open_remote(f, "prefetch=0"));
+        acache_result res;
+        assert_int_equal(acache_get(b, &liar, 0, &res), ACACHE_MISS);
+        assert_int_equal(info_of(b).rejected, 1);
+        acache_close(b);
+        assert_int_equal(raw_len(f, "cas", &out), stored);
+    }
+    /* The honest record still gets its object. */
+    tu_rmtree(f->dir2);
+    acache_store *b = tiered(f->dir2, open_remote(f, "prefetch=0"));
+    expect_bytes(b, 1, 5000);
+    acache_close(b);
+    /* An object that fails its hash (and its record's size) goes. */
+    unsigned char bad[3000];
+    tu_fill(bad, sizeof bad, 99);
+    raw_set(f, "cas", &out, bad, sizeof bad);
+    tu_rmtree(f->dir2);
+    b = tiered(f->dir2, open_remote(f, "prefetch=0"));
+    acache_id action = tu_id(1);
+    acache_result res;
+    assert_int_equal(acache_get(b, &action, 0, &res), ACACHE_MISS);
+    acache_close(b);
+    assert_int_equal(raw_len(f, "cas", &out), -1);
 }
 
 static void write_key(const char *dir, const char *name, const char *key, char *path, size_t size)
@@ -2132,6 +2179,7 @@ int main(void)
         ALL(test_parallel_gets),
         ALL(test_poisoned_object),
         ALL(test_bad_records),
+        BOTH(test_lying_record_keeps_object),
         ALL(test_signed_records),
         ALL(test_modes),
         ALL(test_compression),

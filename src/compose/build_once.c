@@ -27,6 +27,7 @@
 #include "compose/build_once.h"
 #include "core/error.h"
 #include "compose/namespace.h"
+#include "os/fsutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -154,8 +155,15 @@ static lock_result lock_take(const char *dir, const acache_id *key, uint32_t tim
         set_error(ACACHE_EINVAL, "build lock: path too long under %s", dir);
         return LOCK_NONE;
     }
-    if (mkdir(locks, 0700) != 0 && errno != EEXIST) {
-        set_errno_error(errno, "build lock: cannot create %s", locks);
+    /* A store shared by a group (its umask option) shares its locks too:
+     * they take the permissions of the store's directory. */
+    struct stat ds;
+    fs_perms perms = FS_PERMS_PRIVATE;
+    if (stat(dir, &ds) == 0 && (ds.st_mode & 0070))
+        perms = (fs_perms){ ds.st_mode & 07777, ds.st_mode & 0666 };
+    int merr = fs_mkdirat(AT_FDCWD, locks, perms.dir);
+    if (merr && merr != EEXIST) {
+        set_errno_error(merr, "build lock: cannot create %s", locks);
         return LOCK_NONE;
     }
     int64_t deadline = mono_ns() + (int64_t)timeout_ms * 1000000;
@@ -164,7 +172,9 @@ static lock_result lock_take(const char *dir, const acache_id *key, uint32_t tim
     int fd = -1;
     for (;;) {
         if (fd < 0) {
-            fd = open(lk->path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+            fd = open(lk->path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, perms.file);
+            if (fd >= 0)
+                fs_share(fd, &perms);
             if (fd < 0) {
                 set_errno_error(errno, "build lock: cannot open %s", lk->path);
                 return LOCK_NONE;

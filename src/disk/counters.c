@@ -44,6 +44,8 @@ static const char *const field_names[CNT_COUNT] = {
     [CNT_BYTES_READ] = "bytes-read",
     [CNT_TRIMMED_ENTRIES] = "trimmed-entries",
     [CNT_TRIMMED_BYTES] = "trimmed-bytes",
+    [CNT_REPAIRED] = "repaired",
+    [CNT_SPILLED] = "spilled",
     [CNT_ENTRIES] = "entries",
     [CNT_OBJECTS] = "objects",
     [CNT_SIZE] = "size",
@@ -56,11 +58,12 @@ typedef struct counter_file {
     char folded[64]; /* shards: the process file folded last */
 } counter_file;
 
-void counters_init(counters *c, const char *root, int rootfd)
+void counters_init(counters *c, const char *root, int rootfd, fs_perms perms)
 {
     memset(c, 0, sizeof *c);
     c->root = root;
     c->rootfd = rootfd;
+    c->perms = perms;
     c->procfd = -1;
     c->pid = getpid();
     pthread_mutex_init(&c->mu, NULL);
@@ -200,7 +203,7 @@ static bool read_file_at(int dirfd, const char *name, counter_file *f)
 static int stats_dir(counters *c)
 {
     int fd = openat(c->rootfd, STATS_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 && errno == ENOENT && mkdirat(c->rootfd, STATS_DIR, 0700) == 0)
+    if (fd < 0 && errno == ENOENT && fs_mkdirat(c->rootfd, STATS_DIR, c->perms.dir) == 0)
         fd = openat(c->rootfd, STATS_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     return fd;
 }
@@ -209,13 +212,14 @@ static int stats_dir(counters *c)
  * that whoever folds it (its owner or a later reader) picks the same one. */
 static int shard_of(const char *name) { return (int)(fnv1a(name, strlen(name)) % SHARDS); }
 
-static int lock_shard(int dirfd, int shard)
+static int lock_shard(counters *c, int dirfd, int shard)
 {
     char name[32];
     snprintf(name, sizeof name, "lock-%d", shard);
-    int fd = openat(dirfd, name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int fd = openat(dirfd, name, O_RDWR | O_CREAT | O_CLOEXEC, c->perms.file);
     if (fd < 0)
         return -1;
+    fs_share(fd, &c->perms);
     while (flock(fd, LOCK_EX) != 0) {
         if (errno != EINTR) {
             close(fd);
@@ -239,7 +243,7 @@ static bool write_shard(counters *c, int dirfd, int shard, const counter_file *f
     snprintf(dir, sizeof dir, "%s/" STATS_DIR, c->root);
     snprintf(prefix, sizeof prefix, ".shard-%d-", shard);
     snprintf(name, sizeof name, "shard-%d", shard);
-    return tempfile_replace(dir, prefix, dirfd, name, buf, n, 0) == 0;
+    return tempfile_replace(dir, prefix, dirfd, name, buf, n, TEMPFILE_MODE(c->perms.file)) == 0;
 }
 
 /*
@@ -275,7 +279,7 @@ static void fold_locked(counters *c, int dirfd, int shard, const int64_t *add, c
 static void fold(counters *c, int dirfd, int shard, const int64_t *add, const char *name,
                  ino_t ino)
 {
-    int lk = lock_shard(dirfd, shard);
+    int lk = lock_shard(c, dirfd, shard);
     if (lk < 0)
         return;
     fold_locked(c, dirfd, shard, add, name, ino);
@@ -302,6 +306,7 @@ static bool create_proc_file(counters *c)
     snprintf(prefix, sizeof prefix, "proc-%ld-", (long)getpid());
     if (tempfile_create(&t, dir, prefix) != 0)
         return false;
+    fs_share(t.fd, &c->perms);
     while (flock(t.fd, LOCK_EX) != 0) {
         if (errno != EINTR) {
             tempfile_discard(&t);
@@ -458,7 +463,7 @@ void counters_calibrate(counters *c, int64_t entries, int64_t objects, int64_t s
     pthread_mutex_lock(&c->mu);
     int held = 0;
     for (; held < SHARDS; held++)
-        if ((locks[held] = lock_shard(dirfd, held)) < 0)
+        if ((locks[held] = lock_shard(c, dirfd, held)) < 0)
             break;
     if (held == SHARDS) {
         /* With every shard locked, nobody folds: the sum is stable but for
@@ -489,7 +494,7 @@ void counters_mark_counted(counters *c)
     int dirfd = stats_dir(c);
     if (dirfd < 0)
         return;
-    int lk = lock_shard(dirfd, 0);
+    int lk = lock_shard(c, dirfd, 0);
     if (lk >= 0) {
         counter_file f;
         read_file_at(dirfd, "shard-0", &f);

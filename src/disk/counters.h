@@ -24,6 +24,7 @@
 #define ACACHE_COUNTERS_H
 
 #include "acache.h"
+#include "os/fsutil.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -42,6 +43,8 @@ enum counter_field {
     CNT_BYTES_READ,      /* bytes of hits */
     CNT_TRIMMED_ENTRIES, /* entries removed by trims */
     CNT_TRIMMED_BYTES,   /* disk usage freed by trims */
+    CNT_REPAIRED,        /* objects a put found damaged and replaced */
+    CNT_SPILLED,         /* puts the full file system sent to the overflow */
     CNT_ENTRIES,         /* estimate: action records held */
     CNT_OBJECTS,         /* estimate: objects held */
     CNT_SIZE,            /* estimate: disk usage of records and objects */
@@ -52,6 +55,7 @@ enum counter_field {
 typedef struct counters {
     const char *root;                 /* ROOT/v1 (absolute; the store's) */
     int rootfd;                       /* ROOT/v1 */
+    fs_perms perms;                   /* of the files and directories made */
     atomic_int_least64_t v[CNT_COUNT]; /* this process's totals */
     atomic_int_least64_t last_flush_ns;
     pthread_mutex_t mu;               /* guards the fields below */
@@ -68,7 +72,7 @@ typedef struct counter_totals {
     int64_t counted_ns; /* when the estimate was last set from a full count; 0 never */
 } counter_totals;
 
-void counters_init(counters *c, const char *root, int rootfd);
+void counters_init(counters *c, const char *root, int rootfd, fs_perms perms);
 
 static inline void counters_add(counters *c, enum counter_field f, int64_t n)
 {

@@ -37,6 +37,7 @@
 #include "core/error.h"
 #include "os/clock.h"
 #include "os/fsutil.h"
+#include "os/hook.h"
 #include "os/tempfile.h"
 #include "core/sha.h"
 
@@ -60,6 +61,8 @@ typedef struct disk_writer {
     disk *d;
     acache_id action;
     tempfile t;                 /* the bytes, in ROOT/v1/tmp/put-XXXXXX */
+    uint64_t written;           /* bytes in it so far */
+    bool spilled;               /* t is in the overflow (a full disk) */
 } disk_writer;
 
 static const backend_ops disk_ops;
@@ -255,11 +258,20 @@ static acache_status disk_put_begin(void *self, const acache_id *action, backend
     w->d = d;
     w->action = *action;
     acache_status st = make_temp(d, "put-", &w->t);
+    if (st == ACACHE_ENOSPC && d->spill && overflow_temp(d, &w->t) == 0) {
+        w->spilled = true; /* no inode, block or quota left for it */
+        st = ACACHE_OK;
+    }
     if (st != ACACHE_OK) {
         counters_add(&d->cnt, CNT_ERRORS, 1);
         free(w);
         return st;
     }
+    /* Held until the commit is over: a build may take hours between its
+     * put's first and last write, and cleaners go by this lock, not by
+     * the file's age (where flock is not supported, nobody can take it,
+     * and the file is left to this put). */
+    tempfile_lock(&w->t);
     *out = &w->base;
     return ACACHE_OK;
 }
@@ -268,6 +280,18 @@ static acache_status disk_put_write(backend_writer *bw, const void *data, size_t
 {
     disk_writer *w = (disk_writer *)bw;
     int err = fs_write_all(w->t.fd, data, len);
+    if (err && overflow_cause(err) && w->d->spill && !w->spilled) {
+        /* The disk filled up during the put. */
+        tempfile old = w->t;
+        if (overflow_adopt(w->d, &w->t, w->written) == 0) {
+            old.fd = -1;
+            tempfile_discard(&old);
+            w->spilled = true;
+            err = fs_write_all(w->t.fd, data, len);
+        }
+    }
+    if (!err)
+        w->written += len;
     if (err) {
         counters_add(&w->d->cnt, CNT_ERRORS, 1);
         return set_errno_error(err, "disk store: writing %s", w->t.path);
@@ -304,7 +328,8 @@ static acache_status write_record(disk *d, const acache_id *action, const acache
         goto fail;
     }
     disk_entry_path(d, 'a', action, rpath);
-    err = tempfile_rename(&t, d->rootfd, REL(d, rpath), TEMPFILE_MKDIR | (d->fsync ? TEMPFILE_SYNC : 0));
+    err = tempfile_rename(&t, d->rootfd, REL(d, rpath),
+                          TEMPFILE_MKDIR | TEMPFILE_MODE(d->perms.file) | (d->fsync ? TEMPFILE_SYNC : 0));
     if (err) {
         st = set_errno_error(err, "disk store: renaming %s to %s", t.path, rpath);
         goto fail;
@@ -326,13 +351,15 @@ static int sync_parent(disk *d, const char *rel)
 }
 
 /* Creates the shard directory of rel ("a/XX/..." or "o/XX/...") after an
- * ENOENT; true when it is there now (made by us or by someone else). */
-static bool make_shard(disk *d, const char *rel)
+ * ENOENT; 0 when it is there now (made by us or by someone else), else
+ * mkdir's errno value (ENOSPC, EDQUOT: the real cause of the ENOENT). */
+static int make_shard(disk *d, const char *rel)
 {
     char dir[8];
     memcpy(dir, rel, 4);
     dir[4] = '\0';
-    return mkdirat(d->rootfd, dir, 0700) == 0 || errno == EEXIST;
+    int err = fs_mkdirat(d->rootfd, dir, d->perms.dir);
+    return err == EEXIST ? 0 : err;
 }
 
 /*
@@ -367,9 +394,10 @@ static int link_into(disk *d, int dirfd, const char *name, const char *rel, cons
         if (err == ENOENT) {
             /* No shard directory yet, or the source is gone: the next try
              * tells them apart. */
-            if (make_shard(d, rel))
+            int merr = make_shard(d, rel);
+            if (merr == 0)
                 continue;
-            return ENOENT;
+            return merr;
         }
         if (err != EEXIST)
             return err;
@@ -403,10 +431,34 @@ static int place_new(disk *d, const char *tmp, const char *rel)
             }
             err = errno;
         }
-        if (err != ENOENT || !make_shard(d, rel))
+        if (err != ENOENT)
+            return err;
+        if ((err = make_shard(d, rel)) != 0)
             return err;
     }
     return ENOENT;
+}
+
+/* Whether the object orel holds the same `size` bytes as the temp file
+ * fd: an object damaged in place keeps its size, and a put must never
+ * answer with bytes other than the ones it has just verified. False also
+ * when it cannot tell (the object is then replaced: always safe). */
+static bool same_bytes(disk *d, const char *orel, int fd, uint64_t size)
+{
+    if (size == 0)
+        return true;
+    int ofd = openat(d->rootfd, orel, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (ofd < 0)
+        return false;
+    void *theirs = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, ofd, 0);
+    void *ours = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
+    close(ofd);
+    bool same = theirs != MAP_FAILED && ours != MAP_FAILED && memcmp(theirs, ours, (size_t)size) == 0;
+    if (theirs != MAP_FAILED)
+        munmap(theirs, (size_t)size);
+    if (ours != MAP_FAILED)
+        munmap(ours, (size_t)size);
+    return same;
 }
 
 /* Reads the record rrel (for the action ahex): the output it names. */
@@ -459,32 +511,47 @@ typedef struct commit {
     uint64_t size;
     char opath[ACACHE_PATH_MAX], rpath[ACACHE_PATH_MAX];
     char ref[ACACHE_PATH_MAX + sizeof DISK_REF_SUFFIX];
-    char tmpref[ACACHE_PATH_MAX]; /* tmp/ref-XXXXXX: replaces the reference */
-    char own[ACACHE_PATH_MAX];    /* tmp/own-XXXXXX: holds a shared object */
+    char tmpref[ACACHE_PATH_MAX]; /* tmp/ref-<pid>-<n>: replaces the reference */
+    char own[ACACHE_PATH_MAX];    /* tmp/own-<pid>-<n>: holds a shared object */
     struct stat mine;             /* the file our reference is */
     bool new_entry, new_object, linked, placed, owned;
 } commit;
 
-/* Closes the temp file (fsync under durability=fsync), remembering which
- * file it is, and names the paths the commit uses. */
+/* A name in tmp/ no other live put uses: this process's id (unique among
+ * the live ones) and a count of its own. A process that died may have
+ * left one with the same id: its users unlink it first. */
+static void private_name(const disk *d, const char *what, char *out)
+{
+    static atomic_uint seq;
+    /* The root leaves room for it (disk_open). */
+    if (snprintf(out, ACACHE_PATH_MAX, "%s/tmp/%s-%ld-%u", d->root, what, (long)getpid(),
+                 atomic_fetch_add_explicit(&seq, 1, memory_order_relaxed)) >= ACACHE_PATH_MAX)
+        out[0] = '\0';
+}
+
+/* Remembers which file the temp file is (fsync under durability=fsync),
+ * and names the paths the commit uses. The temp file stays open, and its
+ * lock held, until the commit ends: it is ours until the object is in
+ * place, and its bytes are compared with an existing object's. */
 static acache_status commit_start(commit *c, const acache_id *output)
 {
     disk_writer *w = c->w;
     int err = fstat(w->t.fd, &c->mine) != 0 ? errno : 0;
-    int cerr = tempfile_close(&w->t, c->d->fsync && !err);
-    if (!err)
-        err = cerr;
+    if (!err && c->d->fsync && fsync(w->t.fd) != 0)
+        err = errno;
+    /* Whole now: from here on it may be read by the store's group. */
+    fs_share(w->t.fd, &c->d->perms);
     if (err)
         return set_errno_error(err, "disk store: writing %s", w->t.path);
     disk_entry_path(c->d, 'o', output, c->opath);
     disk_entry_path(c->d, 'a', &w->action, c->rpath);
     snprintf(c->ref, sizeof c->ref, "%s" DISK_REF_SUFFIX, c->rpath);
-    /* Private names beside the temp file ("tmp/put-XXXXXX"): unique while
-     * the temp file lives. */
-    memcpy(c->tmpref, w->t.path, sizeof c->tmpref);
-    memcpy(strrchr(c->tmpref, '/') + 1, "ref", 3);
-    memcpy(c->own, w->t.path, sizeof c->own);
-    memcpy(strrchr(c->own, '/') + 1, "own", 3);
+    /* Private names in tmp/: "ref-..." for replacing the reference,
+     * "own-..." for holding a shared object. Not the temp file's suffix:
+     * once that file is renamed its name is free, and another put may be
+     * given it while this one still uses these. */
+    private_name(c->d, "ref", c->tmpref);
+    private_name(c->d, "own", c->own);
     return ACACHE_OK;
 }
 
@@ -522,6 +589,8 @@ static acache_status share_object(commit *c)
         c->mine = sb;
     unlink(c->w->t.path);
     c->placed = true;
+    /* The temp file's name is free: another put may be given it. */
+    os_hook_run("put-temp-gone", c->w->t.path);
     return ACACHE_OK;
 }
 
@@ -542,12 +611,17 @@ static acache_status place_object(commit *c)
             st = set_errno_error(err, "disk store: renaming %s to %s", tmp, c->opath);
         } else if (fstatat(d->rootfd, REL(d, c->opath), &sb, AT_SYMLINK_NOFOLLOW) != 0) {
             continue;
-        } else if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != c->size) {
-            /* A damaged copy: ours replaces it. */
-            if (renameat(AT_FDCWD, tmp, d->rootfd, REL(d, c->opath)) != 0)
+        } else if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != c->size ||
+                   !same_bytes(d, REL(d, c->opath), c->w->t.fd, c->size)) {
+            /* A damaged copy (even of the right size): ours, just
+             * verified, replaces it in one rename (a reader that has the
+             * old one open keeps it). */
+            if (renameat(AT_FDCWD, tmp, d->rootfd, REL(d, c->opath)) != 0) {
                 st = set_errno_error(errno, "disk store: renaming %s to %s", tmp, c->opath);
-            else
+            } else {
+                counters_add(&d->cnt, CNT_REPAIRED, 1);
                 c->placed = true;
+            }
         } else {
             st = share_object(c);
         }
@@ -587,6 +661,16 @@ static void commit_count(commit *c)
     counters_flush_due(cnt, fs_now_ns(), COUNTERS_PUT_FLUSH_NS);
 }
 
+/* Removes the put's temp file if its name still is ours: once renamed
+ * into place, the name is free, and another put may have been given it. */
+static void drop_temp(disk_writer *w)
+{
+    struct stat mine, now;
+    if (w->t.fd >= 0 && fstat(w->t.fd, &mine) == 0 && stat(w->t.path, &now) == 0 &&
+        mine.st_ino == now.st_ino && mine.st_dev == now.st_dev)
+        unlink(w->t.path);
+}
+
 /* Nothing partial stays: our reference (if it still is ours), and the
  * object if we made it and nobody else refers to it. */
 static void commit_undo(commit *c)
@@ -599,8 +683,44 @@ static void commit_undo(commit *c)
     if (c->new_object && fstatat(d->rootfd, REL(d, c->opath), &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
         sb.st_nlink == 1)
         unlinkat(d->rootfd, REL(d, c->opath), 0);
-    unlink(c->w->t.path);
-    counters_add(&d->cnt, CNT_ERRORS, 1);
+    drop_temp(c->w);
+}
+
+/* Fills a put's result with its path. */
+static void put_result(acache_result *res, const acache_id *output, uint64_t size, int64_t now,
+                       const char *path)
+{
+    if (!res)
+        return;
+    res->output_id = *output;
+    res->size = size;
+    res->time_ns = now;
+    snprintf(res->path, sizeof res->path, "%s", path);
+    res->data = NULL;
+}
+
+/* Commits a put whose file system is full into the overflow: from its
+ * temp file there or, after a step of the store's commit failed for want
+ * of room, from the put's temp file, still open (the store's names for it
+ * are gone already). */
+static acache_status commit_overflow(disk_writer *w, const acache_id *output, uint64_t size,
+                                     acache_result *res)
+{
+    char path[ACACHE_PATH_MAX];
+    int err = w->spilled ? 0 : overflow_adopt(w->d, &w->t, size);
+    if (!err)
+        w->spilled = true;
+    if (!err)
+        err = overflow_place(w->d, &w->t, output, path);
+    if (err) {
+        /* The cause stays the full disk, as the first message says. */
+        char first[512];
+        snprintf(first, sizeof first, "%s", acache_last_error());
+        return set_error(ACACHE_ENOSPC, "%s; no room in the overflow either: %s",
+                         first[0] ? first : "disk store: no space left", strerror(err));
+    }
+    put_result(res, output, size, fs_now_ns(), path);
+    return ACACHE_OK;
 }
 
 static acache_status disk_put_commit(backend_writer *bw, const acache_id *output, uint64_t size,
@@ -609,7 +729,15 @@ static acache_status disk_put_commit(backend_writer *bw, const acache_id *output
     disk_writer *w = (disk_writer *)bw;
     commit c = { .d = w->d, .w = w, .size = size };
     int64_t now = 0;
-    acache_status st = commit_start(&c, output);
+    acache_status st = ACACHE_OK;
+    if (w->spilled) {
+        if ((st = commit_overflow(w, output, size, res)) != ACACHE_OK)
+            counters_add(&c.d->cnt, CNT_ERRORS, 1);
+        tempfile_discard(&w->t);
+        free(w);
+        return st;
+    }
+    st = commit_start(&c, output);
     if (st != ACACHE_OK)
         goto out;
     /* 1. The action's reference first: the bytes are never visible under
@@ -629,20 +757,25 @@ static acache_status disk_put_commit(backend_writer *bw, const acache_id *output
     if ((st = write_record(c.d, &w->action, output, size, now)) != ACACHE_OK)
         goto out;
     commit_mend(&c);
-    if (res) {
-        res->output_id = *output;
-        res->size = size;
-        res->time_ns = now;
-        memcpy(res->path, c.opath, sizeof c.opath);
-        res->data = NULL;
-    }
+    put_result(res, output, size, now, c.opath);
     commit_count(&c);
     trim_after_put(c.d);
 out:
-    if (st != ACACHE_OK)
+    if (st != ACACHE_OK) {
         commit_undo(&c);
+        /* No room for a step (a shard directory, a link, the record): the
+         * bytes, verified and still open, go to the overflow. */
+        if (st == ACACHE_ENOSPC && c.d->spill)
+            st = commit_overflow(w, output, size, res);
+        if (st != ACACHE_OK)
+            counters_add(&c.d->cnt, CNT_ERRORS, 1);
+    }
     if (c.owned)
         unlink(c.own);
+    if (w->spilled)
+        tempfile_discard(&w->t); /* gone if placed; else ours to remove */
+    else
+        tempfile_close(&w->t, false);
     free(w);
     return st;
 }
@@ -671,6 +804,7 @@ static void disk_close(void *self)
 {
     disk *d = self;
     trim_stop(d);
+    overflow_close(d);
     counters_close(&d->cnt);
     disk_unregister(d);
     pthread_mutex_destroy(&d->at.mu);
@@ -681,8 +815,9 @@ static void disk_close(void *self)
 
 static const char *disk_local_dir(void *self) { return ((disk *)self)->root; }
 
-/* Removes temp files left by processes that died mid-put. Only old ones:
- * a young temp file may belong to a put still running elsewhere. */
+/* Removes temp files left by processes that died mid-put: old ones whose
+ * lock no writer holds (a put's writer holds it however long it runs; a
+ * young file may be one whose writer has not locked it yet). */
 static void remove_stale_temps(disk *d)
 {
     char dir[ACACHE_PATH_MAX];
@@ -698,7 +833,7 @@ static void remove_stale_temps(disk *d)
         struct stat st;
         if (fstatat(dirfd(dp), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
             S_ISREG(st.st_mode) && st.st_mtime < cutoff)
-            unlinkat(dirfd(dp), de->d_name, 0);
+            tempfile_remove_unlocked(dirfd(dp), de->d_name);
     }
     closedir(dp);
 }
@@ -740,6 +875,11 @@ static acache_status parse_options(disk *d, spec *s)
     }
     if ((v = spec_get(s, "verify-reads")) && (st = parse_bool("verify-reads", v, &d->verify_reads)))
         return st;
+    if ((v = spec_get(s, "spill")) && (st = parse_bool("spill", v, &d->spill)))
+        return st;
+    d->perms = FS_PERMS_PRIVATE;
+    if ((v = spec_get(s, "umask")) && fs_perms_from_umask(v, &d->perms) != 0)
+        return set_error(ACACHE_EINVAL, "disk store: umask must be octal, at most 0777 (002, 027), got '%s'", v);
     if ((v = spec_get(s, "max-size")) && (st = parse_size(v, &d->max_size)))
         return st;
     if ((v = spec_get(s, "max-age")) && (st = parse_duration_ns(v, &d->max_age_ns)))
@@ -755,9 +895,34 @@ static acache_status parse_options(disk *d, spec *s)
     return ACACHE_OK;
 }
 
-acache_status disk_open(spec *s, void **self, const backend_ops **ops)
+/* Makes ROOT/v1 and its fixed subdirectories where missing (*fresh: v1
+ * was new) with the store's permissions; shared, in the group gid of the
+ * top directory. Each must be writable. */
+static acache_status make_dirs(disk *d, gid_t gid, bool *fresh)
 {
     static const char *const subdirs[] = { "", "/a", "/o", "/tmp", "/stats" };
+    for (size_t i = 0; i < sizeof subdirs / sizeof subdirs[0]; i++) {
+        char dir[ACACHE_PATH_MAX];
+        int n = snprintf(dir, sizeof dir, "%s%s", d->root, subdirs[i]);
+        if (n < 0 || (size_t)n >= sizeof dir)
+            return set_error(ACACHE_EINVAL, "disk store: path too long: %s", d->root);
+        int merr = fs_mkdirat(AT_FDCWD, dir, d->perms.dir);
+        if (merr == 0) {
+            *fresh |= i == 0; /* a new store: its counters start exact */
+            /* Shared: the group of the top directory, kept below by setgid. */
+            if (d->perms.dir != 0700 && lchown(dir, (uid_t)-1, gid) == 0)
+                chmod(dir, d->perms.dir);
+        } else if (merr != EEXIST) {
+            return set_errno_error(merr, "disk store: cannot create directory %s", dir);
+        }
+        if (access(dir, W_OK | X_OK) != 0)
+            return set_errno_error(errno, "disk store: cannot write to directory %s", dir);
+    }
+    return ACACHE_OK;
+}
+
+acache_status disk_open(spec *s, void **self, const backend_ops **ops)
+{
     bool fresh = false;
     char given[ACACHE_PATH_MAX], real[PATH_MAX];
     acache_status st = ACACHE_OK;
@@ -772,7 +937,7 @@ acache_status disk_open(spec *s, void **self, const backend_ops **ops)
     else if ((st = default_dir(given, sizeof given)) != ACACHE_OK)
         goto fail;
 
-    int err = fs_mkdir_p(given, 0700);
+    int err = fs_mkdir_p(given, d->perms.dir);
     struct stat sb;
     if (stat(given, &sb) != 0) {
         st = set_errno_error(err ? err : errno, "disk store: cannot create directory %s", given);
@@ -792,36 +957,21 @@ acache_status disk_open(spec *s, void **self, const backend_ops **ops)
         goto fail;
     }
     d->rootlen = (size_t)snprintf(d->root, sizeof d->root, "%s/v1", real);
-    for (size_t i = 0; i < sizeof subdirs / sizeof subdirs[0]; i++) {
-        char dir[ACACHE_PATH_MAX];
-        int n = snprintf(dir, sizeof dir, "%s%s", d->root, subdirs[i]);
-        if (n < 0 || (size_t)n >= sizeof dir) {
-            st = set_error(ACACHE_EINVAL, "disk store: path too long: %s", d->root);
-            goto fail;
-        }
-        if (mkdir(dir, 0700) == 0) {
-            fresh |= i == 0; /* a new store: its counters start exact */
-        } else if (errno != EEXIST) {
-            st = set_errno_error(errno, "disk store: cannot create directory %s", dir);
-            goto fail;
-        }
-        if (access(dir, W_OK | X_OK) != 0) {
-            st = set_errno_error(errno, "disk store: cannot write to directory %s", dir);
-            goto fail;
-        }
-    }
+    if ((st = make_dirs(d, sb.st_gid, &fresh)) != ACACHE_OK)
+        goto fail;
     d->rootfd = open(d->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (d->rootfd < 0) {
         st = set_errno_error(errno, "disk store: cannot open directory %s", d->root);
         goto fail;
     }
     remove_stale_temps(d);
-    counters_init(&d->cnt, d->root, d->rootfd);
+    counters_init(&d->cnt, d->root, d->rootfd, d->perms);
     if (fresh) {
         counters_mark_counted(&d->cnt);
         trim_mark_fresh(d);
     }
     pthread_mutex_init(&d->at.mu, NULL);
+    pthread_mutex_init(&d->ovf.mu, NULL);
     disk_register(d);
     *self = d;
     *ops = &disk_ops;

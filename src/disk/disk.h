@@ -12,6 +12,8 @@
 
 #include "core/backend.h"
 #include "disk/counters.h"
+#include "os/fsutil.h"
+#include "os/tempfile.h"
 
 #include <dirent.h>
 #include <pthread.h>
@@ -50,18 +52,27 @@ typedef struct auto_trim {
     atomic_int_least64_t next_check_ns;
 } auto_trim;
 
+/* Where puts go when the store's file system is full (overflow.c). */
+typedef struct overflow {
+    pthread_mutex_t mu;         /* guards making dir */
+    char dir[ACACHE_PATH_MAX];  /* "" until the first such put */
+} overflow;
+
 typedef struct disk {
     char root[ACACHE_PATH_MAX]; /* absolute path of ROOT/v1 */
     size_t rootlen;
     int rootfd;                 /* ROOT/v1, so lookups walk 3 components, not all */
     bool fsync;
     bool verify_reads;
+    bool spill;                 /* spill=on: full disk -> overflow.c */
+    fs_perms perms;             /* umask=: modes of what the store makes */
     uint64_t max_size;
     int64_t max_age_ns;
     int64_t grace_ns;
     int64_t trim_interval_ns;   /* < 0: no automatic trim */
     counters cnt;
     auto_trim at;
+    overflow ovf;
     struct disk *next_open;     /* the list of open disk stores */
 } disk;
 
@@ -114,5 +125,21 @@ void trim_stop(disk *d);
 void trim_mark_fresh(disk *d);
 /* trim_state.c: fills the last_trim_* fields from ROOT/v1/trim.state. */
 void trim_last(disk *d, acache_disk_counters *out);
+
+/* overflow.c: whether err (ENOSPC, EDQUOT) sends a put to the overflow. */
+bool overflow_cause(int err);
+/* overflow.c: a new temp file in the overflow directory (made on first
+ * use); 0 or an errno value. */
+int overflow_temp(disk *d, tempfile *t);
+/* overflow.c: moves a put to the overflow: its first `written` bytes are
+ * copied from t into a new temp file there, which replaces t (the old one
+ * is closed; removing its name is the caller's: it may be renamed
+ * already); 0 or an errno value. */
+int overflow_adopt(disk *d, tempfile *t, uint64_t written);
+/* overflow.c: renames the overflow temp file t to its object name there,
+ * into out (ACACHE_PATH_MAX bytes), and counts a spilled put. */
+int overflow_place(disk *d, tempfile *t, const acache_id *output, char *out);
+/* overflow.c: removes the overflow directory, if any (close). */
+void overflow_close(disk *d);
 
 #endif

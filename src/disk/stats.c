@@ -41,6 +41,8 @@ acache_status acache_disk_stats(acache_store *store, acache_disk_counters *out)
     out->bytes_read = clamp0(t.v[CNT_BYTES_READ]);
     out->trimmed_entries = clamp0(t.v[CNT_TRIMMED_ENTRIES]);
     out->trimmed_bytes = clamp0(t.v[CNT_TRIMMED_BYTES]);
+    out->repaired = clamp0(t.v[CNT_REPAIRED]);
+    out->spilled = clamp0(t.v[CNT_SPILLED]);
     trim_last(d, out);
     return ACACHE_OK;
 }

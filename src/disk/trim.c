@@ -41,6 +41,8 @@
 #include "core/error.h"
 #include "os/clock.h"
 #include "disk/trim_state.h"
+#include "os/hook.h"
+#include "os/tempfile.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -266,6 +268,77 @@ static void account(trim_run *t, int64_t entries, int64_t objects, int64_t bytes
     counters_flush_due(c, fs_now_ns(), COUNTERS_GET_FLUSH_NS);
 }
 
+/* Puts a file moved aside by remove_checked back under its name. If the
+ * name was taken meanwhile, the file there is newer and stays: ours goes
+ * (for an object, the same bytes; for a record, an older one). */
+static void put_back(trim_run *t, const char *aside, const char *rel)
+{
+    int fd = t->d->rootfd;
+    if (renameat2(fd, aside, fd, rel, RENAME_NOREPLACE) == 0)
+        return;
+    if ((errno == EINVAL || errno == ENOSYS) && linkat(fd, aside, fd, rel, 0) != 0 &&
+        errno != EEXIST)
+        return; /* it stays aside: the next trim puts it back */
+    unlinkat(fd, aside, 0);
+}
+
+/* "a/XX/<name>" -> "a/XX/.t-<name>": aside in its own directory (a rename
+ * there costs one directory, not two), under a name no listing takes for
+ * an entry and that says where it goes back. One trim runs at a time. */
+#define ASIDE_PREFIX ".t-"
+static void aside_name(const char *rel, char *out, size_t size)
+{
+    snprintf(out, size, "%.5s" ASIDE_PREFIX "%s", rel, rel + 5);
+}
+
+/*
+ * Removes rel (below the root) if it still is what the trim decided to
+ * remove: the file it looked at (`seen`; a put may have renamed a fresh
+ * record over it), with at most max_links links (a put of the same bytes
+ * may have linked an object since), not used since protect_from (a get
+ * may have refreshed it and answered with it). Looking again is not
+ * enough, as a get or put could come between the look and the unlink; so
+ * the file is first moved to a private name, where no get or put can
+ * reach it, then looked at, then either unlinked or moved back. A get in
+ * between sees a miss, never a path that then vanishes. True when it was
+ * removed (in a dry run, when it would be).
+ */
+static bool remove_checked(trim_run *t, const char *rel, const struct stat *seen, nlink_t max_links)
+{
+    int fd = t->d->rootfd;
+    char aside[16 + HEXLEN + sizeof DISK_REF_SUFFIX];
+    struct stat now;
+    os_hook_run(rel[0] == 'o' ? "trim-remove-object" : "trim-remove-record", rel);
+    if (t->dry)
+        return true;
+    aside_name(rel, aside, sizeof aside);
+    if (renameat2(fd, rel, fd, aside, RENAME_NOREPLACE) != 0 &&
+        (errno != EINVAL || renameat(fd, rel, fd, aside) != 0))
+        return false;
+    if (fstatat(fd, aside, &now, AT_SYMLINK_NOFOLLOW) == 0 && now.st_ino == seen->st_ino &&
+        now.st_dev == seen->st_dev && now.st_nlink <= max_links &&
+        mtime_ns(&now) < t->protect_from && unlinkat(fd, aside, 0) == 0)
+        return true;
+    put_back(t, aside, rel);
+    return false;
+}
+
+/* A file a trim that died had moved aside (<dir>/.t-<name>, met while
+ * listing dir) goes back under its name, undecided: this trim looks at it
+ * again. */
+static void restore_aside(trim_run *t, const char *dir, const char *name)
+{
+    char aside[16 + HEXLEN + sizeof DISK_REF_SUFFIX], rel[8 + HEXLEN + sizeof DISK_REF_SUFFIX];
+    const char *hex = name + sizeof ASIDE_PREFIX - 1;
+    size_t len = strlen(hex);
+    if ((len != HEXLEN && len != HEXLEN + sizeof DISK_REF_SUFFIX - 1) || !is_hex(hex, HEXLEN) ||
+        memcmp(dir + 2, hex, 2) != 0 || t->dry)
+        return;
+    snprintf(aside, sizeof aside, "%.4s/%s", dir, name);
+    snprintf(rel, sizeof rel, "%.4s/%s", dir, hex);
+    put_back(t, aside, rel);
+}
+
 /* Removes an object's name when no reference to it is left (sb is how it
  * was before `dropped` references went) and it was not used within the
  * grace period. */
@@ -274,7 +347,7 @@ static void drop_object_if_free(trim_run *t, const char *orel, const struct stat
 {
     if (!S_ISREG(sb->st_mode) || sb->st_nlink > 1 + dropped || mtime_ns(sb) >= t->protect_from)
         return;
-    if (!t->dry && unlinkat(t->d->rootfd, orel, 0) != 0)
+    if (!remove_checked(t, orel, sb, 1))
         return;
     account(t, 0, 1, (int64_t)disk_usage((uint64_t)sb->st_size));
 }
@@ -306,7 +379,7 @@ static void evict(trim_run *t, const char *ahex)
     uint64_t size;
     int64_t when;
     bool parsed = disk_parse_record(buf, (size_t)n, ahex, &output, &size, &when) == ACACHE_OK;
-    if (!t->dry && unlinkat(d->rootfd, rrel, 0) != 0)
+    if (!remove_checked(t, rrel, &sb, 1))
         return;
     account(t, 1, 0, (int64_t)disk_usage(DISK_RECORD_MAX));
     if (!parsed) {
@@ -351,6 +424,10 @@ static long list_actions(trim_run *t, int shard, rec_item **recs, size_t *cap, c
     char (*refs)[HEXLEN + 1] = NULL;
     struct dirent *de;
     while ((de = readdir(dp)) != NULL && !stopping(t)) {
+        if (strncmp(de->d_name, ASIDE_PREFIX, sizeof ASIDE_PREFIX - 1) == 0) {
+            restore_aside(t, dir, de->d_name);
+            continue;
+        }
         size_t len = strlen(de->d_name);
         if (len == HEXLEN + sizeof DISK_REF_SUFFIX - 1 &&
             strcmp(de->d_name + HEXLEN, DISK_REF_SUFFIX) == 0 && is_hex(de->d_name, HEXLEN)) {
@@ -489,14 +566,20 @@ static void sweep_objects(trim_run *t, int shard)
     t->r->dirs_listed++;
     struct dirent *de;
     while ((de = readdir(dp)) != NULL && !stopping(t)) {
+        if (strncmp(de->d_name, ASIDE_PREFIX, sizeof ASIDE_PREFIX - 1) == 0) {
+            restore_aside(t, dir, de->d_name);
+            continue;
+        }
         if (strlen(de->d_name) != HEXLEN || !is_hex(de->d_name, HEXLEN))
             continue;
         struct stat sb;
         t->r->files_examined++;
         if (fstatat(dfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(sb.st_mode))
             continue;
+        char orel[8 + HEXLEN];
+        snprintf(orel, sizeof orel, "o/%02x/%s", shard, de->d_name);
         if (sb.st_nlink == 1 && mtime_ns(&sb) < t->protect_from &&
-            (t->dry || unlinkat(dfd, de->d_name, 0) == 0)) {
+            remove_checked(t, orel, &sb, 1)) {
             account(t, 0, 1, (int64_t)disk_usage((uint64_t)sb.st_size));
             continue;
         }
@@ -544,7 +627,8 @@ static int sweep(trim_run *t, trim_state *st, int first, int k, rec_item **recs,
 }
 
 /* Temp files of puts whose process died: anything in tmp/ not changed for
- * DISK_STALE_NS, and the temp files of counter and state writes. */
+ * DISK_STALE_NS whose lock no writer holds, and the temp files of counter
+ * writes. */
 static void sweep_temps(trim_run *t, const char *sub)
 {
     DIR *dp = disk_opendir(t->d, sub);
@@ -564,7 +648,8 @@ static void sweep_temps(trim_run *t, const char *sub)
         if (fstatat(dfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(sb.st_mode) ||
             mtime_ns(&sb) >= t->stale_before)
             continue;
-        if (t->dry || unlinkat(dfd, de->d_name, 0) == 0)
+        /* In tmp/, a put still running holds its temp file's lock. */
+        if (t->dry || (in_tmp ? tempfile_remove_unlocked(dfd, de->d_name) : unlinkat(dfd, de->d_name, 0)) == 0)
             t->r->leftovers_removed++;
     }
     closedir(dp);

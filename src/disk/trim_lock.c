@@ -18,15 +18,17 @@
 
 int disk_trim_lock(disk *d, bool wait)
 {
-    int fd = openat(d->rootfd, "trim.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int fd = openat(d->rootfd, "trim.lock", O_RDWR | O_CREAT | O_CLOEXEC, d->perms.file);
     if (fd < 0)
         return -1;
+    fs_share(fd, &d->perms);
     bool asked = false;
     while (flock(fd, LOCK_EX | (wait && asked ? 0 : LOCK_NB)) != 0) {
         if (errno == EWOULDBLOCK && wait && !asked) {
             /* An automatic trim, slow on a busy machine, stops for us. */
-            int stop = openat(d->rootfd, "trim.stop", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+            int stop = openat(d->rootfd, "trim.stop", O_WRONLY | O_CREAT | O_CLOEXEC, d->perms.file);
             if (stop >= 0) {
+                fs_share(stop, &d->perms);
                 futimens(stop, NULL);
                 close(stop);
             }

@@ -76,7 +76,8 @@ void trim_state_write(disk *d, const trim_state *s)
                      s->bytes_removed, s->files_examined, s->dirs_listed, s->size_cursor,
                      s->sweep_cursor);
     snprintf(tmp, sizeof tmp, "%s/tmp", d->root);
-    tempfile_replace(tmp, "state-", d->rootfd, "trim.state", buf, (size_t)n, 0);
+    tempfile_replace(tmp, "state-", d->rootfd, "trim.state", buf, (size_t)n,
+                     TEMPFILE_MODE(d->perms.file));
 }
 
 void trim_last(disk *d, acache_disk_counters *out)

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -24,13 +25,43 @@ int fs_mkdir_p(const char *path, mode_t mode)
             continue;
         char saved = *p;
         *p = '\0';
-        if (mkdir(buf, mode) != 0 && errno != EEXIST)
-            return errno;
+        int err = fs_mkdirat(AT_FDCWD, buf, mode);
+        if (err && err != EEXIST)
+            return err;
         *p = saved;
         if (saved == '\0')
             break;
     }
     return 0;
+}
+
+int fs_perms_from_umask(const char *text, fs_perms *out)
+{
+    size_t n = strlen(text);
+    if (n == 0 || n > 4 || strspn(text, "01234567") != n)
+        return EINVAL;
+    unsigned long mask = strtoul(text, NULL, 8);
+    if (mask > 0777)
+        return EINVAL;
+    out->dir = (0777 & ~(mode_t)mask) | S_ISGID;
+    out->file = 0666 & ~(mode_t)mask;
+    return 0;
+}
+
+int fs_mkdirat(int dirfd, const char *name, mode_t mode)
+{
+    if (mkdirat(dirfd, name, mode & 0777) != 0)
+        return errno;
+    /* mkdir applies the process umask and may drop setgid: set exactly. */
+    if ((mode & 07777) != 0700)
+        fchmodat(dirfd, name, mode, 0);
+    return 0;
+}
+
+void fs_share(int fd, const fs_perms *perms)
+{
+    if (perms->file != 0600)
+        fchmod(fd, perms->file);
 }
 
 int fs_write_all(int fd, const void *buf, size_t len)

@@ -1,8 +1,9 @@
 /*
  * tempfile.c - temp files written once, then renamed into place
- * (tempfile.h has the states). It must never write to a name other than
- * its own temp file, never leave a temp file behind after a discard, and
- * never print.
+ * (tempfile.h has the states), and the lock that tells a live writer's
+ * temp file from a dead one's. It must never write to a name other than
+ * its own temp file, never leave a temp file behind after a discard,
+ * never remove a temp file whose writer holds its lock, and never print.
  */
 #include "os/tempfile.h"
 #include "os/fsutil.h"
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -53,7 +55,20 @@ static int make_parent(int dirfd, const char *name)
         return EINVAL;
     memcpy(dir, name, len);
     dir[len] = '\0';
-    return mkdirat(dirfd, dir, 0700) == 0 || errno == EEXIST ? 0 : errno;
+    if (mkdirat(dirfd, dir, 0700) != 0)
+        return errno == EEXIST ? 0 : errno;
+    /* The mode (and setgid) of the directory it is made in: a store shared
+     * by a group stays shared. */
+    struct stat up;
+    char *slash2 = strrchr(dir, '/');
+    if (slash2)
+        *slash2 = '\0';
+    if (fstatat(dirfd, slash2 ? dir : ".", &up, 0) == 0 && (up.st_mode & 07777) != 0700) {
+        if (slash2)
+            *slash2 = '/';
+        fchmodat(dirfd, dir, up.st_mode & 07777, 0);
+    }
+    return 0;
 }
 
 /* fsyncs the directory holding name (relative to dirfd). */
@@ -84,6 +99,8 @@ int tempfile_rename(tempfile *t, int dirfd, const char *name, unsigned flags)
     int err = tempfile_close(t, false);
     if (err)
         return err;
+    if ((flags >> 8) & 0777u)
+        chmod(t->path, (mode_t)((flags >> 8) & 0777u));
     if (renameat(AT_FDCWD, t->path, dirfd, name) != 0) {
         if (errno != ENOENT || !(flags & TEMPFILE_MKDIR))
             return errno;
@@ -102,6 +119,32 @@ void tempfile_discard(tempfile *t)
     if (t->named)
         unlink(t->path);
     t->named = false;
+}
+
+int tempfile_lock(tempfile *t)
+{
+    while (flock(t->fd, LOCK_EX | LOCK_NB) != 0)
+        if (errno != EINTR)
+            return errno;
+    return 0;
+}
+
+int tempfile_remove_unlocked(int dirfd, const char *name)
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    tempfile t = { .fd = fd };
+    int err = tempfile_lock(&t);
+    struct stat mine, now;
+    if (!err && (fstat(fd, &mine) != 0 || fstatat(dirfd, name, &now, AT_SYMLINK_NOFOLLOW) != 0))
+        err = errno;
+    else if (!err && (mine.st_ino != now.st_ino || mine.st_dev != now.st_dev))
+        err = ESTALE; /* replaced since it was opened: looked at next time */
+    if (!err && unlinkat(dirfd, name, 0) != 0)
+        err = errno;
+    close(fd);
+    return err;
 }
 
 int tempfile_replace(const char *dir, const char *prefix, int dirfd, const char *name,

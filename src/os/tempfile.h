@@ -30,8 +30,11 @@ typedef struct tempfile {
 } tempfile;
 
 /* tempfile_rename flags. */
-#define TEMPFILE_MKDIR 1u /* create the target's missing parent (mode 0700) and retry */
+#define TEMPFILE_MKDIR 1u /* create the target's missing parent (with the mode of its own parent) and retry */
 #define TEMPFILE_SYNC 2u  /* fsync the target's directory after the rename */
+/* Give the file mode m just before the rename (without it, it stays 0600):
+ * a temp file is private until its bytes are whole. */
+#define TEMPFILE_MODE(m) ((((unsigned)(m)) & 0777u) << 8)
 
 /* Creates dir/<prefix>XXXXXX (0600, close-on-exec). 0 or an errno value
  * (ENAMETOOLONG when the name does not fit). */
@@ -44,6 +47,15 @@ int tempfile_close(tempfile *t, bool sync);
 int tempfile_rename(tempfile *t, int dirfd, const char *name, unsigned flags);
 /* Closes it if open and removes it unless it was renamed. */
 void tempfile_discard(tempfile *t);
+
+/* A writer that may keep its temp file open for long (a put begun before
+ * a build of hours) holds an exclusive flock on it (tempfile_lock, until
+ * it closes it); a cleaner removes a leftover temp file only when it can
+ * take that lock (tempfile_remove_unlocked), so a live writer is never
+ * robbed whatever the file's age, and the file of one that died goes.
+ * Both: 0 or an errno value (EWOULDBLOCK: a writer holds it). */
+int tempfile_lock(tempfile *t);
+int tempfile_remove_unlocked(int dirfd, const char *name);
 
 /* Writes buf to a new temp file in dir and renames it to name (relative
  * to dirfd); with TEMPFILE_SYNC in flags, fsyncs the file before the

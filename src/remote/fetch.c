@@ -52,6 +52,44 @@ static acache_status guard_write(void *ctx, const void *data, size_t len)
     return g->st;
 }
 
+/* Hashes what streams by. */
+static acache_status hash_write(void *ctx, const void *data, size_t len)
+{
+    return EVP_DigestUpdate(ctx, data, len) ? ACACHE_OK : set_error(ACACHE_EIO, "SHA-256 failed");
+}
+
+/*
+ * Whether the object cas/<hex> fails its hash: fetched again on its own,
+ * whatever size its record gave (a record without a signature may lie
+ * about the size of a good object, and a reader must not delete that
+ * object for it), decoded, and hashed as it streams by. False when it
+ * cannot tell (a network error): nothing is deleted on a guess.
+ */
+static bool object_fails_hash(remote *r, const char *hex, const acache_id *output)
+{
+    EVP_MD_CTX *sha = EVP_MD_CTX_new();
+    if (!sha || !EVP_DigestInit_ex(sha, EVP_sha256(), NULL)) {
+        EVP_MD_CTX_free(sha);
+        return false;
+    }
+    remote_sink hs = { hash_write, sha };
+    object_decoder d;
+    object_decoder_init(&d, OBJECT_SIZE_ANY, &hs);
+    remote_sink ds = object_decoder_sink(&d);
+    acache_status st = r->tops->fetch(r->t, REMOTE_CAS, hex, object_stored_limit(r->cfg.max_object), &ds);
+    if (st == ACACHE_OK)
+        st = object_decoder_finish(&d);
+    object_decoder_free(&d);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    bool fails = st == ACACHE_CORRUPT;
+    if (st == ACACHE_OK)
+        fails = !EVP_DigestFinal_ex(sha, md, &mdlen) || mdlen != ACACHE_ID_SIZE ||
+                memcmp(md, output->bytes, ACACHE_ID_SIZE) != 0;
+    EVP_MD_CTX_free(sha);
+    return fails;
+}
+
 acache_status remote_get_into(void *self, const acache_id *action, acache_result *meta,
                               const remote_sink *sink)
 {
@@ -106,12 +144,15 @@ acache_status remote_get_into(void *self, const acache_id *action, acache_result
     }
     if (st == ACACHE_CORRUPT) {
         snprintf(why, sizeof why, "%s", acache_last_error());
-        /* Left in place, it would stop every later upload of the object. */
-        if (r->cfg.can_write)
+        /* Left in place, a bad object would stop every later upload of
+         * it; but it goes only if it fails its own hash: a record that
+         * nobody signed may be what is wrong. */
+        bool removed = r->cfg.can_write && object_fails_hash(r, hex, &rec.output);
+        if (removed)
             remote_health(r, r->tops->remove(r->t, REMOTE_CAS, hex));
         BUMP(r, rejected);
         return set_error(ACACHE_CORRUPT, "remote %s: cas/%s refused%s: %s", r->name, hex,
-                         r->cfg.can_write ? " and removed" : "", why);
+                         removed ? " and removed" : "", why);
     }
     return st;
 }

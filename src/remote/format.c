@@ -485,6 +485,8 @@ static acache_status decide(object_decoder *d)
     if (d->headlen < REMOTE_OBJ_HEADER)
         return ACACHE_OK; /* the rest of the header is still to come */
     uint64_t size = get_be64(d->head + 9);
+    if (d->size == OBJECT_SIZE_ANY)
+        d->size = size;
     if (size != d->size)
         return set_error(ACACHE_CORRUPT, "object header says %" PRIu64 " bytes, its record %" PRIu64,
                          size, d->size);
@@ -550,7 +552,7 @@ acache_status object_decoder_finish(object_decoder *d)
     }
     if (d->mode == MODE_ZSTD && !d->frame_done)
         return set_error(ACACHE_CORRUPT, "compressed object is cut short");
-    if (d->out != d->size)
+    if (d->out != d->size && d->size != OBJECT_SIZE_ANY)
         return set_error(ACACHE_CORRUPT, "object has %" PRIu64 " bytes, its record says %" PRIu64,
                          d->out, d->size);
     return ACACHE_OK;

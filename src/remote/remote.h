@@ -192,6 +192,9 @@ typedef struct object_decoder {
     bool frame_done;
 } object_decoder;
 
+/* size OBJECT_SIZE_ANY: whatever size the object has (a check of the
+ * object alone, when its record cannot be trusted). */
+#define OBJECT_SIZE_ANY UINT64_MAX
 void object_decoder_init(object_decoder *d, uint64_t size, const remote_sink *down);
 /* A sink feeding the decoder. */
 remote_sink object_decoder_sink(object_decoder *d);
