@@ -102,7 +102,7 @@ static const char *field(const char *line, const char *key, char *out, size_t si
 
 static void servers_start(servers *s, const char *kinds)
 {
-    char script[PATH_MAX], argbuf[256], *argv[16];
+    char script[PATH_MAX], argbuf[512], *argv[32];
     const char *src = getenv("ACACHE_SOURCE_DIR");
     if (src && *src) {
         snprintf(script, sizeof script, "%s/tests/remote_servers.py", src);
@@ -122,9 +122,14 @@ static void servers_start(servers *s, const char *kinds)
     argv[argc++] = "serve";
     argv[argc++] = s->dir;
     snprintf(argbuf, sizeof argbuf, "%s", kinds);
-    for (char *save = NULL, *k = strtok_r(argbuf, " ", &save); k && argc < 15;
-         k = strtok_r(NULL, " ", &save))
+    /* Every kind asked for must reach the script: a dropped one would
+     * leave its port 0 and its tests failing far from here. */
+    assert_true(strlen(kinds) < sizeof argbuf);
+    for (char *save = NULL, *k = strtok_r(argbuf, " ", &save); k;
+         k = strtok_r(NULL, " ", &save)) {
+        assert_true(argc < sizeof argv / sizeof argv[0] - 1);
         argv[argc++] = k;
+    }
     argv[argc] = NULL;
     s->pid = fork();
     assert_true(s->pid >= 0);
@@ -1790,7 +1795,8 @@ static void test_http_password_not_shown(void **state)
     if (strstr(log_last, "pw-0123-secret") || strstr(info.reason, "pw-0123-secret") ||
         strstr(info.name, "pw-0123-secret"))
         fail_msg("the password is shown: %s", log_last);
-    assert_non_null(strstr(log_last, "user:***@127.0.0.1"));
+    assert_non_null(strstr(log_last, "***@127.0.0.1"));
+    assert_null(strstr(log_last, "user:"));
     acache_close(t);
 }
 
