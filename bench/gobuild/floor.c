@@ -211,14 +211,153 @@ static void say(const char *s, size_t n)
     }
 }
 
-int main(int argc, char **argv)
+/* The state of one session: the read buffer and a put body in progress. */
+typedef struct session {
+    char objdir[4200];
+    long nput;
+    char buf[1 << 16];
+    size_t len;
+    int body_fd;            /* a put body being streamed, or -1 */
+    long long body_id;
+    char body_path[4400];
+    char quad[4];           /* undecoded base64 values */
+    int nquad;
+} session;
+
+static void drop(session *s, size_t used)
+{
+    memmove(s->buf, s->buf + used, s->len - used);
+    s->len -= used;
+}
+
+/* Decodes what the buffer holds of the body line (a JSON string of
+ * base64, then a newline) into the body's file; answers the put at its
+ * end. */
+static void feed_body(session *s)
+{
+    unsigned char out[3 * (sizeof s->buf / 4) + 3];
+    size_t i = 0, o = 0;
+    bool end = false;
+    for (; i < s->len; i++) {
+        char c = s->buf[i];
+        if (c == '\n') {
+            end = true;
+            i++;
+            break;
+        }
+        int v = b64val(c);
+        if (v < 0)
+            continue; /* the quotes, padding */
+        s->quad[s->nquad++] = (char)v;
+        if (s->nquad == 4) {
+            out[o++] = (unsigned char)(s->quad[0] << 2 | s->quad[1] >> 4);
+            out[o++] = (unsigned char)(s->quad[1] << 4 | s->quad[2] >> 2);
+            out[o++] = (unsigned char)(s->quad[2] << 6 | s->quad[3]);
+            s->nquad = 0;
+        }
+    }
+    if (end && s->nquad >= 2)
+        out[o++] = (unsigned char)(s->quad[0] << 2 | s->quad[1] >> 4);
+    if (end && s->nquad == 3)
+        out[o++] = (unsigned char)(s->quad[1] << 4 | s->quad[2] >> 2);
+    if (o && write(s->body_fd, out, o) != (ssize_t)o)
+        exit(1);
+    drop(s, i);
+    if (end) {
+        close(s->body_fd);
+        s->body_fd = -1;
+        s->nquad = 0;
+        char line[4600];
+        int n = snprintf(line, sizeof line, "{\"ID\":%lld,\"DiskPath\":\"%s\"}\n", s->body_id,
+                         s->body_path);
+        say(line, (size_t)n);
+    }
+}
+
+/* The answer of a get: from the table, or a miss. */
+static const answer *lookup(const char *line)
+{
+    const char *act = strstr(line, "\"ActionID\":\"");
+    if (!act || strlen(act + 12) < B64)
+        return NULL;
+    char key[B64 + 1];
+    memcpy(key, act + 12, B64);
+    key[B64] = '\0';
+    const answer *e = table[hash_of(key)];
+    while (e && strcmp(e->key, key))
+        e = e->next;
+    return e;
+}
+
+/* Opens a put's file; a put of no bytes is answered at once. */
+static void start_put(session *s, const char *line, long long req, char *out, size_t ol)
+{
+    const char *bs = strstr(line, "\"BodySize\":");
+    long long body_size = bs ? strtoll(bs + 11, NULL, 10) : 0;
+    snprintf(s->body_path, sizeof s->body_path, "%s/%ld", s->objdir, s->nput++);
+    s->body_fd = open(s->body_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (s->body_fd < 0)
+        exit(1);
+    s->body_id = req;
+    if (body_size == 0) { /* no body line */
+        close(s->body_fd);
+        s->body_fd = -1;
+        ol += (size_t)snprintf(out + ol, 1200 - ol, ",\"DiskPath\":\"%s\"}\n", s->body_path);
+        say(out, ol);
+    }
+}
+
+/* Answers one request line (NUL-ended). */
+static void answer_line(session *s, const char *line)
+{
+    const char *id = strstr(line, "\"ID\":");
+    if (!id)
+        return;
+    long long req = strtoll(id + 5, NULL, 10);
+    char out[1200];
+    size_t ol = (size_t)snprintf(out, sizeof out, "{\"ID\":%lld", req);
+    bool get = strstr(line, "\"Command\":\"get\"") != NULL;
+    const answer *e = get ? lookup(line) : NULL;
+    if (strstr(line, "\"Command\":\"put\"")) {
+        start_put(s, line, req, out, ol);
+        return;
+    }
+    if (e) {
+        memcpy(out + ol, e->tail, e->tail_len);
+        ol += e->tail_len;
+    } else if (get) {
+        memcpy(out + ol, ",\"Miss\":true}\n", 14);
+        ol += 14;
+    } else {
+        memcpy(out + ol, "}\n", 2);
+        ol += 2;
+    }
+    say(out, ol);
+}
+
+/* Answers every whole request line in the buffer, until a put's body. */
+static void answer_lines(session *s)
+{
+    char *nl;
+    while (s->body_fd < 0 && (nl = memchr(s->buf, '\n', s->len))) {
+        *nl = '\0';
+        size_t used = (size_t)(nl - s->buf) + 1;
+        answer_line(s, s->buf);
+        drop(s, used);
+    }
+    if (s->body_fd < 0 && s->len == sizeof s->buf)
+        s->len = 0; /* a request line this long is not the go command's */
+}
+
+/* --spin USEC DIR or DIR: the store's root, resolved; exits on bad usage. */
+static void parse_args(int argc, char **argv, char root[4096])
 {
     if (argc == 4 && !strcmp(argv[1], "--spin")) {
         char *end = NULL;
         long us = strtol(argv[2], &end, 10);
         if (!*argv[2] || *end || us < 0 || us > 10000) {
             fprintf(stderr, "floor: --spin wants microseconds from 0 to 10000\n");
-            return 2;
+            exit(2);
         }
         spin_ns = us * 1000;
         argv += 2;
@@ -226,138 +365,41 @@ int main(int argc, char **argv)
     }
     if (argc != 2) {
         fprintf(stderr, "usage: floor [--spin USEC] DIR\n");
-        return 2;
+        exit(2);
     }
-    char root[4096];
     if (!realpath(argv[1], root)) {
         fprintf(stderr, "floor: %s: %s\n", argv[1], strerror(errno));
-        return 2;
+        exit(2);
     }
+}
+
+int main(int argc, char **argv)
+{
+    char root[4096];
+    parse_args(argc, argv, root);
     size_t n = load(root);
     fprintf(stderr, "floor: %zu records of %s in memory\n", n, root);
+    static session s = { .body_fd = -1 };
+    snprintf(s.objdir, sizeof s.objdir, "%s/floor-objects", root);
+    mkdir(s.objdir, 0700);
     static const char hello[] = "{\"ID\":0,\"KnownCommands\":[\"get\",\"put\",\"close\"]}\n";
-    char objdir[4200];
-    snprintf(objdir, sizeof objdir, "%s/floor-objects", root);
-    mkdir(objdir, 0700);
-    long nput = 0;
     say(hello, sizeof hello - 1);
-
-    static char buf[1 << 16];
-    size_t len = 0;
-    /* A put body being streamed: its file, and undecoded base64 bytes. */
-    int body_fd = -1;
-    long long body_id = 0;
-    char body_path[4400], quad[4];
-    int nquad = 0;
     for (;;) {
-        if (body_fd >= 0) {
-            /* The body line: a JSON string of base64, then a newline. */
-            size_t i = 0;
-            unsigned char out[3 * (sizeof buf / 4) + 3];
-            size_t o = 0;
-            bool end = false;
-            for (; i < len; i++) {
-                char c = buf[i];
-                if (c == '\n') {
-                    end = true;
-                    i++;
-                    break;
-                }
-                int v = b64val(c);
-                if (v < 0)
-                    continue; /* the quotes, padding */
-                quad[nquad++] = (char)v;
-                if (nquad == 4) {
-                    out[o++] = (unsigned char)(quad[0] << 2 | quad[1] >> 4);
-                    out[o++] = (unsigned char)(quad[1] << 4 | quad[2] >> 2);
-                    out[o++] = (unsigned char)(quad[2] << 6 | quad[3]);
-                    nquad = 0;
-                }
-            }
-            if (end && nquad >= 2)
-                out[o++] = (unsigned char)(quad[0] << 2 | quad[1] >> 4);
-            if (end && nquad == 3)
-                out[o++] = (unsigned char)(quad[1] << 4 | quad[2] >> 2);
-            if (o && write(body_fd, out, o) != (ssize_t)o)
-                exit(1);
-            memmove(buf, buf + i, len - i);
-            len -= i;
-            if (end) {
-                close(body_fd);
-                body_fd = -1;
-                nquad = 0;
-                char out_line[4600];
-                int n = snprintf(out_line, sizeof out_line, "{\"ID\":%lld,\"DiskPath\":\"%s\"}\n",
-                                 body_id, body_path);
-                say(out_line, (size_t)n);
-            }
-        }
-        char *nl;
-        while (body_fd < 0 && (nl = memchr(buf, '\n', len))) {
-            *nl = '\0';
-            size_t used = (size_t)(nl - buf) + 1;
-            char *id = strstr(buf, "\"ID\":");
-            if (id) {
-                long long req = strtoll(id + 5, NULL, 10);
-                char head[64], *act = strstr(buf, "\"ActionID\":\"");
-                int hl = snprintf(head, sizeof head, "{\"ID\":%lld", req);
-                answer *e = NULL;
-                if (act && strlen(act + 12) >= B64) {
-                    char key[B64 + 1];
-                    memcpy(key, act + 12, B64);
-                    key[B64] = '\0';
-                    for (e = table[hash_of(key)]; e && strcmp(e->key, key); e = e->next)
-                        ;
-                }
-                char out[1200];
-                size_t ol = (size_t)hl;
-                memcpy(out, head, ol);
-                char *bs = strstr(buf, "\"BodySize\":");
-                long long body_size = bs ? strtoll(bs + 11, NULL, 10) : 0;
-                if (strstr(buf, "\"Command\":\"put\"")) {
-                    snprintf(body_path, sizeof body_path, "%s/%ld", objdir, nput++);
-                    body_fd = open(body_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-                    if (body_fd < 0)
-                        exit(1);
-                    body_id = req;
-                    if (body_size == 0) { /* no body line */
-                        close(body_fd);
-                        body_fd = -1;
-                        ol += (size_t)snprintf(out + ol, sizeof out - ol, ",\"DiskPath\":\"%s\"}\n",
-                                               body_path);
-                        say(out, ol);
-                    }
-                } else if (strstr(buf, "\"Command\":\"get\"") && e) {
-                    memcpy(out + ol, e->tail, e->tail_len);
-                    ol += e->tail_len;
-                    say(out, ol);
-                } else if (strstr(buf, "\"Command\":\"get\"")) {
-                    memcpy(out + ol, ",\"Miss\":true}\n", 14);
-                    ol += 14;
-                    say(out, ol);
-                } else {
-                    memcpy(out + ol, "}\n", 2);
-                    ol += 2;
-                    say(out, ol);
-                }
-            }
-            memmove(buf, buf + used, len - used);
-            len -= used;
-        }
-        if (body_fd < 0 && len == sizeof buf)
-            len = 0; /* a request line this long is not the go command's */
-        if (body_fd >= 0 && len > 0)
+        if (s.body_fd >= 0)
+            feed_body(&s);
+        answer_lines(&s);
+        if (s.body_fd >= 0 && s.len > 0)
             continue;
         spin_for_input();
-        ssize_t r = read(0, buf + len, sizeof buf - len);
+        ssize_t r = read(0, s.buf + s.len, sizeof s.buf - s.len);
         if (r < 0 && errno == EINTR)
             continue;
-        if (r <= 0) {
-            if (spin_ns > 0)
-                fprintf(stderr, "floor: spin %" PRId64 " us: %ld spins caught a request, %ld ran out\n",
-                        spin_ns / 1000, spins_caught, spins_out);
-            return 0;
-        }
-        len += (size_t)r;
+        if (r <= 0)
+            break;
+        s.len += (size_t)r;
     }
+    if (spin_ns > 0)
+        fprintf(stderr, "floor: spin %" PRId64 " us: %ld spins caught a request, %ld ran out\n",
+                spin_ns / 1000, spins_caught, spins_out);
+    return 0;
 }
