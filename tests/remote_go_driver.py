@@ -354,11 +354,11 @@ def case_s3_failing(w):
         port = srv.port("s3")
         cases = [
             ("wrong secret", "s3://acache-test/go?endpoint=http://127.0.0.1:%d" % port,
-             s3_env("not/the+secret"), "SignatureDoesNotMatch"),
+             s3_env("not/the+secret"), ("SignatureDoesNotMatch", "HTTP 403: access denied")),
             ("missing bucket", "s3://acache-missing/go?endpoint=http://127.0.0.1:%d" % port,
-             s3_env(), "NoSuchBucket"),
+             s3_env(), ("NoSuchBucket",)),
             ("hanging", "s3://acache-test/go?endpoint=http://127.0.0.1:%d&timeout=2s" %
-             srv.port("s3-hang"), s3_env(), "consecutive failures"),
+             srv.port("s3-hang"), s3_env(), ("consecutive failures",)),
         ]
         for name, spec, env, why in cases:
             d = w.fresh("s3-" + name.replace(" ", "-"))
@@ -366,7 +366,10 @@ def case_s3_failing(w):
             secs, err = w.build(d, [spec], ["-o", out, "."], cwd=hello, env_extra=env)
             off = [l for l in err.splitlines() if "switched off for the rest" in l]
             check(len(off) == 1, "%s: want one switched-off line, got:\n%s" % (name, err))
-            check(why in off[0], "%s: the line does not say %s: %s" % (name, why, off[0]))
+            # A HEAD (the uploader's check) has no body to carry S3's error code, so
+            # which words the line has depends on whether a GET or a HEAD failed first.
+            check(any(w in off[0] for w in why),
+                  "%s: the line says none of %s: %s" % (name, why, off[0]))
             if name != "hanging":
                 check("bucket acache-" in off[0] and "region us-east-1" in off[0] and
                       "credentials: environment (AWS_ACCESS_KEY_ID)" in off[0],
