@@ -21,7 +21,12 @@
 
 /* Longest status, error or header line accepted ("-ERR ..." included). */
 #define WIRE_LINE_MAX 1024
-#define WIRE_BUF_SIZE 65536
+/* The receive buffer: 256 KiB, so that a 4 MiB GETRANGE comes in 16
+ * recv(2) calls rather than 64 (bench/README.md); part of each pooled
+ * connection, allocated once. */
+#define WIRE_BUF_SIZE ((size_t)256 << 10)
+/* The most commands wire_send() sends in one pipeline. */
+#define WIRE_PIPELINE_MAX 4
 
 typedef struct redis_wire {
     int fd;                     /* owned by the caller */
@@ -42,9 +47,11 @@ typedef struct wire_reply {
 
 void wire_init(redis_wire *w, int fd, const char *where);
 
-/* Sends ncmd commands in one go (pipelined): counts[i] words each, taken
- * in turn from argv/lens. ACACHE_EIO (message set, broken) if they could
- * not all be written by deadline_ns (CLOCK_MONOTONIC). */
+/* Sends ncmd commands (1 to WIRE_PIPELINE_MAX) in one go (pipelined, one
+ * sendmsg(2) while the socket takes them): counts[i] words each, taken in
+ * turn from argv/lens. ACACHE_EINVAL (nothing sent) for another ncmd;
+ * ACACHE_EIO (message set, broken) if they could not all be written by
+ * deadline_ns (CLOCK_MONOTONIC). */
 acache_status wire_send(redis_wire *w, int ncmd, const int *counts, const char **argv,
                         const size_t *lens, int64_t deadline_ns);
 
