@@ -328,8 +328,11 @@ static acache_status write_record(disk *d, const acache_id *action, const acache
         goto fail;
     }
     disk_entry_path(d, 'a', action, rpath);
+    /* A temp file is made 0600: the mode is set only when the store is
+     * shared (as fs_share does for objects), not with a chmod(2) per put. */
+    unsigned mode = d->perms.file != 0600 ? TEMPFILE_MODE(d->perms.file) : 0;
     err = tempfile_rename(&t, d->rootfd, REL(d, rpath),
-                          TEMPFILE_MKDIR | TEMPFILE_MODE(d->perms.file) | (d->fsync ? TEMPFILE_SYNC : 0));
+                          TEMPFILE_MKDIR | mode | (d->fsync ? TEMPFILE_SYNC : 0));
     if (err) {
         st = set_errno_error(err, "disk store: renaming %s to %s", t.path, rpath);
         goto fail;
@@ -362,12 +365,6 @@ static int make_shard(disk *d, const char *rel)
     return err == EEXIST ? 0 : err;
 }
 
-/*
- * Links (dirfd, name) as rel, replacing whatever rel names (through the
- * unused temp name tmpref and a rename: link() itself never replaces).
- * *created says whether rel is new. Returns 0 or an errno value; ENOENT
- * means the source is gone.
- */
 /* Links (dirfd, name) as the private temp name path ("tmp/ref-..." or
  * "tmp/own-..."). The name is unique while our temp file lives, so it is
  * free unless a process that died left it: only then is it removed first
@@ -382,7 +379,26 @@ static int link_private(int dirfd, const char *name, const char *path)
     return linkat(dirfd, name, AT_FDCWD, path, 0) == 0 ? 0 : errno;
 }
 
-static int link_into(disk *d, int dirfd, const char *name, const char *rel, const char *tmpref,
+/* A name in tmp/ no other live put uses: this process's id (unique among
+ * the live ones) and a count of its own. A process that died may have
+ * left one with the same id: its users unlink it first. */
+static void private_name(const disk *d, const char *what, char *out)
+{
+    static atomic_uint seq;
+    /* The root leaves room for it (disk_open). */
+    if (snprintf(out, ACACHE_PATH_MAX, "%s/tmp/%s-%ld-%u", d->root, what, (long)getpid(),
+                 atomic_fetch_add_explicit(&seq, 1, memory_order_relaxed)) >= ACACHE_PATH_MAX)
+        out[0] = '\0';
+}
+
+/*
+ * Links (dirfd, name) as rel, replacing whatever rel names (through the
+ * unused temp name tmpref and a rename: link() itself never replaces).
+ * tmpref is named here, the first time one is needed (most links replace
+ * nothing). *created says whether rel is new. Returns 0 or an errno
+ * value; ENOENT means the source is gone.
+ */
+static int link_into(disk *d, int dirfd, const char *name, const char *rel, char *tmpref,
                      bool *created)
 {
     for (int tries = 0; tries < 3; tries++) {
@@ -401,6 +417,8 @@ static int link_into(disk *d, int dirfd, const char *name, const char *rel, cons
         }
         if (err != EEXIST)
             return err;
+        if (!tmpref[0])
+            private_name(d, "ref", tmpref);
         if ((err = link_private(dirfd, name, tmpref)) != 0)
             return err;
         err = renameat(AT_FDCWD, tmpref, d->rootfd, rel) == 0 ? 0 : errno;
@@ -482,7 +500,7 @@ static bool read_output(disk *d, const char *rrel, const char *ahex, acache_id *
  * the reference hold the other. Each put calls this after its record, and
  * goes round again after every change, so the last one leaves them agreed.
  */
-static void match_ref(disk *d, const char *rpath, const char *ref, const char *tmpref)
+static void match_ref(disk *d, const char *rpath, const char *ref, char *tmpref)
 {
     const char *ahex = rpath + strlen(rpath) - 2 * ACACHE_ID_SIZE;
     for (int round = 0; round < 4; round++) {
@@ -511,23 +529,15 @@ typedef struct commit {
     uint64_t size;
     char opath[ACACHE_PATH_MAX], rpath[ACACHE_PATH_MAX];
     char ref[ACACHE_PATH_MAX + sizeof DISK_REF_SUFFIX];
+    /* Named when first needed ("" until then): getpid(2) costs a system
+     * call, and a put that neither replaces a reference nor shares an
+     * object (most) needs neither. */
     char tmpref[ACACHE_PATH_MAX]; /* tmp/ref-<pid>-<n>: replaces the reference */
     char own[ACACHE_PATH_MAX];    /* tmp/own-<pid>-<n>: holds a shared object */
     struct stat mine;             /* the file our reference is */
     bool new_entry, new_object, linked, placed, owned;
 } commit;
 
-/* A name in tmp/ no other live put uses: this process's id (unique among
- * the live ones) and a count of its own. A process that died may have
- * left one with the same id: its users unlink it first. */
-static void private_name(const disk *d, const char *what, char *out)
-{
-    static atomic_uint seq;
-    /* The root leaves room for it (disk_open). */
-    if (snprintf(out, ACACHE_PATH_MAX, "%s/tmp/%s-%ld-%u", d->root, what, (long)getpid(),
-                 atomic_fetch_add_explicit(&seq, 1, memory_order_relaxed)) >= ACACHE_PATH_MAX)
-        out[0] = '\0';
-}
 
 /* Remembers which file the temp file is (fsync under durability=fsync),
  * and names the paths the commit uses. The temp file stays open, and its
@@ -546,12 +556,11 @@ static acache_status commit_start(commit *c, const acache_id *output)
     disk_entry_path(c->d, 'o', output, c->opath);
     disk_entry_path(c->d, 'a', &w->action, c->rpath);
     snprintf(c->ref, sizeof c->ref, "%s" DISK_REF_SUFFIX, c->rpath);
-    /* Private names in tmp/: "ref-..." for replacing the reference,
-     * "own-..." for holding a shared object. Not the temp file's suffix:
-     * once that file is renamed its name is free, and another put may be
-     * given it while this one still uses these. */
-    private_name(c->d, "ref", c->tmpref);
-    private_name(c->d, "own", c->own);
+    /* Private names in tmp/, made when first needed: "ref-..." for
+     * replacing the reference, "own-..." for holding a shared object. Not
+     * the temp file's suffix: once that file is renamed its name is free,
+     * and another put may be given it while this one still uses these. */
+    c->tmpref[0] = c->own[0] = '\0';
     return ACACHE_OK;
 }
 
@@ -567,6 +576,8 @@ static acache_status share_object(commit *c)
      * name can be given back to these very bytes if a trim removes it
      * before our record is in. */
     utimensat(d->rootfd, REL(d, c->opath), NULL, 0);
+    if (!c->own[0])
+        private_name(d, "own", c->own);
     int lerr = link_private(d->rootfd, REL(d, c->opath), c->own);
     if (lerr != 0) {
         if (lerr == ENOENT)
