@@ -260,11 +260,14 @@ for i in range(n):
     runs.append((calls, [int(x) for x in f[-3:]]))
 def med(fn):
     return int(statistics.median(fn(c, t) for c, t in runs))
-groups = [("total", None), ("read+recv", ["read", "recvfrom"]), ("write+send", ["write", "sendto"]),
+groups = [("total", None), ("read+recv", ["read", "recvfrom", "recvmsg"]),
+          ("write+send", ["write", "sendto", "sendmsg", "writev"]),
           ("poll", ["poll"]), ("futex", ["futex"]),
           ("sigmask", ["rt_sigprocmask", "rt_sigpending"]),
-          ("file", ["openat", "close", "newfstatat", "linkat", "unlink", "rename", "renameat",
-                    "renameat2", "mkdirat", "mkdir", "utimensat"])]
+          ("file", ["openat", "close", "newfstatat", "fstat", "linkat", "unlink", "unlinkat",
+                    "rename", "renameat", "renameat2", "mkdirat", "mkdir", "utimensat", "flock",
+                    "chmod", "fchmod"]),
+          ("getpid", ["getpid"])]
 out = []
 for name, keys in groups:
     out.append("%s %d" % (name, med(lambda c, t: sum(c.values()) if keys is None
