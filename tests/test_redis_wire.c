@@ -146,7 +146,8 @@ static void test_too_long_a_pipeline_sends_nothing(void **state)
         assert_true(r > 0);
         n += (size_t)r;
     }
-    assert_memory_equal(got, "*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nPING\r\n", 28);
+    for (size_t i = 0; i < want; i += 14)
+        assert_memory_equal(got + i, "*1\r\n$4\r\nPING\r\n", 14);
     free(w);
     close(a);
     close(b);
