@@ -31,6 +31,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -88,20 +89,41 @@ static acache_status send_all(redis_wire *w, const char *p, size_t len, int64_t 
     return ACACHE_OK;
 }
 
+/* The commands of a pipeline go out in one send(2): sent one by one, each
+ * would wake the server (and, on a small machine, switch this thread out)
+ * before the next was written. */
 acache_status wire_send(redis_wire *w, int ncmd, const int *counts, const char **argv,
                         const size_t *lens, int64_t deadline_ns)
 {
     if (w->broken)
         return wire_fail(w, ACACHE_EIO, "connection unusable");
+    char *all = NULL;
+    size_t total = 0;
     acache_status st = ACACHE_OK;
     for (int i = 0, at = 0; i < ncmd && st == ACACHE_OK; at += counts[i], i++) {
         char *cmd = NULL;
         int len = redisFormatCommandArgv(&cmd, counts[i], argv + at, lens + at);
-        if (len < 0)
-            return wire_fail(w, ACACHE_ENOMEM, "out of memory");
-        st = send_all(w, cmd, (size_t)len, deadline_ns);
+        if (len < 0) {
+            st = wire_fail(w, ACACHE_ENOMEM, "out of memory");
+            break;
+        }
+        if (ncmd == 1) {
+            st = send_all(w, cmd, (size_t)len, deadline_ns);
+        } else {
+            char *grown = realloc(all, total + (size_t)len);
+            if (grown) {
+                memcpy(grown + total, cmd, (size_t)len);
+                all = grown;
+                total += (size_t)len;
+            } else {
+                st = wire_fail(w, ACACHE_ENOMEM, "out of memory");
+            }
+        }
         redisFreeCommand(cmd);
     }
+    if (st == ACACHE_OK && ncmd > 1)
+        st = send_all(w, all, total, deadline_ns);
+    free(all);
     return st;
 }
 
