@@ -1485,6 +1485,33 @@ static void test_get_many_same_as_single(void **state)
     acache_close(r);
 }
 
+/* A batch asked of a dead server (Redis: one pipeline; HTTP: requests at
+ * once) fails as one exchange: one failure towards switching the remote
+ * off, not one per action; every action is done, with an error. */
+static void test_get_many_dead_counts_once(void **state)
+{
+    fixture *f = *state;
+    char spec[512];
+    spec_for(f, f->k, S.dead, "failures=100&timeout=2s&prefetch=0", spec, sizeof spec);
+    acache_store *r = open_spec(spec);
+    acache_id ids[8];
+    got all[8];
+    memset(all, 0, sizeof all);
+    for (uint32_t i = 0; i < 8; i++)
+        ids[i] = tu_id(3100 + i);
+    many m = { all, { { NULL, NULL } } };
+    remote_batch b = { ids, 8, many_sink_for, many_done, &m };
+    r->ops->remote->get_many(r->self, &b);
+    for (uint32_t i = 0; i < 8; i++) {
+        assert_int_equal(all[i].dones, 1);
+        assert_int_equal(all[i].sinks, 0);
+        assert_true(all[i].st < 0);
+    }
+    assert_int_equal(info_of(r).failures, 1);
+    assert_false(info_of(r).switched_off);
+    acache_close(r);
+}
+
 /* ------------------------------------------------------------------ */
 /* Session prefetch                                                     */
 
@@ -2339,6 +2366,7 @@ int main(void)
         BOTH(test_closed_mid_write),
         BOTH(test_killed_while_in_use),
         ALL(test_get_many_same_as_single),
+        BOTH(test_get_many_dead_counts_once),
         ALL(test_prefetch_session),
         ALL(test_prefetch_keys_and_off),
         ALL(test_prefetch_bad_manifest),
