@@ -117,17 +117,10 @@ acache_status curl_client_init(curl_client *c, long connect_ms, long timeout_ms)
     return ACACHE_OK;
 }
 
-static void multi_free(void *m)
-{
-    const curl_api *curl;
-    if (curl_load(&curl) == ACACHE_OK)
-        curl->multi_cleanup(m);
-}
-
 void curl_client_destroy(curl_client *c)
 {
     /* The multis first: the connections in their caches go with them. */
-    remote_pool_destroy(&c->multis, multi_free);
+    remote_pool_destroy(&c->multis, curl_multi_set_free);
     remote_pool_destroy(&c->pool, handle_free);
 }
 
@@ -186,10 +179,11 @@ static void set_options(const curl_client *c, CURL *e, curl_req *rq, char *errbu
     }
 }
 
-CURL *curl_req_start(curl_client *c, curl_req *rq, char *errbuf, const char *where)
+CURL *curl_req_start(curl_client *c, curl_req *rq, CURL *e, char *errbuf, const char *where)
 {
     const curl_api *curl = c->curl;
-    CURL *e = remote_pool_take(&c->pool);
+    if (!e)
+        e = remote_pool_take(&c->pool);
     if (!e && !(e = curl->easy_init())) {
         set_error(ACACHE_ENOMEM, "%s: cannot make a curl handle", where);
         return NULL;
@@ -208,7 +202,7 @@ CURL *curl_req_start(curl_client *c, curl_req *rq, char *errbuf, const char *whe
 }
 
 acache_status curl_req_end(curl_client *c, curl_req *rq, CURLcode rc, const char *errbuf,
-                           const char *where)
+                           const char *where, bool keep)
 {
     const curl_api *curl = c->curl;
     const char *m = method_names[rq->method];
@@ -229,7 +223,7 @@ acache_status curl_req_end(curl_client *c, curl_req *rq, CURLcode rc, const char
                        errbuf[0] ? errbuf : curl->easy_strerror(rc));
     }
     curl->easy_setopt(e, CURLOPT_ERRORBUFFER, NULL);
-    if (!remote_pool_give(&c->pool, e))
+    if (!keep && !remote_pool_give(&c->pool, e))
         curl->easy_cleanup(e);
     return st;
 }
@@ -237,8 +231,8 @@ acache_status curl_req_end(curl_client *c, curl_req *rq, CURLcode rc, const char
 acache_status curl_perform(curl_client *c, curl_req *rq, const char *where)
 {
     char errbuf[CURL_ERROR_SIZE];
-    CURL *e = curl_req_start(c, rq, errbuf, where);
+    CURL *e = curl_req_start(c, rq, NULL, errbuf, where);
     if (!e)
         return ACACHE_ENOMEM;
-    return curl_req_end(c, rq, c->curl->easy_perform(e), errbuf, where);
+    return curl_req_end(c, rq, c->curl->easy_perform(e), errbuf, where, false);
 }
