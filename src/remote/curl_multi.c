@@ -36,16 +36,19 @@ typedef struct multi_set {
     size_t n;
 } multi_set;
 
-void curl_multi_set_free(void *p)
+static void set_free(const curl_api *curl, multi_set *set)
 {
-    multi_set *set = p;
-    const curl_api *curl;
-    if (curl_load(&curl) == ACACHE_OK) {
-        curl->multi_cleanup(set->m);
-        for (size_t i = 0; i < set->n; i++)
-            curl->easy_cleanup(set->e[i]);
-    }
+    curl->multi_cleanup(set->m);
+    for (size_t i = 0; i < set->n; i++)
+        curl->easy_cleanup(set->e[i]);
     free(set);
+}
+
+void curl_multis_drain(curl_client *c)
+{
+    multi_set *set;
+    while ((set = remote_pool_take(&c->multis)) != NULL)
+        set_free(c->curl, set);
 }
 
 static multi_set *set_take(curl_client *c)
@@ -129,6 +132,6 @@ void curl_perform_many(curl_client *c, curl_req *rqs, size_t n, const char *wher
     }
 out:
     if (set && !remote_pool_give(&c->multis, set))
-        curl_multi_set_free(set);
+        set_free(curl, set);
     free(errbufs);
 }

@@ -117,10 +117,16 @@ acache_status curl_client_init(curl_client *c, long connect_ms, long timeout_ms)
     return ACACHE_OK;
 }
 
+/* The multis' pool is emptied by curl_multis_drain() (curl_multi.c, which
+ * calls this file, never the other way round) before the client goes. */
+static void drained(void *set)
+{
+    (void)set;
+}
+
 void curl_client_destroy(curl_client *c)
 {
-    /* The multis first: the connections in their caches go with them. */
-    remote_pool_destroy(&c->multis, curl_multi_set_free);
+    remote_pool_destroy(&c->multis, drained);
     remote_pool_destroy(&c->pool, handle_free);
 }
 

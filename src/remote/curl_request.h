@@ -77,8 +77,9 @@ acache_status curl_perform(curl_client *c, curl_req *rq, const char *where);
 CURL *curl_req_start(curl_client *c, curl_req *rq, CURL *e, char *errbuf, const char *where);
 acache_status curl_req_end(curl_client *c, curl_req *rq, CURLcode rc, const char *errbuf,
                            const char *where, bool keep);
-/* Frees a pooled set of curl_multi.c (the pool's destructor). */
-void curl_multi_set_free(void *set);
+/* Frees the multi handles curl_perform_many pooled in c, with their
+ * connections: call it before curl_client_destroy if it was ever called. */
+void curl_multis_drain(curl_client *c);
 
 /* Runs rqs[0..n) at once (on connections of their own, kept for the next
  * call); st[i] is what curl_perform would return for rqs[i]. */

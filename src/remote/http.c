@@ -150,6 +150,7 @@ static acache_status http_remove(void *t, remote_ns ns, const char *hex)
 static void http_close(void *t)
 {
     http_t *h = t;
+    curl_multis_drain(&h->client);
     curl_client_destroy(&h->client);
     h->client.curl->slist_free_all(h->headers);
     free(h);

@@ -353,7 +353,12 @@ static acache_status redis_fetch_many(void *t, remote_ns ns, const char *const *
     if (!rc)
         return err;
     int64_t deadline = op_deadline(rt, bytes);
-    err = wire_send(&rc->w, (int)n, counts, argv, lens, deadline);
+    /* Every GET goes out before the first reply is read: one round trip
+     * (in several writes if the wire takes fewer commands at once). */
+    for (size_t i = 0; err == ACACHE_OK && i < n; i += WIRE_PIPELINE_MAX) {
+        size_t k = n - i < WIRE_PIPELINE_MAX ? n - i : WIRE_PIPELINE_MAX;
+        err = wire_send(&rc->w, (int)k, counts + i, argv + 2 * i, lens + 2 * i, deadline);
+    }
     for (size_t i = 0; err == ACACHE_OK && i < n; i++) {
         if (!many_read(rt, rc, limits[i], &sinks[i], deadline, &st[i]) && st[i] < 0 &&
             st[i] != ACACHE_CORRUPT)

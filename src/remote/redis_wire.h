@@ -22,6 +22,9 @@
 /* Longest status, error or header line accepted ("-ERR ..." included). */
 #define WIRE_LINE_MAX 1024
 #define WIRE_BUF_SIZE 65536
+/* The most commands a caller hands wire_send() at once: a prefetch batch's
+ * GETs (REMOTE_BATCH_MAX), sent as one write. */
+#define WIRE_PIPELINE_MAX 32
 
 typedef struct redis_wire {
     int fd;                     /* owned by the caller */
