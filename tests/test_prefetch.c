@@ -4,8 +4,9 @@
  *
  * Covers what the remote tests cannot pin down: prefetch_close() wakes a
  * loader that waits for the next first lookup instead of leaving it to its
- * timeout (seen through the test points of os/hook.h), and a manifest that
- * repeats an id has it fetched once, not once per repeat.
+ * timeout (seen through the test points of os/hook.h), a manifest that
+ * repeats an id has it fetched once, not once per repeat, and a batch
+ * releases each of its ids as soon as that id is over.
  */
 #include "testutil.h"
 
@@ -67,7 +68,7 @@ static acache_status fake_store(void *ctx, const acache_id *key, const void *dat
     return ACACHE_OK;
 }
 
-static const prefetch_ops fake_ops = { fake_load, fake_have, fake_fetch, fake_store };
+static const prefetch_ops fake_ops = { fake_load, fake_have, fake_fetch, fake_store, NULL };
 
 /* Waits (at most 30 s) until the prefetch says it has finished. */
 static void wait_finished(prefetch *p)
@@ -179,11 +180,126 @@ static void test_manifest_repeats_fetched_once(void **state)
     prefetch_close(p);
 }
 
+/* ------------------------------------------------------------------ */
+/* Batches: each id is released as soon as it is over                  */
+
+static pthread_mutex_t gt_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gt_cv = PTHREAD_COND_INITIALIZER;
+static bool gt_entered, gt_first_open, gt_rest_open;
+static int gt_dones;
+
+static void gate_wait(bool *open)
+{
+    pthread_mutex_lock(&gt_mu);
+    while (!*open)
+        pthread_cond_wait(&gt_cv, &gt_mu);
+    pthread_mutex_unlock(&gt_mu);
+}
+
+static void gate_set(bool *flag)
+{
+    pthread_mutex_lock(&gt_mu);
+    *flag = true;
+    pthread_cond_broadcast(&gt_cv);
+    pthread_mutex_unlock(&gt_mu);
+}
+
+/* Ends the first id when the test opens the first gate, the rest when it
+ * opens the second. */
+static void gated_fetch_many(void *ctx, const acache_id *actions, size_t n, prefetch_done_fn done,
+                             void *dctx)
+{
+    fake *f = ctx;
+    (void)actions;
+    atomic_fetch_add(&f->fetches, (int)n);
+    gate_set(&gt_entered);
+    gate_wait(&gt_first_open);
+    done(dctx, 0, ACACHE_OK);
+    pthread_mutex_lock(&gt_mu);
+    gt_dones++;
+    pthread_mutex_unlock(&gt_mu);
+    gate_wait(&gt_rest_open);
+    for (size_t i = 1; i < n; i++)
+        done(dctx, i, ACACHE_OK);
+}
+
+static const prefetch_ops gated_ops = { fake_load, fake_have, fake_fetch, fake_store,
+                                        gated_fetch_many };
+
+typedef struct lookup {
+    prefetch *p;
+    acache_id id;
+    atomic_bool over;
+    bool fetch_it;
+} lookup;
+
+static void *lookup_main(void *arg)
+{
+    lookup *l = arg;
+    l->fetch_it = prefetch_claim(l->p, &l->id);
+    atomic_store(&l->over, true);
+    return NULL;
+}
+
+/* A lookup of the first id of a batch in flight waits for that id alone:
+ * it goes on (to look in the local store again) once that id is over,
+ * while the rest of the batch is still being fetched. */
+static void test_batch_releases_each_id(void **state)
+{
+    (void)state;
+    enum { N = 5 };
+    size_t magic = sizeof PREFETCH_MAGIC - 1;
+    unsigned char buf[sizeof PREFETCH_MAGIC - 1 + N * ACACHE_ID_SIZE];
+    memcpy(buf, PREFETCH_MAGIC, magic);
+    for (uint32_t i = 0; i < N; i++) {
+        acache_id id = tu_id(10 + i);
+        memcpy(buf + magic + i * ACACHE_ID_SIZE, id.bytes, ACACHE_ID_SIZE);
+    }
+    fake f = { .manifest = buf, .manifest_len = sizeof buf, .fetch_status = ACACHE_OK };
+    prefetch *p = prefetch_new(1, false, &gated_ops, &f);
+    acache_id first = tu_id(1);
+    prefetch_lookup(p, &first);
+    prefetch_miss(p);
+    gate_wait(&gt_entered); /* the batch is claimed and in flight */
+
+    lookup l = { .p = p, .id = tu_id(10) };
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, lookup_main, &l), 0);
+    for (int i = 0; i < 30000 && prefetch_waiting(p, &l.id) == 0; i++) {
+        struct timespec ms = { 0, 1000000 };
+        nanosleep(&ms, NULL); /* polling for the event, bounded above */
+    }
+    assert_int_equal(prefetch_waiting(p, &l.id), 1);
+    assert_false(atomic_load(&l.over));
+    gate_set(&gt_first_open);
+    for (int i = 0; i < 30000 && !atomic_load(&l.over); i++) {
+        struct timespec ms = { 0, 1000000 };
+        nanosleep(&ms, NULL);
+    }
+    bool over = atomic_load(&l.over);
+    pthread_mutex_lock(&gt_mu);
+    int dones = gt_dones;
+    pthread_mutex_unlock(&gt_mu);
+    gate_set(&gt_rest_open); /* whatever happened: let the batch end */
+    pthread_join(th, NULL);
+    assert_true(over);          /* released with the rest still held */
+    assert_int_equal(dones, 1);
+    assert_false(l.fetch_it);   /* it waited: look in the local store again */
+    wait_finished(p);
+    acache_prefetch_info info;
+    prefetch_info(p, &info);
+    assert_int_equal(info.fetched, N);
+    assert_int_equal(info.waited, 1);
+    assert_int_equal(atomic_load(&f.fetches), N); /* one batch, each id once */
+    prefetch_close(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_close_wakes_loader),
         cmocka_unit_test(test_manifest_repeats_fetched_once),
+        cmocka_unit_test(test_batch_releases_each_id),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -85,7 +85,7 @@ static acache_status fake_store(void *ctx, const acache_id *key, const void *dat
     return ACACHE_OK;
 }
 
-static const prefetch_ops fake_ops = { fake_load, fake_have, fake_fetch, fake_store };
+static const prefetch_ops fake_ops = { fake_load, fake_have, fake_fetch, fake_store, NULL };
 
 typedef struct lookup {
     prefetch *p;

@@ -12,8 +12,10 @@
  * last one built writes nothing.
  *
  * Threads: the first local miss starts one thread, which loads the
- * manifest and then starts the others; each takes the next listed id,
- * skips it if it is local or claimed, and fetches it. Claims are a short
+ * manifest and then starts the others; each takes the next PREFETCH_BATCH
+ * listed ids, skips those that are local or claimed, claims the rest and
+ * fetches them together (fetch_many), releasing each as soon as it is
+ * over. Claims are a short
  * array of ids in flight under the mutex (lookups in flight plus threads);
  * a lookup that finds its id claimed lists it among the waits, and only
  * the release of a waited-for id wakes the waiters.
@@ -41,9 +43,10 @@
 #include <time.h>
 
 #define MAGIC_LEN (sizeof PREFETCH_MAGIC - 1)
-/* Ids being fetched at once: threads plus the client's lookups. Lookups
- * beyond that go on unclaimed (they may fetch an id twice; never wrongly). */
-#define CLAIMS_MAX 256
+/* Ids being fetched at once: threads' batches plus the client's lookups.
+ * Lookups beyond that go on unclaimed (they may fetch an id twice; never
+ * wrongly). */
+#define CLAIMS_MAX (PREFETCH_MAX_THREADS * PREFETCH_BATCH + 256)
 
 enum { SEEN = 1, LISTED = 2 };
 
@@ -315,28 +318,54 @@ static bool try_claim(prefetch *p, const acache_id *id)
 /* ------------------------------------------------------------------ */
 /* Threads                                                              */
 
+/* The ids of a thread's batch in flight, for the done callback. */
+typedef struct batch {
+    prefetch *p;
+    acache_id ids[PREFETCH_BATCH];
+    size_t n;
+} batch;
+
+static void batch_done(void *dctx, size_t i, acache_status st)
+{
+    batch *b = dctx;
+    prefetch_release(b->p, &b->ids[i]);
+    atomic_fetch_add(st == ACACHE_OK ? &b->p->fetched : &b->p->failed, 1);
+}
+
+/* Takes list[from, to): each id that is neither local nor claimed is
+ * claimed and goes into b. */
+static void batch_take(prefetch *p, size_t from, size_t to, batch *b)
+{
+    b->p = p;
+    b->n = 0;
+    for (size_t i = from; i < to; i++) {
+        acache_id id;
+        memcpy(id.bytes, p->list + i * ACACHE_ID_SIZE, ACACHE_ID_SIZE);
+        if (p->ops->have(p->ctx, &id) || !try_claim(p, &id)) {
+            atomic_fetch_add(&p->local, 1); /* here, or a lookup is fetching it */
+            continue;
+        }
+        b->ids[b->n++] = id;
+    }
+}
+
 static void *worker_main(void *arg)
 {
     prefetch *p = arg;
+    batch b;
     for (;;) {
         if (atomic_load_explicit(&p->stop, memory_order_relaxed))
             break;
-        size_t i = atomic_fetch_add(&p->next, 1);
+        size_t i = atomic_fetch_add(&p->next, PREFETCH_BATCH);
         if (i >= p->nlist)
             break;
-        acache_id id;
-        memcpy(id.bytes, p->list + i * ACACHE_ID_SIZE, ACACHE_ID_SIZE);
-        if (p->ops->have(p->ctx, &id)) {
-            atomic_fetch_add(&p->local, 1);
+        batch_take(p, i, i + PREFETCH_BATCH < p->nlist ? i + PREFETCH_BATCH : p->nlist, &b);
+        if (b.n > 0 && p->ops->fetch_many) {
+            p->ops->fetch_many(p->ctx, b.ids, b.n, batch_done, &b);
             continue;
         }
-        if (!try_claim(p, &id)) {
-            atomic_fetch_add(&p->local, 1); /* a lookup is fetching it */
-            continue;
-        }
-        acache_status st = p->ops->fetch(p->ctx, &id);
-        prefetch_release(p, &id);
-        atomic_fetch_add(st == ACACHE_OK ? &p->fetched : &p->failed, 1);
+        for (size_t k = 0; k < b.n; k++)
+            batch_done(&b, k, p->ops->fetch(p->ctx, &b.ids[k]));
     }
     return NULL;
 }

@@ -49,6 +49,13 @@
 #define PREFETCH_KEY_WAIT_NS (200 * 1000000LL)
 /* The most prefetch threads a chain may run. */
 #define PREFETCH_MAX_THREADS 64
+/* How many consecutive ids of a manifest a thread takes at once (and hands
+ * to fetch_many): their records and small objects then come in a round
+ * trip or two instead of two per id. */
+#define PREFETCH_BATCH 16
+
+/* Called by fetch_many as each of its ids is over. */
+typedef void (*prefetch_done_fn)(void *dctx, size_t i, acache_status st);
 
 /* What the tier chain does for the prefetch. ctx is the chain. */
 typedef struct prefetch_ops {
@@ -63,6 +70,11 @@ typedef struct prefetch_ops {
     acache_status (*fetch)(void *ctx, const acache_id *action);
     /* Stores data[0..len) under key through the whole chain. */
     acache_status (*store)(void *ctx, const acache_id *key, const void *data, size_t len);
+    /* Optional (NULL: fetch each): fetches actions[0..n) (n at most
+     * PREFETCH_BATCH) as fetch does, calling done(dctx, i, status) exactly
+     * once for each, as soon as it is over. */
+    void (*fetch_many)(void *ctx, const acache_id *actions, size_t n, prefetch_done_fn done,
+                       void *dctx);
 } prefetch_ops;
 
 typedef struct prefetch prefetch;

@@ -31,6 +31,8 @@
 
 /* A remote asks for at most REMOTE_PREFETCH_MAX prefetch threads. */
 _Static_assert(REMOTE_PREFETCH_MAX <= PREFETCH_MAX_THREADS, "prefetch threads");
+/* A prefetch batch goes to a remote's get_many whole. */
+_Static_assert(PREFETCH_BATCH <= REMOTE_BATCH_MAX, "prefetch batch");
 
 #define NO_TIER ((size_t)-1)
 
@@ -183,10 +185,19 @@ static bool promote(tiers *t, size_t from, const acache_id *action, acache_resul
 typedef struct home_put {
     acache_store *home;
     const acache_id *action;
+    const acache_result *meta; /* the record: its size is known before a byte */
     acache_put_stream *ps;
-    unsigned char *buf; /* HOME_GATHER bytes, made at the first small piece */
+    unsigned char *buf; /* gather_size() bytes, made at the first small piece */
     size_t len;
 } home_put;
+
+/* A gather buffer no larger than the object: a batch holds many small
+ * puts at once, and a fresh 256 KiB buffer each costs page faults. */
+static size_t gather_size(const home_put *hp)
+{
+    uint64_t size = hp->meta->size;
+    return size == 0 ? 1 : size < HOME_GATHER ? (size_t)size : HOME_GATHER;
+}
 
 static acache_status home_begin(home_put *hp)
 {
@@ -205,11 +216,12 @@ static acache_status home_flush(home_put *hp)
 static acache_status home_write(void *ctx, const void *data, size_t len)
 {
     home_put *hp = ctx;
-    if (len >= HOME_DIRECT || (!hp->buf && !(hp->buf = malloc(HOME_GATHER)))) {
+    size_t cap = gather_size(hp);
+    if (len >= HOME_DIRECT || len > cap || (!hp->buf && !(hp->buf = malloc(cap)))) {
         acache_status st = home_flush(hp);
         return st != ACACHE_OK ? st : acache_put_write(hp->ps, data, len);
     }
-    if (len > HOME_GATHER - hp->len) {
+    if (len > cap - hp->len) {
         acache_status st = home_flush(hp);
         if (st != ACACHE_OK)
             return st;
@@ -246,9 +258,58 @@ static void count_remote_get(acache_store *s, acache_status st, uint64_t size)
     }
 }
 
+/* What get_into (or a get_many) of remote tier i gave for action, whose
+ * bytes went to hp: commits them in the home tier h, which checks them,
+ * tells the remote the verdict, copies the entry into the other tiers
+ * before i, and answers with the home tier's copy. Every failure is a
+ * miss. */
+static acache_status remote_hit_end(tiers *t, size_t i, size_t h, home_put *hp,
+                                    const acache_result *meta, acache_status st, unsigned flags,
+                                    acache_result *res)
+{
+    acache_store *s = t->stores[i], *home = t->stores[h];
+    const remote_ops *rops = s->ops->remote;
+    if (st == ACACHE_OK)
+        st = home_flush(hp); /* an empty object writes nothing */
+    free(hp->buf);
+    hp->buf = NULL;
+    if (st != ACACHE_OK) {
+        acache_put_abort(hp->ps);
+        count_remote_get(s, st, 0);
+        return ACACHE_MISS;
+    }
+    st = acache_put_commit(hp->ps, &meta->output_id, meta->size, res);
+    if (st == ACACHE_OK || st == ACACHE_EINVAL)
+        rops->verdict(s->self, meta, st == ACACHE_OK);
+    count_remote_get(s, st == ACACHE_OK ? ACACHE_OK : st == ACACHE_EINVAL ? ACACHE_CORRUPT : st,
+                     meta->size);
+    if (st != ACACHE_OK)
+        return ACACHE_MISS;
+    /* The time it was first stored: what `go clean -testcache` compares. */
+    res->time_ns = meta->time_ns;
+    for (size_t j = 0; j < i; j++) {
+        if (j == h)
+            continue;
+        acache_result m;
+        memset(&m, 0, sizeof m);
+        if (is_remote(t->stores[j])) {
+            copy_to(t->stores[j], hp->action, res, NULL);
+        } else if (home->ops->get(home->self, hp->action, ACACHE_GET_DATA, &m) == ACACHE_OK) {
+            copy_to(t->stores[j], hp->action, &m, NULL);
+            acache_result_release(&m);
+        }
+    }
+    if (flags & ACACHE_GET_DATA) {
+        if (home->ops->get(home->self, hp->action, flags & ~(unsigned)ACACHE_GET_LOCAL, res) !=
+            ACACHE_OK)
+            return ACACHE_MISS;
+        res->time_ns = meta->time_ns;
+    }
+    return ACACHE_OK;
+}
+
 /* Looks action up in remote tier i and, on a hit, stores it in the home
- * tier, which checks it, and answers with the home tier's copy. Every
- * failure is a miss. */
+ * tier, which checks it, and answers with the home tier's copy. */
 static acache_status get_remote(tiers *t, size_t i, const acache_id *action, unsigned flags,
                                 acache_result *res)
 {
@@ -256,49 +317,12 @@ static acache_status get_remote(tiers *t, size_t i, const acache_id *action, uns
     size_t h = home_for(t, i);
     if (h == NO_TIER) /* nowhere to keep it: the remote's own checked bytes */
         return acache_get(s, action, flags, res) == ACACHE_OK ? ACACHE_OK : ACACHE_MISS;
-    acache_store *home = t->stores[h];
-    const remote_ops *rops = s->ops->remote;
-    home_put hp = { home, action, NULL, NULL, 0 };
     acache_result meta;
     memset(&meta, 0, sizeof meta);
+    home_put hp = { t->stores[h], action, &meta, NULL, NULL, 0 };
     remote_sink sink = { home_write, &hp };
-    acache_status st = rops->get_into(s->self, action, &meta, &sink);
-    if (st == ACACHE_OK)
-        st = home_flush(&hp); /* an empty object writes nothing */
-    free(hp.buf);
-    if (st != ACACHE_OK) {
-        acache_put_abort(hp.ps);
-        count_remote_get(s, st, 0);
-        return ACACHE_MISS;
-    }
-    st = acache_put_commit(hp.ps, &meta.output_id, meta.size, res);
-    if (st == ACACHE_OK || st == ACACHE_EINVAL)
-        rops->verdict(s->self, &meta, st == ACACHE_OK);
-    count_remote_get(s, st == ACACHE_OK ? ACACHE_OK : st == ACACHE_EINVAL ? ACACHE_CORRUPT : st,
-                     meta.size);
-    if (st != ACACHE_OK)
-        return ACACHE_MISS;
-    /* The time it was first stored: what `go clean -testcache` compares. */
-    res->time_ns = meta.time_ns;
-    for (size_t j = 0; j < i; j++) {
-        if (j == h)
-            continue;
-        acache_result m;
-        memset(&m, 0, sizeof m);
-        if (is_remote(t->stores[j])) {
-            copy_to(t->stores[j], action, res, NULL);
-        } else if (home->ops->get(home->self, action, ACACHE_GET_DATA, &m) == ACACHE_OK) {
-            copy_to(t->stores[j], action, &m, NULL);
-            acache_result_release(&m);
-        }
-    }
-    if (flags & ACACHE_GET_DATA) {
-        if (home->ops->get(home->self, action, flags & ~(unsigned)ACACHE_GET_LOCAL, res) !=
-            ACACHE_OK)
-            return ACACHE_MISS;
-        res->time_ns = meta.time_ns;
-    }
-    return ACACHE_OK;
+    acache_status st = s->ops->remote->get_into(s->self, action, &meta, &sink);
+    return remote_hit_end(t, i, h, &hp, &meta, st, flags, res);
 }
 
 /* Looks action up tier by tier (only in the remotes if remotes_only). */
@@ -443,6 +467,106 @@ static acache_status pf_fetch(void *ctx, const acache_id *action)
     return ACACHE_MISS;
 }
 
+/* A batch of the prefetch on one remote tier (remote_ops.get_many). */
+typedef struct pf_many {
+    tiers *t;
+    size_t ri, h;               /* the remote tier and its home tier */
+    const acache_id *actions;
+    const size_t *pos;          /* each one's index in the prefetch's batch */
+    bool last;                  /* no later remote: a miss is final */
+    prefetch_done_fn done;
+    void *dctx;
+    home_put hp[PREFETCH_BATCH];
+    acache_result meta[PREFETCH_BATCH];
+    remote_sink sinks[PREFETCH_BATCH];
+    acache_status st[PREFETCH_BATCH];
+} pf_many;
+
+static const remote_sink *many_sink_for(void *ctx, size_t i, const acache_result *meta)
+{
+    pf_many *m = ctx;
+    m->meta[i] = *meta;
+    m->sinks[i] = (remote_sink){ home_write, &m->hp[i] };
+    return &m->sinks[i];
+}
+
+static void many_done(void *ctx, size_t i, acache_status st)
+{
+    pf_many *m = ctx;
+    acache_result res;
+    memset(&res, 0, sizeof res);
+    m->st[i] = remote_hit_end(m->t, m->ri, m->h, &m->hp[i], &m->meta[i], st, 0, &res);
+    if (m->st[i] == ACACHE_OK)
+        acache_result_release(&res);
+    if (m->st[i] == ACACHE_OK || m->last)
+        m->done(m->dctx, m->pos[i], m->st[i]);
+}
+
+/* The remote tier after tier `after` (NO_TIER: the first), or NO_TIER. */
+static size_t next_remote(const tiers *t, size_t after)
+{
+    for (size_t i = after == NO_TIER ? 0 : after + 1; i < t->n; i++)
+        if (is_remote(t->stores[i]))
+            return i;
+    return NO_TIER;
+}
+
+/* Asks remote tier ri for the n actions at pos[] of the batch; leaves in
+ * pos[] those it did not have and returns how many (0 from the last
+ * remote, which has reported every one). */
+static size_t pf_many_on(tiers *t, size_t ri, const acache_id *actions, size_t *pos, size_t n,
+                         prefetch_done_fn done, void *dctx)
+{
+    pf_many *m = malloc(sizeof *m);
+    acache_id ids[PREFETCH_BATCH];
+    size_t h = home_for(t, ri), left = 0;
+    bool last = next_remote(t, ri) == NO_TIER;
+    if (!m || h == NO_TIER || !t->stores[ri]->ops->remote->get_many) {
+        for (size_t k = 0; k < n; k++) {
+            acache_result res;
+            memset(&res, 0, sizeof res);
+            acache_status st = get_remote(t, ri, &actions[pos[k]], 0, &res);
+            if (st == ACACHE_OK)
+                acache_result_release(&res);
+            if (st == ACACHE_OK || last)
+                done(dctx, pos[k], st);
+            else
+                pos[left++] = pos[k];
+        }
+        free(m);
+        return left;
+    }
+    *m = (pf_many){ .t = t, .ri = ri, .h = h, .actions = ids, .pos = pos, .last = last,
+                    .done = done, .dctx = dctx };
+    for (size_t k = 0; k < n; k++) {
+        ids[k] = actions[pos[k]];
+        m->hp[k] = (home_put){ t->stores[h], &ids[k], &m->meta[k], NULL, NULL, 0 };
+        m->meta[k].size = 0;
+    }
+    remote_batch b = { ids, n, many_sink_for, many_done, m };
+    t->stores[ri]->ops->remote->get_many(t->stores[ri]->self, &b);
+    for (size_t k = 0; k < n && !last; k++)
+        if (m->st[k] != ACACHE_OK)
+            pos[left++] = pos[k];
+    free(m);
+    return left;
+}
+
+/* The batch through each remote in turn, each asked for what the ones
+ * before it did not have. */
+static void pf_fetch_many(void *ctx, const acache_id *actions, size_t n, prefetch_done_fn done,
+                          void *dctx)
+{
+    tiers *t = ctx;
+    size_t pos[PREFETCH_BATCH], left = n < PREFETCH_BATCH ? n : PREFETCH_BATCH;
+    for (size_t k = 0; k < left; k++)
+        pos[k] = k;
+    for (size_t ri = next_remote(t, NO_TIER); ri != NO_TIER && left > 0; ri = next_remote(t, ri))
+        left = pf_many_on(t, ri, actions, pos, left, done, dctx);
+    for (size_t k = 0; k < left; k++)
+        done(dctx, pos[k], ACACHE_MISS); /* no remote at all */
+}
+
 /* Whether a remote of the chain answered this session and is still on. */
 static bool remote_reached(tiers *t)
 {
@@ -483,6 +607,7 @@ static const prefetch_ops tiers_prefetch_ops = {
     .load = pf_load,
     .have = pf_have,
     .fetch = pf_fetch,
+    .fetch_many = pf_fetch_many,
     .store = pf_store,
 };
 

@@ -62,7 +62,14 @@ static void load(void)
         !resolve(lib, "curl_easy_cleanup", &a.easy_cleanup) ||
         !resolve(lib, "curl_easy_strerror", &a.easy_strerror) ||
         !resolve(lib, "curl_slist_append", &a.slist_append) ||
-        !resolve(lib, "curl_slist_free_all", &a.slist_free_all))
+        !resolve(lib, "curl_slist_free_all", &a.slist_free_all) ||
+        !resolve(lib, "curl_multi_init", &a.multi_init) ||
+        !resolve(lib, "curl_multi_add_handle", &a.multi_add_handle) ||
+        !resolve(lib, "curl_multi_remove_handle", &a.multi_remove_handle) ||
+        !resolve(lib, "curl_multi_perform", &a.multi_perform) ||
+        !resolve(lib, "curl_multi_poll", &a.multi_poll) ||
+        !resolve(lib, "curl_multi_info_read", &a.multi_info_read) ||
+        !resolve(lib, "curl_multi_cleanup", &a.multi_cleanup))
         return; /* lib stays mapped: harmless, and dlclose could run its destructors */
     CURLcode rc = a.global_init(CURL_GLOBAL_DEFAULT);
     if (rc != CURLE_OK) {

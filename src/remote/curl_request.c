@@ -113,11 +113,20 @@ acache_status curl_client_init(curl_client *c, long connect_ms, long timeout_ms)
     c->connect_ms = connect_ms;
     c->timeout_ms = timeout_ms;
     remote_pool_init(&c->pool);
+    remote_pool_init(&c->multis);
     return ACACHE_OK;
+}
+
+/* The multis' pool is emptied by curl_multis_drain() (curl_multi.c, which
+ * calls this file, never the other way round) before the client goes. */
+static void drained(void *set)
+{
+    (void)set;
 }
 
 void curl_client_destroy(curl_client *c)
 {
+    remote_pool_destroy(&c->multis, drained);
     remote_pool_destroy(&c->pool, handle_free);
 }
 
@@ -176,13 +185,15 @@ static void set_options(const curl_client *c, CURL *e, curl_req *rq, char *errbu
     }
 }
 
-acache_status curl_perform(curl_client *c, curl_req *rq, const char *where)
+CURL *curl_req_start(curl_client *c, curl_req *rq, CURL *e, char *errbuf, const char *where)
 {
     const curl_api *curl = c->curl;
-    const char *m = method_names[rq->method];
-    CURL *e = remote_pool_take(&c->pool);
-    if (!e && !(e = curl->easy_init()))
-        return set_error(ACACHE_ENOMEM, "%s: cannot make a curl handle", where);
+    if (!e)
+        e = remote_pool_take(&c->pool);
+    if (!e && !(e = curl->easy_init())) {
+        set_error(ACACHE_ENOMEM, "%s: cannot make a curl handle", where);
+        return NULL;
+    }
     /* Reset clears the options but keeps the handle's live connections. */
     curl->easy_reset(e);
     rq->curl_ = curl;
@@ -191,9 +202,17 @@ acache_status curl_perform(curl_client *c, curl_req *rq, const char *where)
     rq->errlen = 0;
     rq->errbody[0] = rq->header[0] = '\0';
     rq->st = ACACHE_OK;
-    char errbuf[CURL_ERROR_SIZE] = "";
+    errbuf[0] = '\0';
     set_options(c, e, rq, errbuf);
-    CURLcode rc = curl->easy_perform(e);
+    return e;
+}
+
+acache_status curl_req_end(curl_client *c, curl_req *rq, CURLcode rc, const char *errbuf,
+                           const char *where, bool keep)
+{
+    const curl_api *curl = c->curl;
+    const char *m = method_names[rq->method];
+    CURL *e = rq->e_;
     acache_status st = ACACHE_OK;
     curl->easy_getinfo(e, CURLINFO_RESPONSE_CODE, &rq->code);
     if (rc == CURLE_WRITE_ERROR && rq->st != ACACHE_OK) {
@@ -210,7 +229,16 @@ acache_status curl_perform(curl_client *c, curl_req *rq, const char *where)
                        errbuf[0] ? errbuf : curl->easy_strerror(rc));
     }
     curl->easy_setopt(e, CURLOPT_ERRORBUFFER, NULL);
-    if (!remote_pool_give(&c->pool, e))
+    if (!keep && !remote_pool_give(&c->pool, e))
         curl->easy_cleanup(e);
     return st;
+}
+
+acache_status curl_perform(curl_client *c, curl_req *rq, const char *where)
+{
+    char errbuf[CURL_ERROR_SIZE];
+    CURL *e = curl_req_start(c, rq, NULL, errbuf, where);
+    if (!e)
+        return ACACHE_ENOMEM;
+    return curl_req_end(c, rq, c->curl->easy_perform(e), errbuf, where, false);
 }

@@ -26,6 +26,8 @@
 typedef struct curl_client {
     const curl_api *curl;
     remote_pool pool;          /* idle easy handles, with their connections */
+    remote_pool multis;        /* idle multi handles with their easy handles
+                                  (curl_multi.c), and their connections */
     long connect_ms, timeout_ms;
 } curl_client;
 
@@ -66,6 +68,23 @@ void curl_client_destroy(curl_client *c);
  * status); a sink's status; ACACHE_CORRUPT past the limit; or ACACHE_EIO
  * (cannot connect, timeout, cancelled), the message naming `where`. */
 acache_status curl_perform(curl_client *c, curl_req *rq, const char *where);
+
+/* The two halves of curl_perform, for curl_multi.c: handle e (NULL: one
+ * from the pool) set up for rq (NULL: out of memory, message set), errbuf
+ * (CURL_ERROR_SIZE bytes) receiving libcurl's message; then, once libcurl
+ * has run it to rc, what curl_perform returns, with the handle given back
+ * to the pool unless the caller keeps it. */
+CURL *curl_req_start(curl_client *c, curl_req *rq, CURL *e, char *errbuf, const char *where);
+acache_status curl_req_end(curl_client *c, curl_req *rq, CURLcode rc, const char *errbuf,
+                           const char *where, bool keep);
+/* Frees the multi handles curl_perform_many pooled in c, with their
+ * connections: call it before curl_client_destroy if it was ever called. */
+void curl_multis_drain(curl_client *c);
+
+/* Runs rqs[0..n) at once (on connections of their own, kept for the next
+ * call); st[i] is what curl_perform would return for rqs[i]. */
+void curl_perform_many(curl_client *c, curl_req *rqs, size_t n, const char *where,
+                       acache_status *st);
 
 /* "GET", "HEAD", ... */
 const char *curl_method_name(curl_method m);

@@ -21,16 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Fills a fixed buffer; more than it holds is refused by the transport's
- * limit before it gets here. */
-typedef struct buf_sink {
-    unsigned char buf[REMOTE_RECORD_MAX];
-    size_t len;
-} buf_sink;
-
 static acache_status buf_write(void *ctx, const void *data, size_t len)
 {
-    buf_sink *b = ctx;
+    record_buf *b = ctx;
     if (len > sizeof b->buf - b->len)
         return set_error(ACACHE_CORRUPT, "action record is too long");
     memcpy(b->buf + b->len, data, len);
@@ -38,18 +31,18 @@ static acache_status buf_write(void *ctx, const void *data, size_t len)
     return ACACHE_OK;
 }
 
+remote_sink record_sink(record_buf *b)
+{
+    return (remote_sink){ buf_write, b };
+}
+
 /* Passes bytes on and remembers a failure of the caller's sink, which is
  * the caller's problem and not the remote's. */
-typedef struct guard_sink {
-    const remote_sink *down;
-    acache_status st;
-} guard_sink;
-
 static acache_status guard_write(void *ctx, const void *data, size_t len)
 {
-    guard_sink *g = ctx;
-    g->st = g->down->write(g->down->ctx, data, len);
-    return g->st;
+    object_get *o = ctx;
+    o->sink_st = o->down->write(o->down->ctx, data, len);
+    return o->sink_st;
 }
 
 /* Hashes what streams by. */
@@ -90,53 +83,54 @@ static bool object_fails_hash(remote *r, const char *hex, const acache_id *outpu
     return fails;
 }
 
-acache_status remote_get_into(void *self, const acache_id *action, acache_result *meta,
-                              const remote_sink *sink)
+acache_status record_take(remote *r, const acache_id *action, acache_status st,
+                          const unsigned char *buf, size_t len, remote_record *rec)
 {
-    remote *r = self;
     char hex[ACACHE_ID_HEX_SIZE], why[512];
-    if (!r->cfg.can_read || atomic_load(&r->off))
-        return ACACHE_MISS;
-    acache_id_to_hex(action, hex);
-    buf_sink rb = { .len = 0 };
-    remote_sink rs = { buf_write, &rb };
-    acache_status st = remote_health(r, r->tops->fetch(r->t, REMOTE_AC, hex, sizeof rb.buf, &rs));
     if (st == ACACHE_MISS) {
         BUMP(r, misses);
         return ACACHE_MISS;
     }
     if (st != ACACHE_OK && st != ACACHE_CORRUPT)
         return st;
-    remote_record rec;
     if (st == ACACHE_OK)
-        st = record_decode(rb.buf, rb.len, action, r->cfg.key, r->cfg.keylen, &rec);
+        st = record_decode(buf, len, action, r->cfg.key, r->cfg.keylen, rec);
     if (st != ACACHE_OK) {
         BUMP(r, rejected);
         snprintf(why, sizeof why, "%s", acache_last_error());
+        acache_id_to_hex(action, hex);
         return set_error(ACACHE_CORRUPT, "remote %s: ac/%s refused: %s", r->name, hex, why);
     }
-    if (rec.size > r->cfg.max_object) {
+    if (rec->size > r->cfg.max_object) {
         BUMP(r, misses);
         return ACACHE_MISS;
     }
-    meta->output_id = rec.output;
-    meta->size = rec.size;
-    meta->time_ns = rec.time_ns;
-    meta->path[0] = '\0';
+    return ACACHE_OK;
+}
 
-    guard_sink g = { sink, ACACHE_OK };
-    remote_sink gs = { guard_write, &g };
-    object_decoder d;
-    object_decoder_init(&d, rec.size, &gs);
-    remote_sink ds = object_decoder_sink(&d);
-    acache_id_to_hex(&rec.output, hex);
-    st = r->tops->fetch(r->t, REMOTE_CAS, hex, object_stored_limit(rec.size), &ds);
+void object_get_begin(object_get *o, remote *r, const remote_record *rec, const remote_sink *sink)
+{
+    o->r = r;
+    o->rec = *rec;
+    acache_id_to_hex(&rec->output, o->hex);
+    o->down = sink;
+    o->sink_st = ACACHE_OK;
+    o->guard = (remote_sink){ guard_write, o };
+    object_decoder_init(&o->d, rec->size, &o->guard);
+    o->in = object_decoder_sink(&o->d);
+}
+
+acache_status object_get_end(object_get *o, acache_status st, bool count)
+{
+    remote *r = o->r;
+    char why[512];
     if (st == ACACHE_OK)
-        st = object_decoder_finish(&d);
-    object_decoder_free(&d);
-    if (g.st != ACACHE_OK)
-        return g.st;
-    st = remote_health(r, st);
+        st = object_decoder_finish(&o->d);
+    object_decoder_free(&o->d);
+    if (o->sink_st != ACACHE_OK)
+        return o->sink_st;
+    if (count)
+        st = remote_health(r, st);
     if (st == ACACHE_MISS) {
         /* The record outlived its object (evicted by the server). */
         BUMP(r, misses);
@@ -147,14 +141,43 @@ acache_status remote_get_into(void *self, const acache_id *action, acache_result
         /* Left in place, a bad object would stop every later upload of
          * it; but it goes only if it fails its own hash: a record that
          * nobody signed may be what is wrong. */
-        bool removed = r->cfg.can_write && object_fails_hash(r, hex, &rec.output);
+        bool removed = r->cfg.can_write && object_fails_hash(r, o->hex, &o->rec.output);
         if (removed)
-            remote_health(r, r->tops->remove(r->t, REMOTE_CAS, hex));
+            remote_health(r, r->tops->remove(r->t, REMOTE_CAS, o->hex));
         BUMP(r, rejected);
-        return set_error(ACACHE_CORRUPT, "remote %s: cas/%s refused%s: %s", r->name, hex,
+        return set_error(ACACHE_CORRUPT, "remote %s: cas/%s refused%s: %s", r->name, o->hex,
                          removed ? " and removed" : "", why);
     }
     return st;
+}
+
+void record_meta(const remote_record *rec, acache_result *meta)
+{
+    meta->output_id = rec->output;
+    meta->size = rec->size;
+    meta->time_ns = rec->time_ns;
+    meta->path[0] = '\0';
+}
+
+acache_status remote_get_into(void *self, const acache_id *action, acache_result *meta,
+                              const remote_sink *sink)
+{
+    remote *r = self;
+    char hex[ACACHE_ID_HEX_SIZE];
+    if (!r->cfg.can_read || atomic_load(&r->off))
+        return ACACHE_MISS;
+    acache_id_to_hex(action, hex);
+    record_buf rb = { .len = 0 };
+    remote_sink rs = record_sink(&rb);
+    acache_status st = remote_health(r, r->tops->fetch(r->t, REMOTE_AC, hex, sizeof rb.buf, &rs));
+    remote_record rec;
+    if ((st = record_take(r, action, st, rb.buf, rb.len, &rec)) != ACACHE_OK)
+        return st;
+    record_meta(&rec, meta);
+    object_get o;
+    object_get_begin(&o, r, &rec, sink);
+    st = r->tops->fetch(r->t, REMOTE_CAS, o.hex, object_stored_limit(rec.size), &o.in);
+    return object_get_end(&o, st, true);
 }
 
 void remote_verdict(void *self, const acache_result *meta, bool good)

@@ -15,7 +15,8 @@
  *
  * Requests run through curl_request.c: pooled handles (connections reused
  * across requests and threads), timeouts, a GET body streamed into the
- * caller's sink only once the status is 200. This file must never print,
+ * caller's sink only once the status is 200. The GETs of a prefetch batch
+ * run at once (fetch_many, curl_multi.c). This file must never print,
  * and never put the URL in a message: it may carry a password (messages
  * show the spec with the password as "***").
  */
@@ -39,15 +40,13 @@ typedef struct http_t {
     curl_client client;
 } http_t;
 
-/* Runs the request and says what its answer means: for GET and HEAD, 200
- * is there and 404 is not; for PUT and DELETE, 2xx is done, 404 (DELETE)
- * is not there, and another 4xx is a refusal. Anything else is a failure. */
-static acache_status request_run(http_t *h, curl_method m, remote_ns ns, const char *hex,
-                                 curl_req *rq)
+/* Points rq at name (url and name: the caller's buffers) and the remote's
+ * headers and credentials. */
+static void request_setup(http_t *h, curl_method m, remote_ns ns, const char *hex, curl_req *rq,
+                          char url[URL_MAX], char name[80])
 {
-    char url[URL_MAX], name[80];
-    snprintf(url, sizeof url, "%s/%s/%s", h->base, ns == REMOTE_AC ? "ac" : "cas", hex);
-    snprintf(name, sizeof name, "%s/%s", ns == REMOTE_AC ? "ac" : "cas", hex);
+    snprintf(url, URL_MAX, "%s/%s/%s", h->base, ns == REMOTE_AC ? "ac" : "cas", hex);
+    snprintf(name, 80, "%s/%s", ns == REMOTE_AC ? "ac" : "cas", hex);
     rq->method = m;
     rq->url = url;
     rq->name = name;
@@ -56,10 +55,17 @@ static acache_status request_run(http_t *h, curl_method m, remote_ns ns, const c
         rq->user = h->user;
         rq->password = h->pass;
     }
-    acache_status st = curl_perform(&h->client, rq, h->where);
+}
+
+/* What an answer means: for GET and HEAD, 200 is there and 404 is not;
+ * for PUT and DELETE, 2xx is done, 404 (DELETE) is not there, and another
+ * 4xx is a refusal. Anything else is a failure. st: curl_perform's. */
+static acache_status request_answer(http_t *h, acache_status st, const curl_req *rq)
+{
     if (st != ACACHE_OK)
         return st;
     long code = rq->code;
+    curl_method m = rq->method;
     bool writes = m == CURL_PUT || m == CURL_DELETE;
     if (writes ? code >= 200 && code < 300 : code == 200)
         return ACACHE_OK;
@@ -67,9 +73,17 @@ static acache_status request_run(http_t *h, curl_method m, remote_ns ns, const c
         return ACACHE_MISS;
     if (writes && code >= 400 && code < 500)
         return set_error(REMOTE_REFUSED, "%s: %s %s refused: HTTP status %ld", h->where,
-                         curl_method_name(m), name, code);
+                         curl_method_name(m), rq->name, code);
     return set_error(ACACHE_EIO, "%s: %s %s: HTTP status %ld", h->where, curl_method_name(m),
-                     name, code);
+                     rq->name, code);
+}
+
+static acache_status request_run(http_t *h, curl_method m, remote_ns ns, const char *hex,
+                                 curl_req *rq)
+{
+    char url[URL_MAX], name[80];
+    request_setup(h, m, ns, hex, rq, url, name);
+    return request_answer(h, curl_perform(&h->client, rq, h->where), rq);
 }
 
 static acache_status http_fetch(void *t, remote_ns ns, const char *hex, uint64_t limit,
@@ -77,6 +91,41 @@ static acache_status http_fetch(void *t, remote_ns ns, const char *hex, uint64_t
 {
     curl_req rq = { .sink = sink, .limit = limit };
     return request_run(t, CURL_GET, ns, hex, &rq);
+}
+
+/* The GETs of a batch, all at once (curl_multi.c). When every one failed
+ * to reach the server, that is the exchange's failure, counted once. */
+static acache_status http_fetch_many(void *t, remote_ns ns, const char *const *hexes, size_t n,
+                                     const uint64_t *limits, const remote_sink *sinks,
+                                     acache_status *st)
+{
+    http_t *h = t;
+    curl_req *rqs = calloc(n, sizeof *rqs);
+    char (*urls)[URL_MAX] = malloc(n * sizeof *urls);
+    char (*names)[80] = malloc(n * sizeof *names);
+    acache_status err = ACACHE_OK;
+    if (!rqs || !urls || !names) {
+        err = set_error(ACACHE_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        rqs[i].sink = &sinks[i];
+        rqs[i].limit = limits[i];
+        request_setup(h, CURL_GET, ns, hexes[i], &rqs[i], urls[i], names[i]);
+    }
+    curl_perform_many(&h->client, rqs, n, h->where, st);
+    size_t failed = 0;
+    for (size_t i = 0; i < n; i++) {
+        st[i] = request_answer(h, st[i], &rqs[i]);
+        failed += st[i] == ACACHE_EIO;
+    }
+    if (failed == n)
+        err = set_error(ACACHE_EIO, "%s: %zu requests at once all failed", h->where, n);
+out:
+    free(names);
+    free(urls);
+    free(rqs);
+    return err;
 }
 
 static acache_status http_exists(void *t, remote_ns ns, const char *hex)
@@ -101,6 +150,7 @@ static acache_status http_remove(void *t, remote_ns ns, const char *hex)
 static void http_close(void *t)
 {
     http_t *h = t;
+    curl_multis_drain(&h->client);
     curl_client_destroy(&h->client);
     h->client.curl->slist_free_all(h->headers);
     free(h);
@@ -108,6 +158,7 @@ static void http_close(void *t)
 
 static const transport_ops http_transport = {
     .fetch = http_fetch,
+    .fetch_many = http_fetch_many,
     .exists = http_exists,
     .store = http_store,
     .remove = http_remove,

@@ -304,6 +304,72 @@ static acache_status redis_fetch(void *t, remote_ns ns, const char *hex, uint64_
     return st;
 }
 
+/* The reply to GET i of a pipeline, read into sinks[i]: a bulk is the
+ * value, nil no such key. false when the connection cannot go on. */
+static bool many_read(redis_t *rt, redis_conn *rc, uint64_t limit, const remote_sink *sink,
+                      int64_t deadline, acache_status *st)
+{
+    wire_reply r;
+    acache_status s = wire_read(&rc->w, limit, sink, deadline, &r);
+    if (s != ACACHE_OK) {
+        *st = s;
+        return !rc->w.broken;
+    }
+    if (r.type == WIRE_NIL)
+        *st = ACACHE_MISS;
+    else if (r.type == WIRE_BULK)
+        *st = ACACHE_OK;
+    else
+        *st = reply_error(rt, "GET", &r);
+    return true;
+}
+
+/* GET of every name in one round trip. A value is never large here (the
+ * caller batches small ones), so GET's whole reply, streamed by the wire
+ * from its checked length, stands in for EXISTS + GETRANGE: nil tells a
+ * missing key from an empty value. */
+static acache_status redis_fetch_many(void *t, remote_ns ns, const char *const *hexes, size_t n,
+                                      const uint64_t *limits, const remote_sink *sinks,
+                                      acache_status *st)
+{
+    redis_t *rt = t;
+    char keys[REMOTE_BATCH_MAX][KEY_MAX];
+    const char *argv[2 * REMOTE_BATCH_MAX];
+    size_t lens[2 * REMOTE_BATCH_MAX];
+    int counts[REMOTE_BATCH_MAX];
+    uint64_t bytes = 0;
+    acache_status err = ACACHE_OK;
+    if (n == 0 || n > REMOTE_BATCH_MAX)
+        return n == 0 ? ACACHE_OK : set_error(ACACHE_EINVAL, "redis: too many names at once");
+    for (size_t i = 0; i < n; i++) {
+        argv[2 * i] = "GET";
+        lens[2 * i] = 3;
+        argv[2 * i + 1] = keys[i];
+        lens[2 * i + 1] = (size_t)make_key(rt, ns, hexes[i], keys[i]);
+        counts[i] = 2;
+        bytes += limits[i];
+    }
+    redis_conn *rc = conn_get(rt, &err);
+    if (!rc)
+        return err;
+    int64_t deadline = op_deadline(rt, bytes);
+    /* Every GET goes out before the first reply is read: one round trip
+     * (in several writes if the wire takes fewer commands at once). */
+    for (size_t i = 0; err == ACACHE_OK && i < n; i += WIRE_PIPELINE_MAX) {
+        size_t k = n - i < WIRE_PIPELINE_MAX ? n - i : WIRE_PIPELINE_MAX;
+        err = wire_send(&rc->w, (int)k, counts + i, argv + 2 * i, lens + 2 * i, deadline);
+    }
+    for (size_t i = 0; err == ACACHE_OK && i < n; i++) {
+        if (!many_read(rt, rc, limits[i], &sinks[i], deadline, &st[i]) && st[i] < 0 &&
+            st[i] != ACACHE_CORRUPT)
+            err = st[i]; /* the connection failed, not the name */
+        if (rc->w.broken)
+            break;
+    }
+    conn_release(rt, rc);
+    return err;
+}
+
 /* CMD KEY, for EXISTS and DEL, which answer with a count: ACACHE_OK if
  * it is not 0, ACACHE_MISS if it is. An error reply to a write (DEL) is a
  * refusal. */
@@ -462,6 +528,7 @@ static void redis_close(void *t)
 
 static const transport_ops redis_transport = {
     .fetch = redis_fetch,
+    .fetch_many = redis_fetch_many,
     .exists = redis_exists,
     .store = redis_store,
     .remove = redis_remove,

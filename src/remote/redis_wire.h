@@ -25,8 +25,9 @@
  * recv(2) calls rather than 64 (bench/README.md); part of each pooled
  * connection, allocated once. */
 #define WIRE_BUF_SIZE ((size_t)256 << 10)
-/* The most commands wire_send() sends in one pipeline. */
-#define WIRE_PIPELINE_MAX 4
+/* The most commands wire_send() sends in one pipeline (one sendmsg):
+ * a prefetch batch's GETs (REMOTE_BATCH_MAX) go out together. */
+#define WIRE_PIPELINE_MAX 32
 
 typedef struct redis_wire {
     int fd;                     /* owned by the caller */

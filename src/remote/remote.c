@@ -3,8 +3,9 @@
  * (remote.h): creating and closing it, its two ops tables (backend_ops for
  * a remote used alone, remote_ops for the tiers), a put on the remote
  * alone (held, then sent at commit), deletes and the counters. Its parts:
- * health.c (switching off), fetch.c (gets), uploader.c (background
- * uploads); remote_store.h holds the state they share.
+ * health.c (switching off), fetch.c (gets), fetch_many.c (gets of several
+ * at once), uploader.c (background uploads); remote_store.h holds the
+ * state they share.
  *
  * This store must never let a remote make a call fail that the local
  * store answered, never hand out bytes that were not checked against
@@ -154,6 +155,7 @@ static acache_status remote_del(void *self, const acache_id *action)
 
 static const remote_ops remote_remote_ops = {
     .get_into = remote_get_into,
+    .get_many = remote_get_many,
     .verdict = remote_verdict,
     .put_file = remote_put_file,
     .flush = remote_flush,

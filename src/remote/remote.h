@@ -29,6 +29,12 @@
  * alive, so this is not a failure that switches the remote off for reads;
  * enough of them in a row switch off uploads. */
 #define REMOTE_REFUSED ((acache_status)3)
+/* Internal status of one name of a fetch_many that was not answered: the
+ * exchange ended before it (a reply refused unread breaks a Redis
+ * connection). The remote layer fetches it again on its own. */
+#define REMOTE_UNTRIED ((acache_status)4)
+/* The most names asked for together (fetch_many, get_many). */
+#define REMOTE_BATCH_MAX 32
 
 /* The slowest a transfer may move: an operation's deadline is its timeout
  * plus the time its bytes take at this rate. */
@@ -68,6 +74,16 @@ typedef struct transport_ops {
      * once *cancel is set (a flush ran out of time). */
     acache_status (*store)(void *t, remote_ns ns, const char *hex, const void *data,
                            size_t len, const atomic_bool *cancel);
+    /* Optional (NULL: the remote layer calls fetch once per name): the
+     * values of n (<= REMOTE_BATCH_MAX) names of one namespace, asked for
+     * together (Redis: pipelined GETs, one round trip), value i streamed
+     * into sinks[i] and its status, as fetch would give it, in st[i]. The
+     * caller sets every st[i] to REMOTE_UNTRIED; names the exchange did
+     * not reach keep it. Returns an error (< 0) only when the exchange
+     * itself failed (the server, not one name): that counts once. */
+    acache_status (*fetch_many)(void *t, remote_ns ns, const char *const *hexes, size_t n,
+                                const uint64_t *limits, const remote_sink *sinks,
+                                acache_status *st);
     /* Removes name; ACACHE_MISS if there was none (when the server says). */
     acache_status (*remove)(void *t, remote_ns ns, const char *hex);
     void (*close)(void *t);
@@ -106,6 +122,19 @@ void remote_display_name(const char *scheme, const char *rest, char *out, size_t
 /* Sends one line to the application's log function, if it set one. */
 void remote_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* A get_many: actions[0..n), and what to do as each goes. */
+typedef struct remote_batch {
+    const acache_id *actions;
+    size_t n;                   /* at most REMOTE_BATCH_MAX */
+    /* The record of actions[i] was checked (meta: output_id, size,
+     * time_ns): the sink its bytes go to. Called at most once per i. */
+    const remote_sink *(*sink_for)(void *ctx, size_t i, const acache_result *meta);
+    /* actions[i] is over, with what get_into would have returned; called
+     * exactly once per i, as soon as it is over. */
+    void (*done)(void *ctx, size_t i, acache_status st);
+    void *ctx;
+} remote_batch;
+
 /*
  * The extra operations of a remote store (backend_ops.remote), used by the
  * tier combinator.
@@ -118,7 +147,12 @@ typedef struct remote_ops {
      * ACACHE_CORRUPT (a record refused), a sink status, or an error. */
     acache_status (*get_into)(void *self, const acache_id *action, acache_result *meta,
                               const remote_sink *sink);
-    /* After a get_into that returned ACACHE_OK: whether the bytes matched
+    /* get_into for several actions, in fewer round trips where the
+     * transport allows (fetch_many): their records together, then the
+     * objects of the small ones together, then each large one. Every
+     * record and object is checked as get_into checks it. */
+    void (*get_many)(void *self, const remote_batch *b);
+    /* After a get_into (or a get_many done) that returned ACACHE_OK: whether the bytes matched
      * meta->output_id. A mismatch is counted and the object removed from
      * the remote (unless read-only). */
     void (*verdict)(void *self, const acache_result *meta, bool good);

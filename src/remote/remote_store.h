@@ -4,13 +4,15 @@
  *   remote.c    the store: create, close, the ops tables, puts, deletes, info
  *   health.c    counting failures and switching a remote off
  *   fetch.c     gets: the record, then the object, checked against its id
+ *   fetch_many.c   gets of several actions at once, from fetch.c's parts
  *   uploader.c  the background upload queue, its threads and its flush
- * The calls go one way only: remote.c calls the other three, fetch.c and
- * uploader.c call health.c, and health.c calls none of them.
+ * The calls go one way only: remote.c calls the others, fetch_many.c
+ * calls fetch.c, fetch.c and uploader.c call health.c, and health.c calls
+ * none of them.
  *
  * Rules: every field below `mu` is read or written only under it; the
  * counters are atomics bumped with BUMP and never reset; nothing outside
- * these four files includes this header.
+ * these files includes this header.
  */
 #ifndef ACACHE_REMOTE_STORE_H
 #define ACACHE_REMOTE_STORE_H
@@ -71,6 +73,43 @@ void remote_verdict(void *self, const acache_result *meta, bool good);
 acache_status remote_get(void *self, const acache_id *action, unsigned flags,
                          acache_result *res);
 unsigned remote_prefetch(void *self);
+
+/* fetch.c: the parts of a get, for fetch_many.c. */
+typedef struct record_buf {
+    unsigned char buf[REMOTE_RECORD_MAX];
+    size_t len;
+} record_buf;
+/* A sink filling b; more than it holds is ACACHE_CORRUPT. */
+remote_sink record_sink(record_buf *b);
+/* Checks what fetching the record of action gave (st: the transport's
+ * status, its health already counted): ACACHE_OK with rec filled, or the
+ * miss, refusal or error get_into returns (counted). */
+acache_status record_take(remote *r, const acache_id *action, acache_status st,
+                          const unsigned char *buf, size_t len, remote_record *rec);
+/* meta's output_id, size and time_ns from rec. */
+void record_meta(const remote_record *rec, acache_result *meta);
+
+/* An object being fetched: the transport writes into `in`, which decodes
+ * into the caller's sink; a failure of that sink is remembered apart. It
+ * must not move between begin and end. */
+typedef struct object_get {
+    remote *r;
+    remote_record rec;
+    char hex[ACACHE_ID_HEX_SIZE];
+    const remote_sink *down;
+    acache_status sink_st;
+    remote_sink guard;
+    object_decoder d;
+    remote_sink in;
+} object_get;
+void object_get_begin(object_get *o, remote *r, const remote_record *rec, const remote_sink *sink);
+/* After the transport's status st for it: what get_into returns (a bad
+ * object removed and counted). count: st still has to be counted for the
+ * remote's health (never when the caller's sink failed). */
+acache_status object_get_end(object_get *o, acache_status st, bool count);
+
+/* fetch_many.c: remote_ops.get_many. */
+void remote_get_many(void *self, const remote_batch *b);
 
 /* uploader.c: sending entries, now (remote_upload_entry, with cctx NULL
  * or a ZSTD_CCtx) or queued for the uploader threads. */
