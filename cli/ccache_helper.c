@@ -25,7 +25,9 @@
  * every remote value is checked by the library before a client sees it,
  * and records are signed with key-file. A remote that fails repeatedly is
  * switched off by the library; from then on every get is a miss and every
- * put is not stored, answered at once.
+ * put is not stored, answered at once. Before that, from the first failed
+ * get on, clients are answered at once while ccache_probe.c asks the remote
+ * in the background (a hanging server costs one timeout, not `failures`).
  *
  * Must never: print anything but diagnostics ("acache:" on stderr, which
  * ccache sends to /dev/null) and never a secret; replace at the endpoint
@@ -34,6 +36,7 @@
  * actually arrived (a length is only a claim until they do); wait on the
  * network outside the library's timeouts.
  */
+#include "ccache_probe.h"
 #include "ccache_proto.h"
 #include "ccache_queue.h"
 #include "commands.h"
@@ -71,6 +74,10 @@
 #define HELPER_QUEUE_BYTES ((uint64_t)256 << 20)
 #define HELPER_UPLOADERS 4
 #define HELPER_READ_BUF ((size_t)64 << 10)
+/* The answer to a get or remove while the remote is failing (its last
+ * request failed and no probe has had an answer since). */
+#define HELPER_FAILING_MSG "remote failed its last request: not asked until a background probe " \
+                           "gets an answer"
 
 /* ------------------------------------------------------------------ */
 /* Configuration from the environment                                  */
@@ -321,6 +328,7 @@ typedef struct helper {
     helper_config cfg;
     acache_store *remote;
     ccq *queue;
+    ccp *probe;             /* a failing remote asked in the background */
     int listen_fd;
     struct stat bound;
     int wake[2];            /* a byte: a client left, stop, or a signal */
@@ -497,14 +505,18 @@ static int serve_get(conn *c, const crsh_request *req)
         free(data);
         return r;
     }
+    if (ccp_failing(h->probe))
+        return answer(c, CRSH_ERR, HELPER_FAILING_MSG);
     acache_result res;
     acache_status st = acache_get(h->remote, &action, ACACHE_GET_DATA, &res);
     if (st == ACACHE_MISS) {
         atomic_fetch_add(&h->misses, 1);
         return answer(c, CRSH_NOOP, NULL);
     }
-    if (st != ACACHE_OK)
+    if (st != ACACHE_OK) {
+        ccp_failed(h->probe);
         return answer(c, CRSH_ERR, acache_last_error());
+    }
     atomic_fetch_add(&h->hits, 1);
     int r = send_all(c->fd, head, crsh_value_head(head, res.size));
     if (r == 0 && res.size > 0)
@@ -540,11 +552,14 @@ static int serve_remove(conn *c, const crsh_request *req)
     derive_action(req, &action);
     bool cancelled = ccq_cancel(h->queue, &action), takes_puts;
     /* A switched-off remote is not asked: the answer is at once. */
+    if (ccp_failing(h->probe))
+        return answer(c, cancelled ? CRSH_OK : CRSH_ERR, HELPER_FAILING_MSG);
     acache_status st = remote_off(h, &takes_puts) ? ACACHE_MISS : acache_delete(h->remote, &action);
     if (st == ACACHE_OK || cancelled)
         return answer(c, CRSH_OK, NULL);
     if (st == ACACHE_MISS)
         return answer(c, CRSH_NOOP, NULL);
+    ccp_failed(h->probe);
     return answer(c, CRSH_ERR, acache_last_error());
 }
 
@@ -598,6 +613,11 @@ static void collect_info(helper *h, diag_list *d)
              qs.pending, (double)qs.pending_bytes / (1024.0 * 1024.0),
              (double)HELPER_QUEUE_BYTES / (1024.0 * 1024.0), qs.queued, qs.uploaded, qs.failed,
              qs.dropped, qs.served);
+    ccp_stats ps;
+    ccp_get_stats(h->probe, &ps);
+    diag_add(d, "failing remote: %" PRIu64 " requests answered without it, %" PRIu64
+                " background probes, %" PRIu64 " recoveries",
+             ps.skipped, ps.probes, ps.recovered);
     pthread_mutex_lock(&h->mu);
     size_t clients = h->clients;
     pthread_mutex_unlock(&h->mu);
@@ -855,7 +875,10 @@ static void usage(FILE *f)
 "upload-queue entries and 256 MiB; more is not stored and counted as dropped)\n"
 "and uploaded in the background. A remote that fails `failures` times in a\n"
 "row is switched off: every later request is answered at once (miss, not\n"
-"stored). On an idle exit, a stop request or SIGTERM the socket is removed\n"
+"stored). After one failed get, gets and removes are answered at once with an\n"
+"error while a background probe asks the remote (at most every 200 ms): an\n"
+"answer puts it back in use; failed probes count towards `failures`.\n"
+"On an idle exit, a stop request or SIGTERM the socket is removed\n"
 "first, then queued uploads are flushed for at most flush-timeout.\n"
 "\n"
 "The info request answers with the acache version and, as diagnostics that\n"
@@ -879,7 +902,7 @@ static int open_remote(helper *h)
     if (acache_remotes(s, NULL, 0) == 0) {
         redact(&h->cfg, h->cfg.url, safe, sizeof safe);
         cli_err("ccache-helper: %s is not a remote store (want redis://, redis+unix://, http://, "
-                "https://)", safe);
+                "https://, s3://)", safe);
         acache_close(s);
         return -1;
     }
@@ -898,6 +921,10 @@ static int start(helper *h)
     h->queue = ccq_create(h->remote, h->cfg.queue_entries, HELPER_QUEUE_BYTES, HELPER_UPLOADERS);
     if (!h->queue) {
         cli_err("ccache-helper: cannot start the upload threads");
+        return -1;
+    }
+    if (!(h->probe = ccp_start(h->remote))) {
+        cli_err("ccache-helper: cannot start the probe thread");
         return -1;
     }
     if ((h->listen_fd = listen_endpoint(h->cfg.endpoint, &h->bound)) < 0)
@@ -919,6 +946,7 @@ static void finish(helper *h)
     if (h->queue)
         ccq_flush(h->queue, h->cfg.flush_ns);
     ccq_destroy(h->queue);
+    ccp_stop(h->probe);
     acache_set_log(NULL, NULL);
     acache_close(h->remote);
     if (h->wake[0] >= 0) {

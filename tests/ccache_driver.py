@@ -28,6 +28,11 @@ against real servers on 127.0.0.1 (remote_servers.py):
                server: a put past upload-queue is "not stored", a queued value
                is served; a remote switched off (failures) or whose uploads
                are switched off (405s) answers gets, puts and removes at once.
+  failing      the helper alone against a hanging HTTP server that records
+               what reaches it: after one get timed out, the next gets are
+               answered at once and never reach the server (a background
+               probe makes the requests that switch it off); a Redis server
+               stopped (SIGSTOP) and continued is found again by a probe.
   protocol     the helper alone (acache ccache-helper with CRSH_*), a client of
                our own: unknown opcode, key length past the data, value length
                2^63, connection closed mid-value: each answered with an error or
@@ -49,18 +54,20 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from remote_servers import Servers, redis_command, REDIS_PASSWORD  # noqa: E402
+from remote_servers import Servers, redis_command, REDIS_PASSWORD, TEST_KEYS  # noqa: E402
 
 BIN = os.path.realpath(os.environ["ACACHE_BIN"])
 CCACHE = os.environ["ACACHE_CCACHE"]
 PROJECT_FILES = 40
 BUILD_TIMEOUT = 600
 WAIT = 30.0  # longest wait for a helper to start or exit
+S3_KEY = "AKIDACACHETEST0000001"  # one of the test s3 server's keys
 
 
 class Fail(Exception):
@@ -128,13 +135,14 @@ class Env:
         self.root = root
         self.bin = os.path.join(root, "bin")
         os.makedirs(self.bin, exist_ok=True)
-        for scheme in ("redis", "http"):
+        for scheme in ("redis", "http", "s3"):
             os.symlink(BIN, os.path.join(self.bin, "ccache-storage-" + scheme))
         self.rt = os.path.join(root, "rt")
         os.makedirs(self.rt, mode=0o700, exist_ok=True)
         self.conf = os.path.join(root, "ccache.conf")
         open(self.conf, "w").close()
         self.ndirs = 0
+        self.extra = {}  # more environment for ccache (and the helpers it starts)
 
     def helper(self, scheme):
         return os.path.join(self.bin, "ccache-storage-" + scheme)
@@ -151,6 +159,7 @@ class Env:
         e.update({"CCACHE_DIR": cache_dir, "CCACHE_CONFIGPATH": self.conf,
                   "CCACHE_REMOTE_STORAGE": storage, "XDG_RUNTIME_DIR": self.rt,
                   "CCACHE_LOGFILE": log or os.path.join(self.root, "ccache.log")})
+        e.update(self.extra)
         return e
 
     def new_cache_dir(self):
@@ -486,8 +495,9 @@ def can_connect(path):
         return False
 
 
-def start_helper(url, endpoint, attrs=(), idle="0"):
+def start_helper(url, endpoint, attrs=(), idle="0", extra=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRSH_")}
+    env.update(extra or {})
     env.update({"CRSH_IPC_ENDPOINT": endpoint, "CRSH_URL": url, "CRSH_IDLE_TIMEOUT": idle,
                 "CRSH_NUM_ATTR": str(len(attrs))})
     for i, (k, v) in enumerate(attrs):
@@ -623,11 +633,11 @@ def case_queue_and_off(work):
         try:
             wait_for(lambda: os.path.exists(path), "the helper's socket")
             c = Client(path)
-            for _ in range(2):
-                st, msg = c.get(b"k")
-                check(st == 2 and "127.0.0.1" in msg, "a dead remote's get: %r" % msg)
-            ident, diags = c.info()
-            check(any(d.endswith(": switched off") for d in diags), diags)
+            st, msg = c.get(b"k")
+            check(st == 2 and "127.0.0.1" in msg, "a dead remote's get: %r" % msg)
+            # The second failure is the background probe's.
+            wait_for(lambda: any(d.endswith(": switched off") for d in c.info()[1]),
+                     "the probe to switch the dead remote off")
             check(c.get(b"k") == (1, None), "a switched-off remote's get is not a plain miss")
             check(c.put(b"k", b"v") == (1, None), "a switched-off remote took a put")
             check(c.remove(b"k") == (1, None), "a switched-off remote's remove")
@@ -656,8 +666,132 @@ def case_queue_and_off(work):
             h.wait()
 
 
+class RecordingHang:
+    """An HTTP server that reads each request's head, records its path and
+    never answers: which requests reached a hanging server, and for which
+    keys, without timing anything."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.paths, self.conns, self.lock = [], [], threading.Lock()
+        self.sock.settimeout(0.2)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                self.conns.append(conn)
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn):
+        buf = b""
+        try:
+            while not self.stopping:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                buf += chunk
+                while b"\r\n\r\n" in buf:
+                    head, buf = buf.split(b"\r\n\r\n", 1)
+                    with self.lock:
+                        self.paths.append(head.split(b"\r\n", 1)[0].decode(errors="replace"))
+        except OSError:
+            return
+
+    def requests(self):
+        with self.lock:
+            return list(self.paths)
+
+    def stop(self):
+        self.stopping = True
+        self.sock.close()
+        self.thread.join(timeout=2)
+        with self.lock:
+            for c in self.conns:
+                c.close()
+
+
+def info_line(c, start):
+    return [d for d in c.info()[1] if d.startswith(start)]
+
+
+def case_failing(work):
+    """A remote whose request failed is not asked on clients' time: after
+    one get timed out on a hanging server, the next gets are answered at
+    once (with a message saying so) and never reach the server; a probe in
+    the background makes the requests that switch it off. And a server that
+    stops answering (SIGSTOP) and comes back (SIGCONT) is found again by a
+    probe and serves hits."""
+    os.makedirs(os.path.join(work, "rt"), mode=0o700)
+    hang = RecordingHang()
+    path = os.path.join(work, "rt", "f.sock")
+    h = start_helper("http://127.0.0.1:%d/cache" % hang.port, path,
+                     [("timeout", "500ms"), ("failures", "3")])
+    try:
+        wait_for(lambda: os.path.exists(path), "the helper's socket")
+        c = Client(path)
+        st, msg = c.get(b"key-0")
+        check(st == 2 and "background probe" not in msg, "first get on a hanging server: %r" % msg)
+        for i in range(1, 6):
+            st, msg = c.get(b"key-%d" % i)
+            check(st == 1 or (st == 2 and "background probe" in msg),
+                  "get %d while the remote fails was not answered without it: %r" % (i, msg))
+        wait_for(lambda: any(d.endswith(": switched off") for d in c.info()[1]),
+                 "the probes to switch the hanging remote off")
+        for i in range(6, 9):
+            check(c.get(b"key-%d" % i) == (1, None), "a get after the switch-off")
+        ac = [r for r in hang.requests() if "/cache/ac/" in r]
+        # key-0 and the probe's own key; without the probe key-1 and key-2
+        # would have waited on the server too.
+        check(len(set(ac)) == 2 and len(ac) == 3,
+              "requests that reached the hanging server: %s" % ac)
+        skipped = counter(info_line(c, "failing remote:"), "requests answered without it")
+        check(skipped >= 5, "gets answered without the remote: %d" % skipped)
+    finally:
+        h.kill()
+        h.wait()
+        hang.stop()
+    with Servers(os.path.join(work, "srv"), ["redis"]) as srv:
+        path = os.path.join(work, "rt", "s.sock")
+        pid = srv.info["redis"]["pid"]
+        h = start_helper("redis://127.0.0.1:%d" % srv.port("redis"), path,
+                         [("timeout", "500ms"), ("failures", "100")])
+        try:
+            wait_for(lambda: os.path.exists(path), "the helper's socket")
+            c = Client(path)
+            check(c.put(b"kept", b"a value on the server") == (0, None), "put")
+            wait_for(lambda: counter(info_line(c, "remote redis"), "uploads") == 1, "the upload")
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                st, msg = c.get(b"other")
+                check(st == 2 and "background probe" not in msg, "get on a stopped server: %r" % msg)
+                st, msg = c.get(b"kept")
+                check(st == 2 and "background probe" in msg, "a get while failing: %r" % msg)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            wait_for(lambda: counter(info_line(c, "failing remote:"), "recoveries") == 1,
+                     "a probe to find the server answering again")
+            check(c.get(b"kept") == (0, b"a value on the server"), "no hit after the recovery")
+            check(counter(info_line(c, "remote redis"), "hits") == 1, "the hit was not the remote's")
+        finally:
+            h.kill()
+            h.wait()
+
+
 CASES = {
     "queue_and_off": case_queue_and_off,
+    "failing": case_failing,
     "protocol": case_protocol,
     "from_remote": case_from_remote,
     "poisoned": case_poisoned,
