@@ -10,6 +10,12 @@ against real servers on 127.0.0.1 (remote_servers.py):
                `ccache --stop-storage-helpers` stops it (uploads flushed);
                the same build with an empty CCACHE_DIR is then all remote hits
                (ccache --print-stats) and every object file is byte-identical.
+  s3           the same through S3 (s3rver behind tests/s3_proxy.py, which
+               checks every request's SigV4 signature), @endpoint= and
+               @region= as attributes, every request signed with the test
+               key; a wrong secret: the remote switched off with a line
+               saying why (403), the build done without a ccache timeout,
+               and no secret in ccache's log or on the helper's stderr.
   poisoned     every object on the remote overwritten with other bytes: a
                build from an empty CCACHE_DIR gets no remote hit, recompiles,
                and its objects are byte-identical; the helper counts rejects.
@@ -789,6 +795,81 @@ def case_failing(work):
             h.wait()
 
 
+def s3_env(secret=None):
+    """The AWS environment ccache passes on to the helper: the test key,
+    nothing of the machine's (its files, profile, region)."""
+    return {"AWS_ACCESS_KEY_ID": S3_KEY,
+            "AWS_SECRET_ACCESS_KEY": secret or TEST_KEYS[S3_KEY]["secret"],
+            "AWS_SESSION_TOKEN": "", "AWS_PROFILE": "", "AWS_REGION": "",
+            "AWS_DEFAULT_REGION": "", "AWS_ENDPOINT_URL": "", "AWS_ENDPOINT_URL_S3": "",
+            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials",
+            "AWS_CONFIG_FILE": "/nonexistent/config"}
+
+
+def case_s3(work):
+    """S3 (s3rver behind the SigV4-checking proxy): a build fills it through
+    the helper, a second empty CCACHE_DIR gets every result from it; every
+    request signed with the test key. A wrong secret switches the remote off
+    with a line saying why, the build succeeds without a ccache timeout, and
+    no secret is in ccache's log or the helper's stderr."""
+    wrong = "not/the+secret"
+    secrets = (wrong, TEST_KEYS[S3_KEY]["secret"])
+    with Servers(os.path.join(work, "srv"), ["s3"]) as srv:
+        e = Env(os.path.join(work, "e"))
+        e.extra = s3_env()
+        url = "s3://acache-test/ccache"
+        attrs = "@endpoint=http://127.0.0.1:%d @region=us-east-1 @compress=zstd" % srv.port("s3")
+        proj = os.path.join(work, "p")
+        n, want = fill_and_serve(e, proj, url, attrs, "s3")
+        reqs = [r for r in srv.s3_requests("s3") if r["path"].startswith("/acache-test/ccache/")]
+        bad = [r for r in reqs if r["akid"] != S3_KEY or (r["status"] >= 400 and not (
+            r["status"] == 404 and r["method"] in ("GET", "HEAD")))]
+        check(not bad, "s3 requests unsigned or refused: %r" % bad[:5])
+        puts = [r for r in reqs if r["method"] == "PUT" and "/ccache/ac/" in r["path"]]
+        check(len(puts) >= n, "%d records stored in S3, want >= %d" % (len(puts), n))
+        e.extra = s3_env(wrong)
+        log = os.path.join(e.root, "s3-wrong.log")
+        s, env = build(e, proj, e.new_cache_dir(), e.storage(url, attrs), log)
+        check(s.get("cache_miss") == n and s.get("remote_storage_hit", 0) == 0, "wrong secret: %s" % s)
+        check(s.get("remote_storage_timeout", 0) == 0, "wrong secret: ccache timed out: %s" % s)
+        check(objects(proj) == want, "wrong secret: objects differ")
+        diags = diagnostics(log)
+        check(any(d.endswith(": switched off") for d in diags), "not switched off: %s" % diags[-5:])
+        why = [d for d in diags if ": why: " in d]
+        check(why and any(w in why[-1] for w in ("SignatureDoesNotMatch", "HTTP 403")),
+              "the reason does not say the server refused the signature: %s" % why[-1:])
+        stop_helpers(env)
+        for name in os.listdir(e.root):
+            if name.endswith(".log"):
+                with open(os.path.join(e.root, name), errors="replace") as f:
+                    text = f.read()
+                check(not any(x in text for x in secrets), "a secret in ccache's log %s" % name)
+        # The helper run by hand: its stderr says why, without a secret.
+        os.makedirs(os.path.join(work, "rt"), mode=0o700)
+        path = os.path.join(work, "rt", "s3.sock")
+        h = start_helper(url, path, [a[1:].split("=", 1) for a in attrs.split()],
+                         extra=s3_env(wrong))
+        try:
+            wait_for(lambda: os.path.exists(path), "the helper's socket")
+            c = Client(path)
+            st, msg = c.get(b"k")
+            check(st == 2 and not any(x in msg for x in secrets), "wrong secret's get: %r" % msg)
+            wait_for(lambda: any(d.endswith(": switched off") for d in c.info()[1]),
+                     "the wrong secret to switch the remote off")
+            check(c.get(b"k") == (1, None), "a get after the switch-off")
+            c.s.sendall(b"\x03")
+            check(c.recv(1) == b"\x00", "stop not answered")
+            _, err = h.communicate(timeout=WAIT)
+        finally:
+            if h.poll() is None:
+                h.kill()
+                h.wait()
+        off = [l for l in err.splitlines() if "switched off for the rest" in l]
+        check(len(off) == 1 and any(w in off[0] for w in ("SignatureDoesNotMatch", "HTTP 403")),
+              "helper's stderr: %s" % err)
+        check(not any(x in err for x in secrets), "a secret on the helper's stderr")
+
+
 CASES = {
     "queue_and_off": case_queue_and_off,
     "failing": case_failing,
@@ -797,6 +878,7 @@ CASES = {
     "poisoned": case_poisoned,
     "signed": case_signed,
     "dead_hang": case_dead_hang,
+    "s3": case_s3,
     "killed": case_killed,
     "idle": case_idle,
 }
