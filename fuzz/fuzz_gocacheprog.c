@@ -1,6 +1,6 @@
 /*
  * fuzz_gocacheprog.c - libFuzzer target over the GOCACHEPROG wire format
- * (src/prog/wire.c): request lines, put bodies, response lines.
+ * (src/prog/wire.h, wire_*.c): request lines, put bodies, response lines.
  *
  * The first input byte picks the mode. Requests: whatever the line, the
  * parser must return one of its three statuses with a message when it

@@ -10,6 +10,12 @@ against real servers on 127.0.0.1 (remote_servers.py):
                `ccache --stop-storage-helpers` stops it (uploads flushed);
                the same build with an empty CCACHE_DIR is then all remote hits
                (ccache --print-stats) and every object file is byte-identical.
+  s3           the same through S3 (s3rver behind tests/s3_proxy.py, which
+               checks every request's SigV4 signature), @endpoint= and
+               @region= as attributes, every request signed with the test
+               key; a wrong secret: the remote switched off with a line
+               saying why (403), the build done without a ccache timeout,
+               and no secret in ccache's log or on the helper's stderr.
   poisoned     every object on the remote overwritten with other bytes: a
                build from an empty CCACHE_DIR gets no remote hit, recompiles,
                and its objects are byte-identical; the helper counts rejects.
@@ -28,6 +34,11 @@ against real servers on 127.0.0.1 (remote_servers.py):
                server: a put past upload-queue is "not stored", a queued value
                is served; a remote switched off (failures) or whose uploads
                are switched off (405s) answers gets, puts and removes at once.
+  failing      the helper alone against a hanging HTTP server that records
+               what reaches it: after one get timed out, the next gets are
+               answered at once and never reach the server (a background
+               probe makes the requests that switch it off); a Redis server
+               stopped (SIGSTOP) and continued is found again by a probe.
   protocol     the helper alone (acache ccache-helper with CRSH_*), a client of
                our own: unknown opcode, key length past the data, value length
                2^63, connection closed mid-value: each answered with an error or
@@ -49,18 +60,20 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from remote_servers import Servers, redis_command, REDIS_PASSWORD  # noqa: E402
+from remote_servers import Servers, redis_command, REDIS_PASSWORD, TEST_KEYS  # noqa: E402
 
 BIN = os.path.realpath(os.environ["ACACHE_BIN"])
 CCACHE = os.environ["ACACHE_CCACHE"]
 PROJECT_FILES = 40
 BUILD_TIMEOUT = 600
 WAIT = 30.0  # longest wait for a helper to start or exit
+S3_KEY = "AKIDACACHETEST0000001"  # one of the test s3 server's keys
 
 
 class Fail(Exception):
@@ -128,13 +141,14 @@ class Env:
         self.root = root
         self.bin = os.path.join(root, "bin")
         os.makedirs(self.bin, exist_ok=True)
-        for scheme in ("redis", "http"):
+        for scheme in ("redis", "http", "s3"):
             os.symlink(BIN, os.path.join(self.bin, "ccache-storage-" + scheme))
         self.rt = os.path.join(root, "rt")
         os.makedirs(self.rt, mode=0o700, exist_ok=True)
         self.conf = os.path.join(root, "ccache.conf")
         open(self.conf, "w").close()
         self.ndirs = 0
+        self.extra = {}  # more environment for ccache (and the helpers it starts)
 
     def helper(self, scheme):
         return os.path.join(self.bin, "ccache-storage-" + scheme)
@@ -151,6 +165,7 @@ class Env:
         e.update({"CCACHE_DIR": cache_dir, "CCACHE_CONFIGPATH": self.conf,
                   "CCACHE_REMOTE_STORAGE": storage, "XDG_RUNTIME_DIR": self.rt,
                   "CCACHE_LOGFILE": log or os.path.join(self.root, "ccache.log")})
+        e.update(self.extra)
         return e
 
     def new_cache_dir(self):
@@ -486,8 +501,9 @@ def can_connect(path):
         return False
 
 
-def start_helper(url, endpoint, attrs=(), idle="0"):
+def start_helper(url, endpoint, attrs=(), idle="0", extra=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRSH_")}
+    env.update(extra or {})
     env.update({"CRSH_IPC_ENDPOINT": endpoint, "CRSH_URL": url, "CRSH_IDLE_TIMEOUT": idle,
                 "CRSH_NUM_ATTR": str(len(attrs))})
     for i, (k, v) in enumerate(attrs):
@@ -623,11 +639,11 @@ def case_queue_and_off(work):
         try:
             wait_for(lambda: os.path.exists(path), "the helper's socket")
             c = Client(path)
-            for _ in range(2):
-                st, msg = c.get(b"k")
-                check(st == 2 and "127.0.0.1" in msg, "a dead remote's get: %r" % msg)
-            ident, diags = c.info()
-            check(any(d.endswith(": switched off") for d in diags), diags)
+            st, msg = c.get(b"k")
+            check(st == 2 and "127.0.0.1" in msg, "a dead remote's get: %r" % msg)
+            # The second failure is the background probe's.
+            wait_for(lambda: any(d.endswith(": switched off") for d in c.info()[1]),
+                     "the probe to switch the dead remote off")
             check(c.get(b"k") == (1, None), "a switched-off remote's get is not a plain miss")
             check(c.put(b"k", b"v") == (1, None), "a switched-off remote took a put")
             check(c.remove(b"k") == (1, None), "a switched-off remote's remove")
@@ -656,13 +672,213 @@ def case_queue_and_off(work):
             h.wait()
 
 
+class RecordingHang:
+    """An HTTP server that reads each request's head, records its path and
+    never answers: which requests reached a hanging server, and for which
+    keys, without timing anything."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.paths, self.conns, self.lock = [], [], threading.Lock()
+        self.sock.settimeout(0.2)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                self.conns.append(conn)
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn):
+        buf = b""
+        try:
+            while not self.stopping:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                buf += chunk
+                while b"\r\n\r\n" in buf:
+                    head, buf = buf.split(b"\r\n\r\n", 1)
+                    with self.lock:
+                        self.paths.append(head.split(b"\r\n", 1)[0].decode(errors="replace"))
+        except OSError:
+            return
+
+    def requests(self):
+        with self.lock:
+            return list(self.paths)
+
+    def stop(self):
+        self.stopping = True
+        self.sock.close()
+        self.thread.join(timeout=2)
+        with self.lock:
+            for c in self.conns:
+                c.close()
+
+
+def info_line(c, start):
+    return [d for d in c.info()[1] if d.startswith(start)]
+
+
+def case_failing(work):
+    """A remote whose request failed is not asked on clients' time: after
+    one get timed out on a hanging server, the next gets are answered at
+    once (with a message saying so) and never reach the server; a probe in
+    the background makes the requests that switch it off. And a server that
+    stops answering (SIGSTOP) and comes back (SIGCONT) is found again by a
+    probe and serves hits."""
+    os.makedirs(os.path.join(work, "rt"), mode=0o700)
+    hang = RecordingHang()
+    path = os.path.join(work, "rt", "f.sock")
+    h = start_helper("http://127.0.0.1:%d/cache" % hang.port, path,
+                     [("timeout", "500ms"), ("failures", "3")])
+    try:
+        wait_for(lambda: os.path.exists(path), "the helper's socket")
+        c = Client(path)
+        st, msg = c.get(b"key-0")
+        check(st == 2 and "background probe" not in msg, "first get on a hanging server: %r" % msg)
+        for i in range(1, 6):
+            st, msg = c.get(b"key-%d" % i)
+            check(st == 1 or (st == 2 and "background probe" in msg),
+                  "get %d while the remote fails was not answered without it: %r" % (i, msg))
+        wait_for(lambda: any(d.endswith(": switched off") for d in c.info()[1]),
+                 "the probes to switch the hanging remote off")
+        for i in range(6, 9):
+            check(c.get(b"key-%d" % i) == (1, None), "a get after the switch-off")
+        ac = [r for r in hang.requests() if "/cache/ac/" in r]
+        # key-0 and the probe's own key; without the probe key-1 and key-2
+        # would have waited on the server too.
+        check(len(set(ac)) == 2 and len(ac) == 3,
+              "requests that reached the hanging server: %s" % ac)
+        skipped = counter(info_line(c, "failing remote:"), "requests answered without it")
+        check(skipped >= 5, "gets answered without the remote: %d" % skipped)
+    finally:
+        h.kill()
+        h.wait()
+        hang.stop()
+    with Servers(os.path.join(work, "srv"), ["redis"]) as srv:
+        path = os.path.join(work, "rt", "s.sock")
+        pid = srv.info["redis"]["pid"]
+        h = start_helper("redis://127.0.0.1:%d" % srv.port("redis"), path,
+                         [("timeout", "500ms"), ("failures", "100")])
+        try:
+            wait_for(lambda: os.path.exists(path), "the helper's socket")
+            c = Client(path)
+            check(c.put(b"kept", b"a value on the server") == (0, None), "put")
+            wait_for(lambda: counter(info_line(c, "remote redis"), "uploads") == 1, "the upload")
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                st, msg = c.get(b"other")
+                check(st == 2 and "background probe" not in msg, "get on a stopped server: %r" % msg)
+                st, msg = c.get(b"kept")
+                check(st == 2 and "background probe" in msg, "a get while failing: %r" % msg)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            wait_for(lambda: counter(info_line(c, "failing remote:"), "recoveries") == 1,
+                     "a probe to find the server answering again")
+            check(c.get(b"kept") == (0, b"a value on the server"), "no hit after the recovery")
+            check(counter(info_line(c, "remote redis"), "hits") == 1, "the hit was not the remote's")
+        finally:
+            h.kill()
+            h.wait()
+
+
+def s3_env(secret=None):
+    """The AWS environment ccache passes on to the helper: the test key,
+    nothing of the machine's (its files, profile, region)."""
+    return {"AWS_ACCESS_KEY_ID": S3_KEY,
+            "AWS_SECRET_ACCESS_KEY": secret or TEST_KEYS[S3_KEY]["secret"],
+            "AWS_SESSION_TOKEN": "", "AWS_PROFILE": "", "AWS_REGION": "",
+            "AWS_DEFAULT_REGION": "", "AWS_ENDPOINT_URL": "", "AWS_ENDPOINT_URL_S3": "",
+            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials",
+            "AWS_CONFIG_FILE": "/nonexistent/config"}
+
+
+def case_s3(work):
+    """S3 (s3rver behind the SigV4-checking proxy): a build fills it through
+    the helper, a second empty CCACHE_DIR gets every result from it; every
+    request signed with the test key. A wrong secret switches the remote off
+    with a line saying why, the build succeeds without a ccache timeout, and
+    no secret is in ccache's log or the helper's stderr."""
+    wrong = "not/the+secret"
+    secrets = (wrong, TEST_KEYS[S3_KEY]["secret"])
+    with Servers(os.path.join(work, "srv"), ["s3"]) as srv:
+        e = Env(os.path.join(work, "e"))
+        e.extra = s3_env()
+        url = "s3://acache-test/ccache"
+        attrs = "@endpoint=http://127.0.0.1:%d @region=us-east-1 @compress=zstd" % srv.port("s3")
+        proj = os.path.join(work, "p")
+        n, want = fill_and_serve(e, proj, url, attrs, "s3")
+        reqs = [r for r in srv.s3_requests("s3") if r["path"].startswith("/acache-test/ccache/")]
+        bad = [r for r in reqs if r["akid"] != S3_KEY or (r["status"] >= 400 and not (
+            r["status"] == 404 and r["method"] in ("GET", "HEAD")))]
+        check(not bad, "s3 requests unsigned or refused: %r" % bad[:5])
+        puts = [r for r in reqs if r["method"] == "PUT" and "/ccache/ac/" in r["path"]]
+        check(len(puts) >= n, "%d records stored in S3, want >= %d" % (len(puts), n))
+        e.extra = s3_env(wrong)
+        log = os.path.join(e.root, "s3-wrong.log")
+        s, env = build(e, proj, e.new_cache_dir(), e.storage(url, attrs), log)
+        check(s.get("cache_miss") == n and s.get("remote_storage_hit", 0) == 0, "wrong secret: %s" % s)
+        check(s.get("remote_storage_timeout", 0) == 0, "wrong secret: ccache timed out: %s" % s)
+        check(objects(proj) == want, "wrong secret: objects differ")
+        diags = diagnostics(log)
+        check(any(d.endswith(": switched off") for d in diags), "not switched off: %s" % diags[-5:])
+        why = [d for d in diags if ": why: " in d]
+        check(why and any(w in why[-1] for w in ("SignatureDoesNotMatch", "HTTP 403")),
+              "the reason does not say the server refused the signature: %s" % why[-1:])
+        stop_helpers(env)
+        for name in os.listdir(e.root):
+            if name.endswith(".log"):
+                with open(os.path.join(e.root, name), errors="replace") as f:
+                    text = f.read()
+                check(not any(x in text for x in secrets), "a secret in ccache's log %s" % name)
+        # The helper run by hand: its stderr says why, without a secret.
+        os.makedirs(os.path.join(work, "rt"), mode=0o700)
+        path = os.path.join(work, "rt", "s3.sock")
+        h = start_helper(url, path, [a[1:].split("=", 1) for a in attrs.split()],
+                         extra=s3_env(wrong))
+        try:
+            wait_for(lambda: os.path.exists(path), "the helper's socket")
+            c = Client(path)
+            st, msg = c.get(b"k")
+            check(st == 2 and not any(x in msg for x in secrets), "wrong secret's get: %r" % msg)
+            wait_for(lambda: any(d.endswith(": switched off") for d in c.info()[1]),
+                     "the wrong secret to switch the remote off")
+            check(c.get(b"k") == (1, None), "a get after the switch-off")
+            c.s.sendall(b"\x03")
+            check(c.recv(1) == b"\x00", "stop not answered")
+            _, err = h.communicate(timeout=WAIT)
+        finally:
+            if h.poll() is None:
+                h.kill()
+                h.wait()
+        off = [l for l in err.splitlines() if "switched off for the rest" in l]
+        check(len(off) == 1 and any(w in off[0] for w in ("SignatureDoesNotMatch", "HTTP 403")),
+              "helper's stderr: %s" % err)
+        check(not any(x in err for x in secrets), "a secret on the helper's stderr")
+
+
 CASES = {
     "queue_and_off": case_queue_and_off,
+    "failing": case_failing,
     "protocol": case_protocol,
     "from_remote": case_from_remote,
     "poisoned": case_poisoned,
     "signed": case_signed,
     "dead_hang": case_dead_hang,
+    "s3": case_s3,
     "killed": case_killed,
     "idle": case_idle,
 }

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # test_ccache_helper.sh - acache as ccache's remote storage helper, with the
 # real ccache (Debian sid's 4.14, fetched by scripts/ccache-debian.sh and
-# kept between runs) against a real redis-server and nginx (WebDAV) that the
-# test starts on 127.0.0.1 and stops; and the helper's protocol handling with
+# kept between runs) against a real redis-server, nginx (WebDAV) and S3
+# (s3rver from npm behind tests/s3_proxy.py, which checks SigV4 with
+# botocore) that the test starts on 127.0.0.1 and stops; a hanging server of
+# its own that records what reaches it; and the helper's protocol handling with
 # a small client of its own (malformed requests, the endpoint rules). The
 # cases live in ccache_driver.py; names given as arguments run only those.
 set -euo pipefail

@@ -1,6 +1,6 @@
 /*
  * test_gocacheprog_proto.c - unit tests of the GOCACHEPROG wire format
- * (src/prog/wire.c): request parsing, put body decoding, response
+ * (src/prog/wire.h, wire_*.c): request parsing, put body decoding, response
  * formatting. Pure functions, so no process and no store is involved; the
  * end-to-end tests of the server are in test_gocacheprog.sh.
  *

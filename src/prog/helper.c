@@ -1,7 +1,7 @@
 /*
  * helper.c - the `prog:` store's helper process and its reader: the
  * client side of the GOCACHEPROG conversation, as the go command's
- * ProgCache holds it (the lines themselves are wire.c's).
+ * ProgCache holds it (the lines themselves are wire.h's).
  *
  * prog_spawn starts the helper with its stdin on a socket (so that a write
  * to a dead helper is EPIPE, never SIGPIPE) and its stdout on a pipe;

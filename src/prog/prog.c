@@ -2,7 +2,7 @@
  * prog.c - any GOCACHEPROG helper as a store ("prog:COMMAND ARGS"), as
  * the go command's ProgCache: options, open and close, get, put, the ops
  * table. The helper process and its reader are helper.c's; the lines on
- * the wire are wire.c's.
+ * the wire are wire.h's (src/prog/wire_*.c).
  *
  * A put's output id and size are only known at commit, but the protocol
  * wants them before the body: the bytes are spooled (the first 256K in

@@ -11,13 +11,20 @@
  * that the fuzzer and the unit tests can drive it directly and the command
  * can compile it in beside the library (see CMakeLists.txt). The callers own
  * all I/O.
+ *
+ * Its parts, one concept each: wire_request.c (a request line parsed),
+ * wire_scan.c (a line too long to hold, scanned), wire_body.c (a put body
+ * decoded as it streams), wire_response.c (the server's response lines),
+ * wire_client.c (the client's side).
  */
 #ifndef ACACHE_PROG_WIRE_H
 #define ACACHE_PROG_WIRE_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "acache.h"
 
@@ -29,6 +36,18 @@
 
 /* Room for a diagnostic produced by the parser. */
 #define GCP_MSG_SIZE 256
+
+/* Writes a diagnostic into msg (GCP_MSG_SIZE bytes); the parts of the
+ * wire format share it without calling one another. */
+static inline void gcp_set_msg(char msg[GCP_MSG_SIZE], const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static inline void gcp_set_msg(char msg[GCP_MSG_SIZE], const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, GCP_MSG_SIZE, fmt, ap);
+    va_end(ap);
+}
 
 typedef enum gcp_command {
     GCP_CMD_UNKNOWN = 0,
@@ -73,6 +92,10 @@ bool gcp_request_has_body(const gcp_request *req);
 
 /* Name of a command, for messages. */
 const char *gcp_command_name(gcp_command cmd);
+
+/* The command named by s[0..n) ("get", "put", "close"), else
+ * GCP_CMD_UNKNOWN. */
+gcp_command gcp_command_of(const char *s, size_t n);
 
 /* ------------------------------------------------------------------ */
 /* Request lines longer than GCP_MAX_LINE                               */
