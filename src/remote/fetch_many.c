@@ -4,7 +4,7 @@
  * the objects of the small ones (SMALL_OBJECT bytes or less) then
  * together, SMALL_BYTES at a time; each large one then on its own, as
  * get_into does, so that small entries are never held up behind a large
- * one. On a transport without fetch_many (HTTP, S3) every name is fetched
+ * one. On a transport without fetch_many every name is fetched
  * on its own: the same result as get_into, one action after another.
  *
  * Rules, as fetch.c's: every record is checked (signature, action id)
