@@ -11,6 +11,7 @@
  * bounds, and never free an entry a worker is uploading.
  */
 #include "ccache_queue.h"
+#include "clock.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -43,13 +44,6 @@ struct ccq {
     unsigned nthreads;
     ccq_stats st;
 };
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* Unlinks e (the lock held) and frees it. */
 static void entry_remove(ccq *q, ccq_entry *e)

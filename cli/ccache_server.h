@@ -11,6 +11,7 @@
 #define ACACHE_CCACHE_SERVER_H
 
 #include "ccache_config.h"
+#include "clock.h"
 #include "ccache_probe.h"
 #include "ccache_queue.h"
 
@@ -55,13 +56,6 @@ typedef struct helper {
     int64_t started_ns;
     atomic_uint_least64_t gets, hits, misses, puts, removes, errors, bad;
 } helper;
-
-static inline int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* Wakes the accepting loop: 'L' a client left, 'S' stop, 'T' a signal. */
 static inline void wake_main(helper *h, char why)

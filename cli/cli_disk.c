@@ -8,6 +8,7 @@
  * create a cache directory a command only looks at.
  */
 #include "acache.h"
+#include "clock.h"
 #include "commands.h"
 
 #include <errno.h>
@@ -203,13 +204,6 @@ void cli_format_duration(int64_t ns, char *buf, size_t size)
         snprintf(buf, size, "%.1fs", (double)ns / 1e9);
     else
         snprintf(buf, size, "%" PRId64 "ms", ns / 1000000);
-}
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 int cli_progress(void *ctx, const acache_progress *p)

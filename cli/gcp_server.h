@@ -10,6 +10,7 @@
 #ifndef ACACHE_GCP_SERVER_H
 #define ACACHE_GCP_SERVER_H
 
+#include "clock.h"
 #include "gcp_input.h"
 #include "gcp_spill.h"
 #include "prog/wire.h"
@@ -64,13 +65,6 @@ typedef struct gcp_server {
     gcp_input in;
     unsigned char decoded[GCP_BODY_OUT_MAX(GCP_READ_CHUNK)];
 } gcp_server;
-
-static inline int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* Adds the time since start to the summed time in requests. */
 static inline void add_busy(gcp_server *s, int64_t start)

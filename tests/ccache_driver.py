@@ -66,14 +66,14 @@ import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from remote_servers import Servers, redis_command, REDIS_PASSWORD, TEST_KEYS  # noqa: E402
+from remote_servers import (Servers, redis_command, REDIS_PASSWORD, TEST_KEYS,  # noqa: E402
+                            S3_KEY, s3_env)
 
 BIN = os.path.realpath(os.environ["ACACHE_BIN"])
 CCACHE = os.environ["ACACHE_CCACHE"]
 PROJECT_FILES = 40
 BUILD_TIMEOUT = 600
 WAIT = 30.0  # longest wait for a helper to start or exit
-S3_KEY = "AKIDACACHETEST0000001"  # one of the test s3 server's keys
 
 
 class Fail(Exception):
@@ -793,17 +793,6 @@ def case_failing(work):
         finally:
             h.kill()
             h.wait()
-
-
-def s3_env(secret=None):
-    """The AWS environment ccache passes on to the helper: the test key,
-    nothing of the machine's (its files, profile, region)."""
-    return {"AWS_ACCESS_KEY_ID": S3_KEY,
-            "AWS_SECRET_ACCESS_KEY": secret or TEST_KEYS[S3_KEY]["secret"],
-            "AWS_SESSION_TOKEN": "", "AWS_PROFILE": "", "AWS_REGION": "",
-            "AWS_DEFAULT_REGION": "", "AWS_ENDPOINT_URL": "", "AWS_ENDPOINT_URL_S3": "",
-            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials",
-            "AWS_CONFIG_FILE": "/nonexistent/config"}
 
 
 def case_s3(work):

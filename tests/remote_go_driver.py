@@ -42,7 +42,7 @@ import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from remote_servers import Servers, TEST_KEYS, redis_command  # noqa: E402
+from remote_servers import Servers, TEST_KEYS, S3_KEY, s3_env, redis_command  # noqa: E402
 
 SRC = os.environ.get("ACACHE_SOURCE_DIR", os.path.dirname(HERE))
 BIN = os.path.realpath(os.environ["ACACHE_BIN"])
@@ -268,20 +268,6 @@ def case_hanging(w):
                                                                         secs, base))
                 if os.environ.get("ACACHE_TEST_VERBOSE"):
                     print(err)
-
-
-S3_KEY = "AKIDACACHETEST0000001"
-
-
-def s3_env(secret=None):
-    """The AWS environment of an S3 build: the test key, nothing of the
-    machine's (its files, profile, region)."""
-    return {"AWS_ACCESS_KEY_ID": S3_KEY,
-            "AWS_SECRET_ACCESS_KEY": secret or TEST_KEYS[S3_KEY]["secret"],
-            "AWS_SESSION_TOKEN": "", "AWS_PROFILE": "", "AWS_REGION": "",
-            "AWS_DEFAULT_REGION": "", "AWS_ENDPOINT_URL": "", "AWS_ENDPOINT_URL_S3": "",
-            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials",
-            "AWS_CONFIG_FILE": "/nonexistent/config"}
 
 
 def own_build(w, hello):

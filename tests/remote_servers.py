@@ -72,6 +72,22 @@ TEST_KEYS = {
     "ASIAACACHESESSION0003": {"secret": "acache/session+secret/03",
                               "token": "acache-session-token/+=0003"},
 }
+# The key the drivers' S3 builds sign with (one of TEST_KEYS).
+S3_KEY = "AKIDACACHETEST0000001"
+
+
+def s3_env(secret=None):
+    """The AWS environment of a client of the test s3 server: S3_KEY with
+    its secret (or `secret`, to test a wrong one), nothing of the
+    machine's (its files, profile, region)."""
+    return {"AWS_ACCESS_KEY_ID": S3_KEY,
+            "AWS_SECRET_ACCESS_KEY": secret or TEST_KEYS[S3_KEY]["secret"],
+            "AWS_SESSION_TOKEN": "", "AWS_PROFILE": "", "AWS_REGION": "",
+            "AWS_DEFAULT_REGION": "", "AWS_ENDPOINT_URL": "", "AWS_ENDPOINT_URL_S3": "",
+            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials",
+            "AWS_CONFIG_FILE": "/nonexistent/config"}
+
+
 S3_PROXIES = {  # kind -> s3_proxy.py options
     "s3": ["--region", "us-east-1"],
     "s3-eu": ["--region", "eu-west-1"],
