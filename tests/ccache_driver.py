@@ -66,8 +66,8 @@ import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from remote_servers import (Servers, redis_command, REDIS_PASSWORD, TEST_KEYS,  # noqa: E402
-                            S3_KEY, s3_env)
+from remote_servers import (Servers, Listener, redis_command, REDIS_PASSWORD,  # noqa: E402
+                            TEST_KEYS, S3_KEY, s3_env)
 
 BIN = os.path.realpath(os.environ["ACACHE_BIN"])
 CCACHE = os.environ["ACACHE_CCACHE"]
@@ -672,33 +672,19 @@ def case_queue_and_off(work):
             h.wait()
 
 
-class RecordingHang:
+class RecordingHang(Listener):
     """An HTTP server that reads each request's head, records its path and
     never answers: which requests reached a hanging server, and for which
     keys, without timing anything."""
 
     def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
         self.paths, self.conns, self.lock = [], [], threading.Lock()
-        self.sock.settimeout(0.2)
-        self.stopping = False
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
+        super().__init__(64)
 
-    def _accept(self):
-        while not self.stopping:
-            try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            with self.lock:
-                self.conns.append(conn)
-            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+    def on_conn(self, conn):
+        with self.lock:
+            self.conns.append(conn)
+        threading.Thread(target=self._read, args=(conn,), daemon=True).start()
 
     def _read(self, conn):
         buf = b""
@@ -720,9 +706,7 @@ class RecordingHang:
             return list(self.paths)
 
     def stop(self):
-        self.stopping = True
-        self.sock.close()
-        self.thread.join(timeout=2)
+        super().stop()
         with self.lock:
             for c in self.conns:
                 c.close()

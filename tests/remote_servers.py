@@ -219,72 +219,19 @@ def _http_up(port):
 
 
 # ---------------------------------------------------------------- servers
-class _Hang:
-    """Accepts connections and holds them, never sending a byte; with
-    close_after_read, reads a little of each and closes it instead."""
+class Listener:
+    """A TCP listener on 127.0.0.1, on a free port, whose thread hands each
+    connection it accepts to self.on_conn (the subclass's). A subclass
+    sets what on_conn uses before calling this __init__, which starts the
+    thread; stop() ends the thread and closes the listening socket (a
+    subclass closes the connections it kept after that)."""
 
-    def __init__(self, close_after_read=False):
-        self.close_after_read = close_after_read
+    def __init__(self, backlog):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
+        self.sock.listen(backlog)
         self.port = self.sock.getsockname()[1]
-        self.held = []
-        self.stopping = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        self.sock.settimeout(0.2)
-        while not self.stopping:
-            try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            if not self.close_after_read:
-                self.held.append(conn)
-                continue
-            try:
-                # Say "0" (a Redis EXISTS: not there), so that the client
-                # goes on to write a value, then stop reading it.
-                conn.settimeout(1)
-                conn.recv(1024)
-                conn.sendall(b":0\r\n")
-                conn.recv(1024)
-            except OSError:
-                pass
-            conn.close()
-
-    def stop(self):
-        self.stopping = True
-        self.thread.join(timeout=2)
-        for c in self.held:
-            c.close()
-        self.sock.close()
-
-
-class _Scripted:
-    """A fake Redis server that reads whatever a connection sends first and
-    answers it with a scripted reply: "dribble" sends a 30-byte value one
-    byte every 0.5 s; "flood" sends a bulk header of 1 TiB and then as many
-    bytes as the client takes, up to 64 MiB. Each connection that ends is
-    recorded: the bytes sent, and whether the client hung up first."""
-
-    DRIBBLE = b":1\r\n$30\r\n" + b"d" * 30 + b"\r\n"
-    FLOOD_CAP = 64 << 20
-
-    def __init__(self, mode):
-        self.mode = mode
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.ended = []
-        self.cv = threading.Condition()
         self.stopping = False
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
@@ -298,7 +245,65 @@ class _Scripted:
                 continue
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            self.on_conn(conn)
+
+    def on_conn(self, conn):
+        raise NotImplementedError
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join(timeout=2)
+        self.sock.close()
+
+
+class _Hang(Listener):
+    """Accepts connections and holds them, never sending a byte; with
+    close_after_read, reads a little of each and closes it instead."""
+
+    def __init__(self, close_after_read=False):
+        self.close_after_read = close_after_read
+        self.held = []
+        super().__init__(128)
+
+    def on_conn(self, conn):
+        if not self.close_after_read:
+            self.held.append(conn)
+            return
+        try:
+            # Say "0" (a Redis EXISTS: not there), so that the client
+            # goes on to write a value, then stop reading it.
+            conn.settimeout(1)
+            conn.recv(1024)
+            conn.sendall(b":0\r\n")
+            conn.recv(1024)
+        except OSError:
+            pass
+        conn.close()
+
+    def stop(self):
+        super().stop()
+        for c in self.held:
+            c.close()
+
+
+class _Scripted(Listener):
+    """A fake Redis server that reads whatever a connection sends first and
+    answers it with a scripted reply: "dribble" sends a 30-byte value one
+    byte every 0.5 s; "flood" sends a bulk header of 1 TiB and then as many
+    bytes as the client takes, up to 64 MiB. Each connection that ends is
+    recorded: the bytes sent, and whether the client hung up first."""
+
+    DRIBBLE = b":1\r\n$30\r\n" + b"d" * 30 + b"\r\n"
+    FLOOD_CAP = 64 << 20
+
+    def __init__(self, mode):
+        self.mode = mode
+        self.ended = []
+        self.cv = threading.Condition()
+        super().__init__(16)
+
+    def on_conn(self, conn):
+        threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     @staticmethod
     def _peer_closed(conn):
@@ -368,12 +373,6 @@ class _Scripted:
                 return "report none"
             sent, total, cut = self.ended.pop(0)
             return "report sent=%d of=%d cut=%d" % (sent, total, 1 if cut else 0)
-
-    def stop(self):
-        self.stopping = True
-        self.thread.join(timeout=2)
-        self.sock.close()
-
 
 def _wait_until(check, what, proc=None, log=None):
     deadline = time.monotonic() + START_TIMEOUT
