@@ -17,7 +17,9 @@
  * acache run stores) in turn and, per entry, asks for the record and the
  * object in one round trip (Redis: two pipelined GETs on one connection;
  * HTTP: one GET on each of two keep-alive connections, since nginx holds
- * the second answer of a pipelined pair back), reads the bytes into a
+ * the second answer of a pipelined pair back), or for the record alone
+ * when it carries the object (16 KiB or less, acache's inline= default:
+ * the object's bytes are the record's contents field), reads the bytes into a
  * reused buffer per connection (256 KiB, --floor-buf; allocated once per
  * thread, nothing per entry), and as each read arrives, hashes it (one
  * SHA-256 of the object, libcrypto EVP with the digest fetched once) and
@@ -321,13 +323,25 @@ static bool send_all(int fd, const char *p, size_t n)
     return true;
 }
 
-/* Both requests of an entry at once. Redis: pipelined on one connection.
+/* Objects this small ride in their record (acache's inline= default,
+ * REMOTE_INLINE_MAX): for them the record is the only request. */
+#define INLINE_MAX ((uint64_t)16 << 10)
+
+/* Both requests of an entry at once, or the record's alone for an entry
+ * whose record carries its object. Redis: pipelined on one connection.
  * HTTP: one on each of two connections (nginx holds the second answer of
  * a pipelined pair behind the first one's ACK: milliseconds per entry). */
 static bool send_requests(const server *s, const conn *c, const plan_entry *e)
 {
     char req[2048];
     int n;
+    if (e->size <= INLINE_MAX) {
+        n = s->http ? snprintf(req, sizeof req, "GET %s/ac/%s HTTP/1.1\r\nHost: %s\r\n\r\n",
+                               s->prefix, e->action, s->host)
+                    : snprintf(req, sizeof req, "*2\r\n$3\r\nGET\r\n$%zu\r\n%s:ac:%s\r\n",
+                               strlen(s->prefix) + 4 + 64, s->prefix, e->action);
+        return send_all(c[0].fd, req, (size_t)n);
+    }
     if (s->http) {
         n = snprintf(req, sizeof req, "GET %s/ac/%s HTTP/1.1\r\nHost: %s\r\n\r\n", s->prefix,
                      e->action, s->host);
@@ -397,6 +411,82 @@ static int64_t receive(floor_run *fr, conn *c, const char *tmp, EVP_MD_CTX *sha)
     return ok ? len : -1;
 }
 
+/* The bytes of field `want` (length-delimited) of the message [p, end),
+ * or NULL. */
+static const unsigned char *pb_find(const unsigned char *p, const unsigned char *end,
+                                    unsigned want, size_t *len)
+{
+    while (p < end) {
+        uint64_t key = 0, v = 0;
+        for (unsigned sh = 0; p < end && sh < 64; sh += 7) {
+            key |= (uint64_t)(*p & 0x7f) << sh;
+            if (!(*p++ & 0x80))
+                break;
+        }
+        if ((key & 7) != 0 && (key & 7) != 2)
+            return NULL;
+        for (unsigned sh = 0; p < end && sh < 64; sh += 7) {
+            v |= (uint64_t)(*p & 0x7f) << sh;
+            if (!(*p++ & 0x80))
+                break;
+        }
+        if ((key & 7) == 0)
+            continue;
+        if (v > (uint64_t)(end - p))
+            return NULL;
+        if (key >> 3 == want) {
+            *len = (size_t)v;
+            return p;
+        }
+        p += v;
+    }
+    return NULL;
+}
+
+/* fd gets [p, p+n); closed. */
+static bool write_file(const char *path, const unsigned char *p, size_t n)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    bool ok = fd >= 0;
+    for (size_t done = 0; ok && done < n;) {
+        ssize_t w = write(fd, p + done, n - done);
+        ok = w > 0;
+        done += ok ? (size_t)w : 0;
+    }
+    return fd >= 0 && close(fd) == 0 && ok;
+}
+
+/* An entry whose record carries its object: the record's bytes whole in
+ * the buffer, written as the record; its contents (ActionResult field 2,
+ * OutputFile field 5; none for an empty object) hashed and written as the
+ * object. */
+static bool floor_inline(floor_run *fr, conn *c, const plan_entry *e, EVP_MD_CTX *sha,
+                         const char *rtmp, const char *otmp, unsigned char *md, unsigned *mdlen)
+{
+    int64_t len = reply_length(fr->srv, c);
+    if (len < 0 || (uint64_t)len > floor_buf)
+        return false;
+    if (c->start > 0 && floor_buf - c->start < (uint64_t)len) {
+        memmove(c->buf, c->buf + c->start, c->end - c->start);
+        c->end -= c->start;
+        c->start = 0;
+    }
+    while (c->end - c->start < (uint64_t)len)
+        if (!conn_fill(c))
+            return false;
+    const unsigned char *rec = c->buf + c->start, *body = (const unsigned char *)"";
+    size_t flen = 0, blen = 0;
+    const unsigned char *file = pb_find(rec, rec + len, 2, &flen);
+    if (file && e->size > 0)
+        body = pb_find(file, file + flen, 5, &blen);
+    if (!file || !body || blen != e->size || !write_file(rtmp, rec, (size_t)len) ||
+        !EVP_DigestInit_ex(sha, fr->sha256, NULL) || !EVP_DigestUpdate(sha, body, blen) ||
+        !EVP_DigestFinal_ex(sha, md, mdlen) || !write_file(otmp, body, blen))
+        return false;
+    c->start += (size_t)len;
+    return reply_end(fr->srv, c);
+}
+
 static bool floor_entry(floor_run *fr, conn *c, const plan_entry *e, EVP_MD_CTX *sha, int tid)
 {
     char rtmp[4400], otmp[4400];
@@ -406,10 +496,15 @@ static bool floor_entry(floor_run *fr, conn *c, const plan_entry *e, EVP_MD_CTX 
     snprintf(rtmp, sizeof rtmp, "%s/tmp/r%d", fr->dir, tid);
     snprintf(otmp, sizeof otmp, "%s/tmp/o%d", fr->dir, tid);
     conn *oc = fr->srv->http ? &c[1] : &c[0]; /* where the object comes */
-    if (!send_requests(fr->srv, c, e) || receive(fr, &c[0], rtmp, NULL) < 0 ||
-        !EVP_DigestInit_ex(sha, fr->sha256, NULL) || receive(fr, oc, otmp, sha) < 0 ||
-        !EVP_DigestFinal_ex(sha, md, &mdlen))
+    if (!send_requests(fr->srv, c, e))
         return false;
+    if (e->size <= INLINE_MAX) {
+        if (!floor_inline(fr, &c[0], e, sha, rtmp, otmp, md, &mdlen))
+            return false;
+    } else if (receive(fr, &c[0], rtmp, NULL) < 0 || !EVP_DigestInit_ex(sha, fr->sha256, NULL) ||
+               receive(fr, oc, otmp, sha) < 0 || !EVP_DigestFinal_ex(sha, md, &mdlen)) {
+        return false;
+    }
     acache_id_from_hex(e->output, 64, &want);
     if (mdlen != ACACHE_ID_SIZE || memcmp(md, want.bytes, ACACHE_ID_SIZE) != 0) {
         atomic_fetch_add(&fr->bad, 1);

@@ -512,6 +512,28 @@ static long raw_len(const fixture *f, const char *ns, const acache_id *id)
     return stat(path, &sb) == 0 ? (long)sb.st_size : -1;
 }
 
+/* Removes a value from the remote behind acache's back. */
+static void raw_del(const fixture *f, const char *ns, const acache_id *id)
+{
+    char hex[ACACHE_ID_HEX_SIZE];
+    acache_id_to_hex(id, hex);
+    if (f->k == REDIS) {
+        redisContext *c = redis_conn();
+        freeReplyObject(redisCommand(c, "DEL %s:%s:%s", f->prefix, ns, hex));
+        redisFree(c);
+    } else if (f->k == S3) {
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, "curl -sf -o /dev/null -X DELETE "
+                 "http://127.0.0.1:%d/acache-test/%s/%s/%s", S.s3rver, f->prefix, ns, hex);
+        assert_int_equal(system(cmd), 0);
+    } else {
+        char path[PATH_MAX];
+        http_path(f, ns, hex, path, sizeof path);
+        assert_int_equal(unlink(path), 0);
+    }
+    assert_int_equal(raw_len(f, ns, id), -1);
+}
+
 /* Number of values this test has on the remote. */
 static size_t raw_count(const fixture *f)
 {
@@ -798,11 +820,13 @@ static void test_parallel_gets(void **state)
 /* What a remote holds is not trusted                                   */
 
 /* Wrong bytes under a valid name are never served, counted, and removed
- * (so that the next upload can replace them) unless read-only. */
+ * (so that the next upload can replace them) unless read-only. (inline=0:
+ * the records must not carry the objects, or the reader would never look
+ * under cas/.) */
 static void test_poisoned_object(void **state)
 {
     fixture *f = *state;
-    acache_store *a = tiered(f->dir1, open_remote(f, ""));
+    acache_store *a = tiered(f->dir1, open_remote(f, "inline=0"));
     acache_id out1, out2;
     put_bytes(a, 1, 5000, &out1);
     put_bytes(a, 2, 5000, &out2);
@@ -843,7 +867,7 @@ static void test_poisoned_object(void **state)
     assert_int_equal(acache_get(r, &action, ACACHE_GET_DATA, &res), ACACHE_MISS);
     acache_close(r);
     /* A fresh upload replaces the removed object. */
-    a = tiered(f->dir1, open_remote(f, ""));
+    a = tiered(f->dir1, open_remote(f, "inline=0"));
     action = tu_id(1);
     acache_store *one = tu_open_disk(f->dir1, "");
     assert_int_equal(acache_delete(one, &action), ACACHE_OK);
@@ -873,26 +897,11 @@ static void test_bad_records(void **state)
     assert_int_equal(info_of(b).rejected, 2);
     acache_close(b);
 
-    acache_store *a = tiered(f->dir1, open_remote(f, ""));
+    acache_store *a = tiered(f->dir1, open_remote(f, "inline=0"));
     acache_id out;
     put_bytes(a, 3, 100, &out);
     acache_close(a);
-    char hex[ACACHE_ID_HEX_SIZE];
-    acache_id_to_hex(&out, hex);
-    if (f->k == REDIS) {
-        redisContext *c = redis_conn();
-        freeReplyObject(redisCommand(c, "DEL %s:cas:%s", f->prefix, hex));
-        redisFree(c);
-    } else if (f->k == S3) {
-        char cmd[1024];
-        snprintf(cmd, sizeof cmd, "curl -sf -o /dev/null -X DELETE "
-                 "http://127.0.0.1:%d/acache-test/%s/cas/%s", S.s3rver, f->prefix, hex);
-        assert_int_equal(system(cmd), 0);
-    } else {
-        char path[PATH_MAX];
-        http_path(f, "cas", hex, path, sizeof path);
-        assert_int_equal(unlink(path), 0);
-    }
+    raw_del(f, "cas", &out);
     b = tiered(f->dir2, open_remote(f, "prefetch=0"));
     action = tu_id(3);
     assert_int_equal(acache_get(b, &action, 0, &res), ACACHE_MISS);
@@ -908,7 +917,7 @@ static void test_bad_records(void **state)
 static void test_lying_record_keeps_object(void **state)
 {
     fixture *f = *state;
-    acache_store *a = tiered(f->dir1, open_remote(f, "prefetch=0"));
+    acache_store *a = tiered(f->dir1, open_remote(f, "prefetch=0&inline=0"));
     acache_id out;
     put_bytes(a, 1, 5000, &out);
     acache_close(a);
@@ -945,6 +954,71 @@ static void test_lying_record_keeps_object(void **state)
     assert_int_equal(acache_get(b, &action, 0, &res), ACACHE_MISS);
     acache_close(b);
     assert_int_equal(raw_len(f, "cas", &out), -1);
+}
+
+/* Objects of at most inline= bytes ride in their record, so that a reader
+ * needs only the record; larger ones, and every object when inline=0, do
+ * not; an empty object is never asked for. Contents that are not the
+ * object are refused (counted) and the object is fetched from cas/
+ * instead, which stays. */
+static void test_inline_objects(void **state)
+{
+    fixture *f = *state;
+    const size_t sizes[] = { 0, 100, REMOTE_INLINE_MAX, REMOTE_INLINE_MAX + 1 };
+    acache_store *a = tiered(f->dir1, open_remote(f, "prefetch=0"));
+    acache_id outs[4];
+    for (uint32_t i = 0; i < 4; i++)
+        put_bytes(a, 4000 + i, sizes[i], &outs[i]);
+    acache_close(a);
+    for (uint32_t i = 0; i < 4; i++) {
+        acache_id action = tu_id(4000 + i);
+        long rec = raw_len(f, "ac", &action);
+        assert_true(i == 0 || i == 3 ? rec < 512 : rec > (long)sizes[i]);
+        raw_del(f, "cas", &outs[i]);
+    }
+    /* Only the records are left. */
+    acache_store *b = tiered(f->dir2, open_remote(f, "prefetch=0&mode=ro"));
+    for (uint32_t i = 0; i < 3; i++)
+        expect_bytes(b, 4000 + i, sizes[i]);
+    expect_misses(b, 4003, 1);
+    assert_int_equal(info_of(b).hits, 3);
+    assert_int_equal(info_of(b).rejected, 0);
+    acache_close(b);
+
+    /* A record whose contents are other bytes: not served. */
+    unsigned char bad[100];
+    tu_fill(bad, sizeof bad, 7);
+    remote_record rec = { .output = outs[1], .size = sizeof bad, .time_ns = 1, .contents = bad };
+    unsigned char buf[REMOTE_RECORD_MAX];
+    acache_id liar = tu_id(4010);
+    raw_set(f, "ac", &liar, buf, record_encode(&liar, &rec, NULL, 0, buf));
+    tu_rmtree(f->dir2);
+    b = tiered(f->dir2, open_remote(f, "prefetch=0"));
+    acache_result res;
+    assert_int_equal(acache_get(b, &liar, 0, &res), ACACHE_MISS);
+    assert_int_equal(info_of(b).rejected, 1);
+    acache_close(b);
+    /* With the object back under cas/ (inline=0: only there), the liar's
+     * record gets the right bytes from it, and the object stays. */
+    a = tiered(f->dir1, open_remote(f, "prefetch=0&inline=0"));
+    acache_store *one = tu_open_disk(f->dir1, "");
+    acache_id action = tu_id(4001);
+    assert_int_equal(acache_delete(one, &action), ACACHE_OK);
+    acache_close(one);
+    put_bytes(a, 4001, sizes[1], NULL);
+    acache_close(a);
+    assert_true(raw_len(f, "ac", &action) < 512);
+    tu_rmtree(f->dir2);
+    b = tiered(f->dir2, open_remote(f, "prefetch=0"));
+    assert_int_equal(acache_get(b, &liar, ACACHE_GET_DATA, &res), ACACHE_OK);
+    tu_fill(bad, sizeof bad, 4001);
+    assert_int_equal(res.size, sizeof bad);
+    assert_memory_equal(res.data, bad, sizeof bad);
+    acache_result_release(&res);
+    assert_int_equal(info_of(b).rejected, 1);
+    assert_int_equal(info_of(b).hits, 1);
+    acache_close(b);
+    assert_int_equal(raw_len(f, "cas", &outs[1]), (long)sizes[1]);
 }
 
 static void write_key(const char *dir, const char *name, const char *key, char *path, size_t size)
@@ -1408,11 +1482,13 @@ static size_t gm_size(uint32_t i)
  * garbage record, a record too long to be one (on Redis it breaks the
  * pipeline: those after it are asked for again), and an id never stored
  * among them; done once for each. On Redis, good small entries come in
- * two GET pipelines, with no EXISTS or GETRANGE. */
+ * two GET pipelines, with no EXISTS or GETRANGE. (inline=0: objects
+ * under cas/ only; test_inline_objects covers the records that carry
+ * theirs.) */
 static void test_get_many_same_as_single(void **state)
 {
     fixture *f = *state;
-    acache_store *a = tiered(f->dir1, open_remote(f, "prefetch=0"));
+    acache_store *a = tiered(f->dir1, open_remote(f, "prefetch=0&inline=0"));
     acache_id ids[GM_N], outs[GM_N];
     for (uint32_t i = 0; i < GM_N; i++) {
         ids[i] = tu_id(3000 + i);
@@ -1476,7 +1552,9 @@ static void test_get_many_same_as_single(void **state)
         }
         redisReply *rep = redisCommand(c, "INFO commandstats");
         assert_non_null(rep);
-        assert_non_null(strstr(rep->str, "cmdstat_get:calls=8,"));
+        /* 4 records, 3 objects: entry 0's object is empty, and an empty
+         * object is never asked for. */
+        assert_non_null(strstr(rep->str, "cmdstat_get:calls=7,"));
         assert_null(strstr(rep->str, "cmdstat_getrange:"));
         assert_null(strstr(rep->str, "cmdstat_exists:"));
         freeReplyObject(rep);
@@ -1906,6 +1984,7 @@ static void test_specs(void **state)
         "redis+unix:///run/redis.sock?db=1", "http://127.0.0.1:8080", "http://h/a/b/",
         "https://u:p@h:8443/cache?mode=ro&compress=zstd:19&flush-timeout=0",
         "http://h/c?failures=1&upload-queue=1&max-object=1G&mode=wo",
+        "http://h?inline=0", "http://h?inline=16k", "redis://h?inline=100",
     };
     static const char *const bad[] = {
         "redis:", "redis://", "redis://h:0", "redis://h:99999", "redis://h:x", "redis://h/x",
@@ -1914,6 +1993,7 @@ static void test_specs(void **state)
         "http://h?compress=zstd:99", "http://h?timeout=0", "http://h?timeout=5x",
         "http://h?failures=0", "http://h?upload-queue=0", "http://h?max-object=0",
         "http://h?flush-timeout=2h", "http://h?nosuch=1", "redis://h?key-file=/nonexistent",
+        "http://h?inline=17k", "http://h?inline=x", "redis://h?inline=-1",
     };
     double t0 = now_s();
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
@@ -2176,7 +2256,9 @@ static void s3_roundtrip(fixture *f, const char *spec, uint32_t n, const char *k
         fail_msg("detail '%s' does not say '%s'", info.detail, source);
     acache_close(r);
     size_t after = s3_log_count(f->prefix, akid, NULL);
-    if (logged && after < before + 5)
+    /* The object's HEAD and PUT, the record's PUT, the record's GET (it
+     * carries the object, inline=). */
+    if (logged && after < before + 4)
         fail_msg("roundtrip %u: the proxy saw %zu requests with %s", n, after - before, key_id);
 }
 
@@ -2366,6 +2448,7 @@ int main(void)
         BOTH(test_closed_mid_write),
         BOTH(test_killed_while_in_use),
         ALL(test_get_many_same_as_single),
+        ALL(test_inline_objects),
         ALL(test_get_many_dead_counts_once),
         ALL(test_prefetch_session),
         ALL(test_prefetch_keys_and_off),

@@ -17,7 +17,7 @@ static const unsigned char KEY2[] = "0123456789abcdef-key-two";
 
 static remote_record sample_record(uint32_t n)
 {
-    remote_record r;
+    remote_record r = { .contents = NULL };
     acache_id_of_bytes(&n, sizeof n, &r.output);
     r.size = 1000u + n;
     r.time_ns = 1700000000123456789LL + n;
@@ -43,6 +43,52 @@ static void test_record_roundtrip(void **state)
     assert_int_equal(record_decode(buf, n, &action, NULL, 0, &out), ACACHE_OK);
     assert_int_equal(out.size, 0);
     assert_int_equal(out.time_ns, 0);
+}
+
+/* A record carrying its object (OutputFile.contents, field 5): decoded,
+ * contents point at those bytes in the buffer; a record without them, or
+ * with contents of another length than the digest's size, has none; the
+ * largest inline object fits in REMOTE_RECORD_MAX with a signature. */
+static void test_record_contents(void **state)
+{
+    (void)state;
+    static unsigned char body[REMOTE_INLINE_MAX];
+    unsigned char buf[REMOTE_RECORD_MAX];
+    acache_id action = tu_id(2);
+    tu_fill(body, sizeof body, 3);
+    remote_record in = sample_record(2), out;
+    in.size = 300;
+    in.contents = body;
+    size_t n = record_encode(&action, &in, KEY1, sizeof KEY1 - 1, buf);
+    assert_int_equal(record_decode(buf, n, &action, KEY1, sizeof KEY1 - 1, &out), ACACHE_OK);
+    assert_int_equal(out.size, 300);
+    assert_non_null(out.contents);
+    assert_true(out.contents > buf && out.contents + 300 <= buf + n);
+    assert_memory_equal(out.contents, body, 300);
+
+    in.size = REMOTE_INLINE_MAX;
+    n = record_encode(&action, &in, KEY1, sizeof KEY1 - 1, buf);
+    assert_true(n > REMOTE_INLINE_MAX && n <= REMOTE_RECORD_MAX);
+    assert_int_equal(record_decode(buf, n, &action, KEY1, sizeof KEY1 - 1, &out), ACACHE_OK);
+    assert_memory_equal(out.contents, body, REMOTE_INLINE_MAX);
+
+    in.contents = NULL;
+    n = record_encode(&action, &in, NULL, 0, buf);
+    assert_true(n < 512);
+    assert_int_equal(record_decode(buf, n, &action, NULL, 0, &out), ACACHE_OK);
+    assert_null(out.contents);
+
+    /* Contents one byte shorter than the digest's size: ignored. The
+     * digest's size_bytes (field 2, varint: 0x10 0xac 0x02 for 300) is
+     * made to say 301 (0x10 0xad 0x02), the same length. */
+    in.size = 300;
+    n = record_encode(&action, &in, NULL, 0, buf);
+    unsigned char *p = memmem(buf, n, "\x10\xac\x02", 3);
+    assert_non_null(p);
+    p[1] = 0xad;
+    assert_int_equal(record_decode(buf, n, &action, NULL, 0, &out), ACACHE_OK);
+    assert_int_equal(out.size, 301);
+    assert_null(out.contents);
 }
 
 /* The first bytes of the message, as bazel-remote would parse them:
@@ -332,6 +378,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_record_roundtrip),
+        cmocka_unit_test(test_record_contents),
         cmocka_unit_test(test_record_is_an_action_result),
         cmocka_unit_test(test_record_signatures),
         cmocka_unit_test(test_record_malformed),

@@ -1,7 +1,7 @@
 /*
  * fetch_many.c - get_many: several actions read from a remote in a few
- * round trips instead of two each. Their records are asked for together;
- * the objects of the small ones (SMALL_OBJECT bytes or less) then
+ * round trips instead of two each. Their records are asked for together
+ * (an empty object, or one its record carries, is then done); the objects of the small ones (SMALL_OBJECT bytes or less) then
  * together, SMALL_BYTES at a time; each large one then on its own, as
  * get_into does, so that small entries are never held up behind a large
  * one. On a transport without fetch_many every name is fetched
@@ -43,9 +43,22 @@ static acache_status together(remote *r, remote_ns ns, const char *const *hexes,
     return err;
 }
 
-/* Phase one: the records of every action, checked. Returns how many are
- * good (their indices in good[], records in recs[]); every other action
- * is done. */
+/* Action i is over at once when its record settles its object (empty,
+ * or carried inline): true then. */
+static bool give_inline(remote *r, const remote_batch *b, size_t i, const remote_record *rec)
+{
+    if (!record_inline(r, rec))
+        return false;
+    acache_result meta;
+    record_meta(rec, &meta);
+    b->done(b->ctx, i, record_inline_give(rec, b->sink_for(b->ctx, i, &meta)));
+    return true;
+}
+
+/* Phase one: the records of every action, checked; those that carry
+ * their object are done here, while their bytes are at hand. Returns how
+ * many need their object fetched (their indices in good[], records in
+ * recs[]); every other action is done. */
 static size_t get_records(remote *r, const remote_batch *b, remote_record *recs, size_t *good)
 {
     char hexes[REMOTE_BATCH_MAX][ACACHE_ID_HEX_SIZE];
@@ -77,6 +90,8 @@ static size_t get_records(remote *r, const remote_batch *b, remote_record *recs,
                             : remote_health(r, r->tops->fetch(r->t, REMOTE_AC, names[i],
                                                               limits[i], &sinks[i]));
         st[i] = record_take(r, &b->actions[i], st[i], bufs[i].buf, bufs[i].len, &recs[ngood]);
+        if (st[i] == ACACHE_OK && give_inline(r, b, i, &recs[ngood]))
+            continue;
         if (st[i] == ACACHE_OK)
             good[ngood++] = i;
         else
@@ -183,6 +198,8 @@ static void get_one(remote *r, const remote_batch *b, size_t i)
         b->done(b->ctx, i, st);
         return;
     }
+    if (give_inline(r, b, i, &rec))
+        return;
     object_get o;
     object_start(r, b, i, &rec, &o);
     st = r->tops->fetch(r->t, REMOTE_CAS, o.hex, object_stored_limit(rec.size), &o.in);

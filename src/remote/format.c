@@ -8,7 +8,8 @@
  *   ActionResult {
  *     output_files[2]       { path[1] = "acache-output",
  *                             digest[2] = { hash[1] = <output hex>,
- *                                           size_bytes[2] = <size> } }
+ *                                           size_bytes[2] = <size> },
+ *                             contents[5] = <the object's bytes> }
  *     execution_metadata[9] { worker[1] = "acache" or
  *                                         "acache hmac-sha256=<64 hex>",
  *                             worker_completed_timestamp[4] =
@@ -20,6 +21,13 @@
  * what the record means, not its bytes, so a server that re-encodes the
  * message keeps it valid, and a record copied to another action's name
  * fails.
+ *
+ * contents (the Remote Execution API's inlined file) is there only for a
+ * small object (inline=SIZE), whose raw bytes it holds, so that a reader
+ * needs one request for the entry, not two; the object is stored under
+ * cas/ as well, for readers that ignore the field (older acache versions
+ * skip unknown fields). The signature does not cover contents: the
+ * output id does, and a reader hashes contents before using them.
  *
  * An object (under cas/<output hex>) is its raw bytes, as bazel-remote
  * requires (it checks the SHA-256 of every upload), unless it starts with
@@ -84,8 +92,10 @@ static void pb_bytes(pb_out *o, unsigned field, const void *data, size_t len)
 {
     pb_varint(o, (uint64_t)field << 3 | 2);
     pb_varint(o, len);
-    for (size_t i = 0; i < len; i++)
-        pb_byte(o, ((const unsigned char *)data)[i]);
+    size_t room = o->len < o->cap ? o->cap - o->len : 0;
+    if (room > 0)
+        memcpy(o->p + o->len, data, len < room ? len : room);
+    o->len += len;
 }
 
 /* proto3 leaves zero values out. */
@@ -205,10 +215,21 @@ static void hex_encode(const unsigned char *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
+/* OutputFile { path, digest, contents }: into o, or only counted when o
+ * has no room (cap 0). */
+static void put_output_file(pb_out *o, const unsigned char *digest, size_t digest_len,
+                            const remote_record *rec)
+{
+    pb_bytes(o, 1, OUTPUT_PATH, sizeof OUTPUT_PATH - 1);
+    pb_bytes(o, 2, digest, digest_len);
+    if (rec->contents && rec->size <= REMOTE_INLINE_MAX)
+        pb_bytes(o, 5, rec->contents, (size_t)rec->size);
+}
+
 size_t record_encode(const acache_id *action, const remote_record *rec, const unsigned char *key,
                      size_t keylen, unsigned char *out)
 {
-    unsigned char digest[128], file[192], ts[32], meta[160];
+    unsigned char digest[128], ts[32], meta[160];
     char hex[ACACHE_ID_HEX_SIZE];
     char worker[sizeof WORKER + sizeof SIG_PREFIX + 64] = WORKER;
     pb_out o;
@@ -219,9 +240,8 @@ size_t record_encode(const acache_id *action, const remote_record *rec, const un
     pb_uint(&o, 2, rec->size);
     size_t digest_len = o.len;
 
-    o = (pb_out){ file, 0, sizeof file };
-    pb_bytes(&o, 1, OUTPUT_PATH, sizeof OUTPUT_PATH - 1);
-    pb_bytes(&o, 2, digest, digest_len);
+    o = (pb_out){ NULL, 0, 0 };
+    put_output_file(&o, digest, digest_len, rec);
     size_t file_len = o.len;
 
     o = (pb_out){ ts, 0, sizeof ts };
@@ -240,7 +260,9 @@ size_t record_encode(const acache_id *action, const remote_record *rec, const un
     size_t meta_len = o.len;
 
     o = (pb_out){ out, 0, REMOTE_RECORD_MAX };
-    pb_bytes(&o, 2, file, file_len);
+    pb_varint(&o, 2 << 3 | 2);
+    pb_varint(&o, file_len);
+    put_output_file(&o, digest, digest_len, rec);
     pb_bytes(&o, 9, meta, meta_len);
     return o.len;
 }
@@ -267,10 +289,12 @@ static bool parse_digest(pb_in in, remote_record *rec)
     return more == 0 && have_hash;
 }
 
-/* OutputFile { path, digest } */
+/* OutputFile { path, digest, contents }: contents only when they are as
+ * long as the digest says (else the reader fetches the object). */
 static bool parse_output_file(pb_in in, remote_record *rec)
 {
     bool have_digest = false;
+    pb_in contents = { NULL, NULL };
     pb_field f;
     int more;
     while ((more = pb_next(&in, &f)) > 0) {
@@ -278,8 +302,13 @@ static bool parse_output_file(pb_in in, remote_record *rec)
             if (!parse_digest(f.sub, rec))
                 return false;
             have_digest = true;
+        } else if (f.num == 5 && f.wire == 2) {
+            contents = f.sub;
         }
     }
+    rec->contents = NULL;
+    if (have_digest && contents.p && (uint64_t)(contents.end - contents.p) == rec->size)
+        rec->contents = contents.p;
     return more == 0 && have_digest;
 }
 

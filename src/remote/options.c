@@ -1,6 +1,6 @@
 /*
  * options.c - the spec options every remote shares (timeouts, failures,
- * uploads, compression, signing key, prefetch), parsed into a
+ * uploads, compression, signing key, prefetch, inline objects), parsed into a
  * remote_config, and the display name that hides credentials. It never
  * opens a connection and never lets a key or password into a message.
  */
@@ -98,6 +98,7 @@ acache_status remote_config_parse(spec *s, remote_config *cfg)
     cfg->queue_max = 4096;
     cfg->max_object = 512ull << 20;
     cfg->prefetch = 4;
+    cfg->inline_max = REMOTE_INLINE_MAX;
 
     if ((v = spec_get(s, "mode"))) {
         if (!strcmp(v, "ro"))
@@ -147,6 +148,13 @@ acache_status remote_config_parse(spec *s, remote_config *cfg)
         if ((st = parse_count("prefetch", v, 0, REMOTE_PREFETCH_MAX, &n)))
             return st;
         cfg->prefetch = (unsigned)n;
+    }
+    if ((v = spec_get(s, "inline"))) {
+        uint64_t sz = 0;
+        if (parse_size(v, &sz) != ACACHE_OK || sz > REMOTE_INLINE_MAX)
+            return set_error(ACACHE_EINVAL, "remote option inline: want a size from 0 to %zuk, "
+                                            "got '%s'", REMOTE_INLINE_MAX >> 10, v);
+        cfg->inline_max = (size_t)sz;
     }
     v = spec_get(s, "key-file");
     if (!v || !*v)

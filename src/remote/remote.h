@@ -40,8 +40,11 @@
  * plus the time its bytes take at this rate. */
 #define REMOTE_MIN_RATE_BYTES_PER_MS 1000
 
+/* The largest object a record may carry inside it (inline=SIZE; its
+ * default and its most). */
+#define REMOTE_INLINE_MAX ((size_t)16 << 10)
 /* Longest encoded action record; a longer value is not one of ours. */
-#define REMOTE_RECORD_MAX 512
+#define REMOTE_RECORD_MAX (512 + REMOTE_INLINE_MAX)
 /* The most session-prefetch threads a remote may ask for (prefetch=N); the
  * tier combinator's prefetch has room for this many. */
 #define REMOTE_PREFETCH_MAX 64
@@ -103,6 +106,7 @@ typedef struct remote_config {
     size_t queue_max;               /* upload-queue= */
     uint64_t max_object;            /* max-object= */
     unsigned prefetch;              /* prefetch= (threads; 0: off) */
+    size_t inline_max;              /* inline= (objects this small ride in their record) */
     unsigned char key[1024];        /* key-file= or $ACACHE_REMOTE_KEY_FILE */
     size_t keylen;                  /* 0: records are neither signed nor checked */
 } remote_config;
@@ -177,10 +181,15 @@ typedef struct remote_record {
     acache_id output;
     uint64_t size;
     int64_t time_ns;
+    /* The object's own bytes (size of them) when the record carries them
+     * (OutputFile.contents), else NULL. Decoded: they point into the
+     * record's buffer and are not yet checked against output. */
+    const unsigned char *contents;
 } remote_record;
 
 /* Encodes the record of action into out (REMOTE_RECORD_MAX bytes), signed
- * with key when keylen > 0. Returns its length. */
+ * with key when keylen > 0, carrying rec->contents when set (at most
+ * REMOTE_INLINE_MAX bytes). Returns its length. */
 size_t record_encode(const acache_id *action, const remote_record *rec, const unsigned char *key,
                      size_t keylen, unsigned char *out);
 

@@ -86,6 +86,13 @@ remote_sink record_sink(record_buf *b);
  * miss, refusal or error get_into returns (counted). */
 acache_status record_take(remote *r, const acache_id *action, acache_status st,
                           const unsigned char *buf, size_t len, remote_record *rec);
+/* Whether rec settles its object without a fetch: the object is empty,
+ * or rec carries it and those bytes hash to its id (contents that do not
+ * are counted as refused; the object is then fetched as usual). */
+bool record_inline(remote *r, const remote_record *rec);
+/* Hands the bytes of a record for which record_inline() held to sink:
+ * what the sink returns. */
+acache_status record_inline_give(const remote_record *rec, const remote_sink *sink);
 /* meta's output_id, size and time_ns from rec. */
 void record_meta(const remote_record *rec, acache_result *meta);
 

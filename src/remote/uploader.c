@@ -1,6 +1,7 @@
 /*
  * uploader.c - sending entries to a remote: the object unless the remote
- * already has it, then its record. remote_put_file() queues (action,
+ * already has it, then its record (carrying the object too when it is
+ * small: inline=). remote_put_file() queues (action,
  * output, local path) and returns; a few uploader threads, started at the
  * first upload, read each object back from the local file and send it.
  * The queue is bounded (queue-max); what does not fit, or is still queued
@@ -45,7 +46,10 @@ acache_status remote_upload_entry(remote *r, const acache_id *action, const acac
     if (st != ACACHE_OK)
         return st;
     unsigned char rec[REMOTE_RECORD_MAX];
-    remote_record rr = { *output, size, time_ns };
+    remote_record rr = { *output, size, time_ns, NULL };
+    /* A small object rides in its record too: one request for a reader. */
+    if (size > 0 && size <= r->cfg.inline_max)
+        rr.contents = bytes;
     size_t n = record_encode(action, &rr, r->cfg.key, r->cfg.keylen, rec);
     acache_id_to_hex(action, hex);
     st = remote_health(r, r->tops->store(r->t, REMOTE_AC, hex, rec, n, &r->cancel));
