@@ -145,6 +145,7 @@ static int pb_next(pb_in *in, pb_field *f)
     f->num = (unsigned)(key >> 3);
     f->wire = (unsigned)(key & 7);
     f->v = 0;
+    f->sub = (pb_in){ NULL, NULL };
     switch (f->wire) {
     case 0:
         return pb_read_varint(in, &f->v) ? 1 : -1;
