@@ -31,8 +31,11 @@
  * (always, for the empty one, which is looked for first), the reference
  * is linked straight from it instead, and the put's bytes, the same, keep
  * their temp name until the record is in, to give the object's name back
- * if a trim takes it meanwhile. After the record the reference is looked
- * at once more: another put of the action may have replaced it.
+ * if a trim takes it meanwhile. Another put of the action may replace the
+ * reference before the record is in: a put that met a reference or a
+ * record already there looks at the reference again after its record (the
+ * one that renames its record last then leaves the two agreed); one that
+ * made both (the record without replacing one) need not.
  *
  * This file must never rewrite a file in place (readers may have it mapped)
  * and never serve an object whose size (or, with verify-reads, SHA-256) does
@@ -311,9 +314,45 @@ static void disk_put_abort(backend_writer *bw)
     free(w);
 }
 
-/* Writes the action record for a committed object. */
+/* fsyncs the directory holding rel (below the root), under durability=fsync. */
+static int sync_parent(disk *d, const char *rel)
+{
+    char path[2 * ACACHE_PATH_MAX];
+    if (!d->fsync)
+        return 0;
+    snprintf(path, sizeof path, "%s/%s", d->root, rel);
+    return fs_fsync_parent(path);
+}
+
+/* Renames the record's temp file to rpath. With *created set (the put
+ * made the action's reference: there most likely is no record either),
+ * it tries not to replace a record, and clears *created when one was
+ * there (or where the file system cannot tell). 0 or an errno value. */
+static int place_record(disk *d, tempfile *t, const char *rpath, bool *created)
+{
+    /* A temp file is made 0600: the mode is set only when the store is
+     * shared (as fs_share does for objects), not with a chmod(2) per put. */
+    unsigned mode = d->perms.file != 0600 ? TEMPFILE_MODE(d->perms.file) : 0;
+    if (*created) {
+        if (mode)
+            chmod(t->path, d->perms.file & 0777);
+        mode = 0;
+        if (renameat2(AT_FDCWD, t->path, d->rootfd, REL(d, rpath), RENAME_NOREPLACE) == 0) {
+            t->named = false;
+            return sync_parent(d, REL(d, rpath));
+        }
+        if (errno != EEXIST && errno != EINVAL && errno != ENOSYS && errno != ENOENT)
+            return errno;
+        *created = false;
+    }
+    return tempfile_rename(t, d->rootfd, REL(d, rpath),
+                           TEMPFILE_MKDIR | mode | (d->fsync ? TEMPFILE_SYNC : 0));
+}
+
+/* Writes the action record for a committed object (*created: as for
+ * place_record). */
 static acache_status write_record(disk *d, const acache_id *action, const acache_id *output,
-                                  uint64_t size, int64_t time_ns)
+                                  uint64_t size, int64_t time_ns, bool *created)
 {
     char rpath[ACACHE_PATH_MAX], line[DISK_RECORD_MAX];
     char ahex[ACACHE_ID_HEX_SIZE], ohex[ACACHE_ID_HEX_SIZE];
@@ -333,12 +372,7 @@ static acache_status write_record(disk *d, const acache_id *action, const acache
         goto fail;
     }
     disk_entry_path(d, 'a', action, rpath);
-    /* A temp file is made 0600: the mode is set only when the store is
-     * shared (as fs_share does for objects), not with a chmod(2) per put. */
-    unsigned mode = d->perms.file != 0600 ? TEMPFILE_MODE(d->perms.file) : 0;
-    err = tempfile_rename(&t, d->rootfd, REL(d, rpath),
-                          TEMPFILE_MKDIR | mode | (d->fsync ? TEMPFILE_SYNC : 0));
-    if (err) {
+    if ((err = place_record(d, &t, rpath, created)) != 0) {
         st = set_errno_error(err, "disk store: renaming %s to %s", t.path, rpath);
         goto fail;
     }
@@ -346,16 +380,6 @@ static acache_status write_record(disk *d, const acache_id *action, const acache
 fail:
     tempfile_discard(&t);
     return st;
-}
-
-/* fsyncs the directory holding rel (below the root), under durability=fsync. */
-static int sync_parent(disk *d, const char *rel)
-{
-    char path[2 * ACACHE_PATH_MAX];
-    if (!d->fsync)
-        return 0;
-    snprintf(path, sizeof path, "%s/%s", d->root, rel);
-    return fs_fsync_parent(path);
 }
 
 /* Creates the shard directory of rel ("a/XX/..." or "o/XX/...") after an
@@ -538,7 +562,8 @@ typedef struct commit {
      * ("" until then), as getpid(2) costs a system call and most puts
      * replace no reference. */
     char tmpref[ACACHE_PATH_MAX];
-    struct stat mine;             /* the file our reference is */
+    struct stat mine;             /* the file our reference is, once known */
+    bool mine_known;
     bool new_entry, new_object, linked, placed;
     bool shared;     /* our reference is to an object that was there before */
     bool temp_named; /* the temp file's name is still ours (not renamed, not removed) */
@@ -585,10 +610,6 @@ static void temp_gone(commit *c)
 static acache_status link_temp(commit *c)
 {
     disk_writer *w = c->w;
-    /* Which file the reference is: after the record, the reference is
-     * looked at again, as another put of this action may replace it. */
-    if (fstat(w->t.fd, &c->mine) != 0)
-        return set_errno_error(errno, "disk store: stat %s", w->t.path);
     int err = link_into(c->d, AT_FDCWD, w->t.path, REL(c->d, c->ref), c->tmpref, &c->new_entry);
     if (err)
         return set_errno_error(err, "disk store: linking %s to %s", w->t.path, c->ref);
@@ -639,7 +660,7 @@ static acache_status share_object(commit *c, const struct stat *obj)
         return set_errno_error(err, "disk store: linking %s to %s", c->opath, c->ref);
     if (!c->linked)
         c->new_entry = created;
-    c->linked = c->placed = c->shared = true;
+    c->linked = c->placed = c->shared = c->mine_known = true;
     c->mine = *obj;
     /* Between our link and our record: a trim or another put may act. */
     os_hook_run("put-shared", c->opath);
@@ -697,20 +718,35 @@ static acache_status place_object(commit *c)
     return st;
 }
 
+/* Whether the reference still is the file this put made it: our temp
+ * file (looked at when first asked: most puts never ask) or the object it
+ * shared. */
+static bool ref_is_ours(commit *c)
+{
+    struct stat sb;
+    if (!c->mine_known && fstat(c->w->t.fd, &c->mine) != 0)
+        return false;
+    c->mine_known = true;
+    return fstatat(c->d->rootfd, REL(c->d, c->ref), &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+           sb.st_ino == c->mine.st_ino && sb.st_dev == c->mine.st_dev;
+}
+
 /*
  * After the record: mends what another process may have done meanwhile.
- * While our reference is the file we made it (one look), nothing is to
- * mend: the object's name goes only when no reference holds it. Else
- * another put of this action replaced it, or a trim evicting an older
- * record of this action took it as that record's: a shared object may
- * then have gone as garbage, and its name comes back from our bytes.
+ * Nothing to look at when this put made both the reference and the record
+ * (rec_created): every put of this action that touched the reference
+ * after ours renames its record after ours (else ours would have met it),
+ * so the last of them looks. Nothing to mend while our reference is the
+ * file we made it: the object's name goes only when no reference holds
+ * it. Else another put of this action replaced it, or a trim evicting an
+ * older record of this action took it as that record's: a shared object
+ * may then have gone as garbage, and its name comes back from our bytes.
  */
-static void commit_mend(commit *c)
+static void commit_mend(commit *c, bool rec_created)
 {
     disk *d = c->d;
     struct stat sb;
-    if (fstatat(d->rootfd, REL(d, c->ref), &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
-        sb.st_ino == c->mine.st_ino && sb.st_dev == c->mine.st_dev)
+    if (rec_created || ref_is_ours(c))
         return;
     if (c->shared && c->temp_named &&
         fstatat(d->rootfd, REL(d, c->opath), &sb, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT)
@@ -740,8 +776,7 @@ static void commit_undo(commit *c)
 {
     disk *d = c->d;
     struct stat sb;
-    if (c->linked && fstatat(d->rootfd, REL(d, c->ref), &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
-        sb.st_ino == c->mine.st_ino && sb.st_dev == c->mine.st_dev)
+    if (c->linked && ref_is_ours(c))
         unlinkat(d->rootfd, REL(d, c->ref), 0);
     if (c->new_object && fstatat(d->rootfd, REL(d, c->opath), &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
         sb.st_nlink == 1)
@@ -809,13 +844,16 @@ static acache_status disk_put_commit(backend_writer *bw, const acache_id *output
      * the reference to our bytes, then the object's name. */
     if (!c.placed && (st = link_temp(&c)) != ACACHE_OK)
         goto out;
+    os_hook_run("put-linked", c.ref);
     if ((st = place_object(&c)) != ACACHE_OK)
         goto out;
     /* 3. The record: from now on the entry is visible. */
     now = fs_now_ns();
-    if ((st = write_record(c.d, &w->action, output, size, now)) != ACACHE_OK)
+    bool rec_created = c.new_entry;
+    if ((st = write_record(c.d, &w->action, output, size, now, &rec_created)) != ACACHE_OK)
         goto out;
-    commit_mend(&c);
+    os_hook_run("put-recorded", c.rpath);
+    commit_mend(&c, rec_created);
     put_result(res, output, size, now, c.opath);
     commit_count(&c);
     trim_after_put(c.d);
