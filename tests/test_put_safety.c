@@ -191,9 +191,9 @@ static void test_long_put_keeps_temp(void **state)
 }
 
 /* Another put, given the temp file name ours had (free once ours is
- * gone), holds its own object under what was once our private name
- * ("own-" and "ref-" with the same suffix), as the code of today names
- * them. */
+ * gone), holds its own object under names derived from it ("own-" and
+ * "ref-" with the same suffix, as the code once named its private names,
+ * "ref-" still being one). */
 typedef struct other_put {
     char held[2][4600];
     char bytes[4600];

@@ -27,7 +27,15 @@
  * crashes: a trim removes an object only when no link but its own name is
  * left. A put therefore links the bytes as the action's reference first,
  * then gives them the object's name, then writes the record, so an object
- * is never visible with no reference.
+ * is never visible with no reference. When the object is there already
+ * (always, for the empty one, which is looked for first), the reference
+ * is linked straight from it instead, and the put's bytes, the same, keep
+ * their temp name until the record is in, to give the object's name back
+ * if a trim takes it meanwhile. Another put of the action may replace the
+ * reference before the record is in: a put that met a reference or a
+ * record already there looks at the reference again after its record (the
+ * one that renames its record last then leaves the two agreed); one that
+ * made both (the record without replacing one) need not.
  *
  * This file must never rewrite a file in place (readers may have it mapped)
  * and never serve an object whose size (or, with verify-reads, SHA-256) does
@@ -306,9 +314,45 @@ static void disk_put_abort(backend_writer *bw)
     free(w);
 }
 
-/* Writes the action record for a committed object. */
+/* fsyncs the directory holding rel (below the root), under durability=fsync. */
+static int sync_parent(disk *d, const char *rel)
+{
+    char path[2 * ACACHE_PATH_MAX];
+    if (!d->fsync)
+        return 0;
+    snprintf(path, sizeof path, "%s/%s", d->root, rel);
+    return fs_fsync_parent(path);
+}
+
+/* Renames the record's temp file to rpath. With *created set (the put
+ * made the action's reference: there most likely is no record either),
+ * it tries not to replace a record, and clears *created when one was
+ * there (or where the file system cannot tell). 0 or an errno value. */
+static int place_record(disk *d, tempfile *t, const char *rpath, bool *created)
+{
+    /* A temp file is made 0600: the mode is set only when the store is
+     * shared (as fs_share does for objects), not with a chmod(2) per put. */
+    unsigned mode = d->perms.file != 0600 ? TEMPFILE_MODE(d->perms.file) : 0;
+    if (*created) {
+        if (mode)
+            chmod(t->path, d->perms.file & 0777);
+        mode = 0;
+        if (renameat2(AT_FDCWD, t->path, d->rootfd, REL(d, rpath), RENAME_NOREPLACE) == 0) {
+            t->named = false;
+            return sync_parent(d, REL(d, rpath));
+        }
+        if (errno != EEXIST && errno != EINVAL && errno != ENOSYS && errno != ENOENT)
+            return errno;
+        *created = false;
+    }
+    return tempfile_rename(t, d->rootfd, REL(d, rpath),
+                           TEMPFILE_MKDIR | mode | (d->fsync ? TEMPFILE_SYNC : 0));
+}
+
+/* Writes the action record for a committed object (*created: as for
+ * place_record). */
 static acache_status write_record(disk *d, const acache_id *action, const acache_id *output,
-                                  uint64_t size, int64_t time_ns)
+                                  uint64_t size, int64_t time_ns, bool *created)
 {
     char rpath[ACACHE_PATH_MAX], line[DISK_RECORD_MAX];
     char ahex[ACACHE_ID_HEX_SIZE], ohex[ACACHE_ID_HEX_SIZE];
@@ -328,12 +372,7 @@ static acache_status write_record(disk *d, const acache_id *action, const acache
         goto fail;
     }
     disk_entry_path(d, 'a', action, rpath);
-    /* A temp file is made 0600: the mode is set only when the store is
-     * shared (as fs_share does for objects), not with a chmod(2) per put. */
-    unsigned mode = d->perms.file != 0600 ? TEMPFILE_MODE(d->perms.file) : 0;
-    err = tempfile_rename(&t, d->rootfd, REL(d, rpath),
-                          TEMPFILE_MKDIR | mode | (d->fsync ? TEMPFILE_SYNC : 0));
-    if (err) {
+    if ((err = place_record(d, &t, rpath, created)) != 0) {
         st = set_errno_error(err, "disk store: renaming %s to %s", t.path, rpath);
         goto fail;
     }
@@ -341,16 +380,6 @@ static acache_status write_record(disk *d, const acache_id *action, const acache
 fail:
     tempfile_discard(&t);
     return st;
-}
-
-/* fsyncs the directory holding rel (below the root), under durability=fsync. */
-static int sync_parent(disk *d, const char *rel)
-{
-    char path[2 * ACACHE_PATH_MAX];
-    if (!d->fsync)
-        return 0;
-    snprintf(path, sizeof path, "%s/%s", d->root, rel);
-    return fs_fsync_parent(path);
 }
 
 /* Creates the shard directory of rel ("a/XX/..." or "o/XX/...") after an
@@ -529,26 +558,27 @@ typedef struct commit {
     uint64_t size;
     char opath[ACACHE_PATH_MAX], rpath[ACACHE_PATH_MAX];
     char ref[ACACHE_PATH_MAX + sizeof DISK_REF_SUFFIX];
-    /* Named when first needed ("" until then): getpid(2) costs a system
-     * call, and a put that neither replaces a reference nor shares an
-     * object (most) needs neither. */
-    char tmpref[ACACHE_PATH_MAX]; /* tmp/ref-<pid>-<n>: replaces the reference */
-    char own[ACACHE_PATH_MAX];    /* tmp/own-<pid>-<n>: holds a shared object */
-    struct stat mine;             /* the file our reference is */
-    bool new_entry, new_object, linked, placed, owned;
+    /* tmp/ref-<pid>-<n>, to replace the reference: named when first needed
+     * ("" until then), as getpid(2) costs a system call and most puts
+     * replace no reference. */
+    char tmpref[ACACHE_PATH_MAX];
+    struct stat mine;             /* the file our reference is, once known */
+    bool mine_known;
+    bool new_entry, new_object, linked, placed;
+    bool shared;     /* our reference is to an object that was there before */
+    bool temp_named; /* the temp file's name is still ours (not renamed, not removed) */
 } commit;
 
 
-/* Remembers which file the temp file is (fsync under durability=fsync),
- * and names the paths the commit uses. The temp file stays open, and its
- * lock held, until the commit ends: it is ours until the object is in
- * place, and its bytes are compared with an existing object's. */
+/* Names the paths the commit uses (fsync of the temp file under
+ * durability=fsync). The temp file stays open, and its lock held, until
+ * the commit ends: it is ours until the object is in place, its bytes are
+ * compared with an existing object's, and when an existing object is
+ * shared its name holds the same bytes until the record is in. */
 static acache_status commit_start(commit *c, const acache_id *output)
 {
     disk_writer *w = c->w;
-    int err = fstat(w->t.fd, &c->mine) != 0 ? errno : 0;
-    if (!err && c->d->fsync && fsync(w->t.fd) != 0)
-        err = errno;
+    int err = c->d->fsync && fsync(w->t.fd) != 0 ? errno : 0;
     /* Whole now: from here on it may be read by the store's group. */
     fs_share(w->t.fd, &c->d->perms);
     if (err)
@@ -556,53 +586,99 @@ static acache_status commit_start(commit *c, const acache_id *output)
     disk_entry_path(c->d, 'o', output, c->opath);
     disk_entry_path(c->d, 'a', &w->action, c->rpath);
     snprintf(c->ref, sizeof c->ref, "%s" DISK_REF_SUFFIX, c->rpath);
-    /* Private names in tmp/, made when first needed: "ref-..." for
-     * replacing the reference, "own-..." for holding a shared object. Not
-     * the temp file's suffix: once that file is renamed its name is free,
-     * and another put may be given it while this one still uses these. */
-    c->tmpref[0] = c->own[0] = '\0';
+    /* Named when first needed, and not from the temp file's suffix: once
+     * that file is renamed its name is free, and another put may be given
+     * it while this one still uses this. */
+    c->tmpref[0] = '\0';
     return ACACHE_OK;
 }
 
-/* The object exists with the right size: used again. Our reference moves to
- * it (objects are shared) and our bytes are dropped. c->placed stays false
- * when it vanished meanwhile (go round again). */
-static acache_status share_object(commit *c)
+/* The temp file's name goes (its bytes are in place under another name,
+ * or not needed): from now on another put may be given it. */
+static void temp_gone(commit *c)
+{
+    if (!c->temp_named)
+        return;
+    unlink(c->w->t.path);
+    c->temp_named = false;
+    os_hook_run("put-temp-gone", c->w->t.path);
+}
+
+/* Step 1 for bytes that may be a new object: the action's reference is a
+ * link to the temp file, so that the bytes are never visible under their
+ * object name with no reference (a trim would take them for garbage). */
+static acache_status link_temp(commit *c)
+{
+    disk_writer *w = c->w;
+    int err = link_into(c->d, AT_FDCWD, w->t.path, REL(c->d, c->ref), c->tmpref, &c->new_entry);
+    if (err)
+        return set_errno_error(err, "disk store: linking %s to %s", w->t.path, c->ref);
+    c->linked = true;
+    return ACACHE_OK;
+}
+
+/*
+ * The object exists with our bytes (obj: as it was seen): used again. Our
+ * reference becomes a link to it (objects are shared); our bytes are
+ * dropped once the record is in, their name kept until then to give the
+ * object's name back if a trim removes it meanwhile (commit_mend).
+ * c->placed stays false when it vanished meanwhile (the caller goes on as
+ * for a new object).
+ */
+static acache_status share_object(commit *c, const struct stat *obj)
+{
+    disk *d = c->d;
+    bool created = false;
+    /* A trim must see it as recent: one with a grace period looks at the
+     * time after moving the file aside, so from here on it leaves it. */
+    if (utimensat(d->rootfd, REL(d, c->opath), NULL, 0) != 0 && errno == ENOENT)
+        return ACACHE_OK;
+    /* A reference to our temp file made a moment ago (step 1) goes first,
+     * so that the link below is one call rather than a link to a private
+     * name and a rename (if another put of this action replaced it since,
+     * the record decides which stays: commit_mend). */
+    if (c->linked)
+        unlinkat(d->rootfd, REL(d, c->ref), 0);
+    int err = link_into(d, d->rootfd, REL(d, c->opath), REL(d, c->ref), c->tmpref, &created);
+    if ((err == ENOENT || err == EMLINK) && c->linked) {
+        /* Gone (our bytes take its place: the caller goes round again),
+         * or too many links to it (our own copy stays the reference, the
+         * object's name serves the same bytes): the reference is to our
+         * bytes again. */
+        int lerr = link_into(d, AT_FDCWD, c->w->t.path, REL(d, c->ref), c->tmpref, &created);
+        if (lerr)
+            return set_errno_error(lerr, "disk store: linking %s to %s", c->w->t.path, c->ref);
+        if (err == EMLINK) {
+            temp_gone(c);
+            c->placed = true;
+        }
+        return ACACHE_OK;
+    }
+    if (err == ENOENT || err == EMLINK)
+        return ACACHE_OK; /* gone, or full of links: placed as a new object */
+    if (err)
+        return set_errno_error(err, "disk store: linking %s to %s", c->opath, c->ref);
+    if (!c->linked)
+        c->new_entry = created;
+    c->linked = c->placed = c->shared = c->mine_known = true;
+    c->mine = *obj;
+    /* Between our link and our record: a trim or another put may act. */
+    os_hook_run("put-shared", c->opath);
+    return ACACHE_OK;
+}
+
+/* The empty object exists in any store that has met an action with no
+ * output (a third of a go build's), so its put looks for it first and,
+ * when it is there and empty, links the reference straight from it: no
+ * reference to the temp file, no rename, no comparison of bytes. */
+static acache_status share_first(commit *c)
 {
     disk *d = c->d;
     struct stat sb;
-    bool created;
-    /* A trim must see it as recent. Held under a private name, so that its
-     * name can be given back to these very bytes if a trim removes it
-     * before our record is in. */
-    utimensat(d->rootfd, REL(d, c->opath), NULL, 0);
-    if (!c->own[0])
-        private_name(d, "own", c->own);
-    int lerr = link_private(d->rootfd, REL(d, c->opath), c->own);
-    if (lerr != 0) {
-        if (lerr == ENOENT)
-            return ACACHE_OK;
-        if (lerr != EMLINK) {
-            return set_errno_error(lerr, "disk store: linking %s", c->opath);
-        }
-        /* Too many links to it: our own copy stays the reference; the
-         * object's name serves the same bytes. */
-        unlink(c->w->t.path);
-        c->placed = true;
-        return ACACHE_OK;
-    }
-    c->owned = true;
-    int err = link_into(d, AT_FDCWD, c->own, REL(d, c->ref), c->tmpref, &created);
-    if (err && err != EMLINK) {
-        return set_errno_error(err, "disk store: linking %s to %s", c->opath, c->ref);
-    }
-    if (!err && fstatat(d->rootfd, REL(d, c->ref), &sb, AT_SYMLINK_NOFOLLOW) == 0)
-        c->mine = sb;
-    unlink(c->w->t.path);
-    c->placed = true;
-    /* The temp file's name is free: another put may be given it. */
-    os_hook_run("put-temp-gone", c->w->t.path);
-    return ACACHE_OK;
+    if (c->size != 0 || fstatat(d->rootfd, REL(d, c->opath), &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
+        !S_ISREG(sb.st_mode) || sb.st_size != 0)
+        return ACACHE_OK; /* new, or damaged: placed (or repaired) as a new object */
+    return share_object(c, &sb);
 }
 
 /* Step 2: the object's name. When the object exists already, the reference
@@ -618,6 +694,7 @@ static acache_status place_object(commit *c)
         int err = tries < 4 ? place_new(d, tmp, REL(d, c->opath)) : EAGAIN;
         if (err == 0) {
             c->new_object = c->placed = true;
+            c->temp_named = false;
         } else if (err != EEXIST) {
             st = set_errno_error(err, "disk store: renaming %s to %s", tmp, c->opath);
         } else if (fstatat(d->rootfd, REL(d, c->opath), &sb, AT_SYMLINK_NOFOLLOW) != 0) {
@@ -632,28 +709,49 @@ static acache_status place_object(commit *c)
             } else {
                 counters_add(&d->cnt, CNT_REPAIRED, 1);
                 c->placed = true;
+                c->temp_named = false;
             }
         } else {
-            st = share_object(c);
+            st = share_object(c, &sb);
         }
     }
     return st;
 }
 
-/* After the record: mends what another process may have done meanwhile. */
-static void commit_mend(commit *c)
+/* Whether the reference still is the file this put made it: our temp
+ * file (looked at when first asked: most puts never ask) or the object it
+ * shared. */
+static bool ref_is_ours(commit *c)
+{
+    struct stat sb;
+    if (!c->mine_known && fstat(c->w->t.fd, &c->mine) != 0)
+        return false;
+    c->mine_known = true;
+    return fstatat(c->d->rootfd, REL(c->d, c->ref), &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+           sb.st_ino == c->mine.st_ino && sb.st_dev == c->mine.st_dev;
+}
+
+/*
+ * After the record: mends what another process may have done meanwhile.
+ * Nothing to look at when this put made both the reference and the record
+ * (rec_created): every put of this action that touched the reference
+ * after ours renames its record after ours (else ours would have met it),
+ * so the last of them looks. Nothing to mend while our reference is the
+ * file we made it: the object's name goes only when no reference holds
+ * it. Else another put of this action replaced it, or a trim evicting an
+ * older record of this action took it as that record's: a shared object
+ * may then have gone as garbage, and its name comes back from our bytes.
+ */
+static void commit_mend(commit *c, bool rec_created)
 {
     disk *d = c->d;
     struct stat sb;
-    /* A trim may have taken the shared object for garbage just before our
-     * link: its name comes back, from the bytes we hold. */
-    if (c->owned && fstatat(d->rootfd, REL(d, c->opath), &sb, AT_SYMLINK_NOFOLLOW) != 0 &&
-        errno == ENOENT)
-        linkat(AT_FDCWD, c->own, d->rootfd, REL(d, c->opath), 0);
-    /* Another put of this action may have replaced the reference since. */
-    if (fstatat(d->rootfd, REL(d, c->ref), &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
-        sb.st_ino != c->mine.st_ino || sb.st_dev != c->mine.st_dev)
-        match_ref(d, c->rpath, c->ref, c->tmpref);
+    if (rec_created || ref_is_ours(c))
+        return;
+    if (c->shared && c->temp_named &&
+        fstatat(d->rootfd, REL(d, c->opath), &sb, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT)
+        linkat(AT_FDCWD, c->w->t.path, d->rootfd, REL(d, c->opath), 0);
+    match_ref(d, c->rpath, c->ref, c->tmpref);
 }
 
 static void commit_count(commit *c)
@@ -672,29 +770,18 @@ static void commit_count(commit *c)
     counters_flush_due(cnt, fs_now_ns(), COUNTERS_PUT_FLUSH_NS);
 }
 
-/* Removes the put's temp file if its name still is ours: once renamed
- * into place, the name is free, and another put may have been given it. */
-static void drop_temp(disk_writer *w)
-{
-    struct stat mine, now;
-    if (w->t.fd >= 0 && fstat(w->t.fd, &mine) == 0 && stat(w->t.path, &now) == 0 &&
-        mine.st_ino == now.st_ino && mine.st_dev == now.st_dev)
-        unlink(w->t.path);
-}
-
 /* Nothing partial stays: our reference (if it still is ours), and the
  * object if we made it and nobody else refers to it. */
 static void commit_undo(commit *c)
 {
     disk *d = c->d;
     struct stat sb;
-    if (c->linked && fstatat(d->rootfd, REL(d, c->ref), &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
-        sb.st_ino == c->mine.st_ino && sb.st_dev == c->mine.st_dev)
+    if (c->linked && ref_is_ours(c))
         unlinkat(d->rootfd, REL(d, c->ref), 0);
     if (c->new_object && fstatat(d->rootfd, REL(d, c->opath), &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
         sb.st_nlink == 1)
         unlinkat(d->rootfd, REL(d, c->opath), 0);
-    drop_temp(c->w);
+    temp_gone(c);
 }
 
 /* Fills a put's result with its path. */
@@ -738,7 +825,7 @@ static acache_status disk_put_commit(backend_writer *bw, const acache_id *output
                                      acache_result *res)
 {
     disk_writer *w = (disk_writer *)bw;
-    commit c = { .d = w->d, .w = w, .size = size };
+    commit c = { .d = w->d, .w = w, .size = size, .temp_named = true };
     int64_t now = 0;
     acache_status st = ACACHE_OK;
     if (w->spilled) {
@@ -749,25 +836,24 @@ static acache_status disk_put_commit(backend_writer *bw, const acache_id *output
         return st;
     }
     st = commit_start(&c, output);
+    if (st == ACACHE_OK)
+        st = share_first(&c);
     if (st != ACACHE_OK)
         goto out;
-    /* 1. The action's reference first: the bytes are never visible under
-     * their object name with no reference (a trim would take them for
-     * garbage). */
-    int err = link_into(c.d, AT_FDCWD, w->t.path, REL(c.d, c.ref), c.tmpref, &c.new_entry);
-    if (err) {
-        st = set_errno_error(err, "disk store: linking %s to %s", w->t.path, c.ref);
+    /* 1. and 2.: unless an existing object took the reference already,
+     * the reference to our bytes, then the object's name. */
+    if (!c.placed && (st = link_temp(&c)) != ACACHE_OK)
         goto out;
-    }
-    c.linked = true;
-    /* 2. The object's name. */
+    os_hook_run("put-linked", c.ref);
     if ((st = place_object(&c)) != ACACHE_OK)
         goto out;
     /* 3. The record: from now on the entry is visible. */
     now = fs_now_ns();
-    if ((st = write_record(c.d, &w->action, output, size, now)) != ACACHE_OK)
+    bool rec_created = c.new_entry;
+    if ((st = write_record(c.d, &w->action, output, size, now, &rec_created)) != ACACHE_OK)
         goto out;
-    commit_mend(&c);
+    os_hook_run("put-recorded", c.rpath);
+    commit_mend(&c, rec_created);
     put_result(res, output, size, now, c.opath);
     commit_count(&c);
     trim_after_put(c.d);
@@ -781,8 +867,7 @@ out:
         if (st != ACACHE_OK)
             counters_add(&c.d->cnt, CNT_ERRORS, 1);
     }
-    if (c.owned)
-        unlink(c.own);
+    temp_gone(&c); /* a shared object's: its bytes are not needed now */
     if (w->spilled)
         tempfile_discard(&w->t); /* gone if placed; else ours to remove */
     else
