@@ -3,7 +3,11 @@
 
     gobench.py time LOG -- CMD...    run CMD (stderr and stdout to LOG), print
                                      its wall time in seconds (time.monotonic);
-                                     exits with CMD's status
+                                     exits with CMD's status; appends to LOG the
+                                     CPU time (user + system) of CMD and what it
+                                     waited for, and of the processes under each
+                                     pid in $GOBENCH_SERVER_PIDS (the servers)
+    gobench.py buildcpu LOG          "BUILD SERVERS": those two CPU times
     gobench.py median X...           print the median
     gobench.py ratio A B             print A / B
     gobench.py le A LIMIT            exit 0 if A <= LIMIT, else 1
@@ -24,6 +28,7 @@ import json
 import os
 import random
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -32,16 +37,59 @@ import time
 MIB = 1 << 20
 
 
+def tree_cpu(roots):
+    """User + system seconds of the processes roots and all below them."""
+    tick = os.sysconf("SC_CLK_TCK")
+    procs = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        procs[int(name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    total, todo, seen = 0, list(roots), set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen or pid not in procs:
+            continue
+        seen.add(pid)
+        total += procs[pid][1]
+        todo.extend(p for p, (ppid, _) in procs.items() if ppid == pid)
+    return total / tick
+
+
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def cmd_time(args):
     log, sep, cmd = args[0], args[1], args[2:]
     if sep != "--" or not cmd:
         sys.exit("usage: gobench.py time LOG -- CMD...")
+    servers = [int(p) for p in os.environ.get("GOBENCH_SERVER_PIDS", "").split() if p.isdigit()]
     with open(log, "wb") as f:
+        cpu0, srv0 = children_cpu(), tree_cpu(servers)
         start = time.monotonic()
         rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT)
         elapsed = time.monotonic() - start
+        cpu, srv = children_cpu() - cpu0, tree_cpu(servers) - srv0
+        f.write(b"gobench: cpu %.3f s build, %.3f s servers\n" % (cpu, srv))
     print("%.3f" % elapsed)
     return rc
+
+
+def cmd_buildcpu(args):
+    try:
+        text = open(args[0], errors="replace").read()
+    except OSError:
+        text = ""
+    m = re.findall(r"gobench: cpu ([\d.]+) s build, ([\d.]+) s servers", text)
+    print("%s %s" % m[-1] if m else "0 0")
+    return 0
 
 
 def cmd_median(args):
@@ -190,7 +238,7 @@ def cmd_rss(args):
 
 
 COMMANDS = {"time": cmd_time, "median": cmd_median, "ratio": cmd_ratio, "le": cmd_le,
-            "summary": cmd_summary, "remotes": cmd_remotes, "cpu": cmd_cpu, "rss": cmd_rss}
+            "summary": cmd_summary, "remotes": cmd_remotes, "cpu": cmd_cpu, "buildcpu": cmd_buildcpu, "rss": cmd_rss}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:

@@ -304,6 +304,9 @@ if [ "$need_servers" = 1 ]; then
   done
   grep -qx ready "$WORK/servers.out" || die "remote servers did not start: $(cat "$WORK/servers.log")"
   port_of() { sed -n "s/^$1 .*port=\([0-9]*\).*/\1/p" "$WORK/servers.out"; }
+  # Every run's log gets the servers' CPU time beside the build's (gobench.py time).
+  GOBENCH_SERVER_PIDS=$(grep -o ' pid=[0-9]*' "$WORK/servers.out" | cut -d= -f2 | tr '\n' ' ')
+  export GOBENCH_SERVER_PIDS
   REDIS_SPEC="redis://127.0.0.1:$(port_of redis)/0?prefix=bench"
   HTTP_SPEC="http://127.0.0.1:$(port_of nginx)/cache/bench"
   DEAD_SPEC="redis://127.0.0.1:$(port_of dead)/0"
@@ -410,7 +413,7 @@ fresh_run() { # fresh_run TARGET MODE RUN: "$d/MODE" points to a new empty pair
   ln -s "$2.runs/$3" "$d/$2"
 }
 
-declare -A COLD WARM WARMS SUMMARY_COLD SUMMARY_WARM STD_RATIO CPUS
+declare -A COLD WARM WARMS SUMMARY_COLD SUMMARY_WARM STD_RATIO CPUS BCPUS SCPUS
 STD_COLD_RATIO="" STD_WARM_RATIO=""
 
 for t in "${TLIST[@]}"; do
@@ -485,6 +488,8 @@ for t in "${TLIST[@]}"; do
       printf '  warm %d  %-10s %8.3f s\n' "$i" "$mode" "$s"
       runs[$mode]="${runs[$mode]:-} $s"
       case $mode in http|s3|s3http) CPUS[$t,$mode]="${CPUS[$t,$mode]:-} $(python3 "$PY" cpu "$d/logs/$mode-warm-$i.log")" ;; esac
+      read -r bcpu scpu < <(python3 "$PY" buildcpu "$d/logs/$mode-warm-$i.log")
+      BCPUS[$t,$mode]="${BCPUS[$t,$mode]:-} $bcpu"; SCPUS[$t,$mode]="${SCPUS[$t,$mode]:-} $scpu"
       # A run that filled a store leaves ~150 MiB to write back: not on the
       # clock of the next one.
       case $mode in redis|http|s3|s3http) sync; sleep 0.5 ;; esac
@@ -545,6 +550,27 @@ read -r RSS_DELTA RSS_BASE RSS_BIG RSS_SECS < <(python3 "$PY" rss "$HELPER" "$WO
 echo "  VmHWM after a tiny put: $RSS_BASE MiB; after a $RSS_MIB MiB put: $RSS_BIG MiB; growth $RSS_DELTA MiB (put took $RSS_SECS s, driver included)"
 echo
 
+# cpu_bound TARGET MODE: the warm runs' CPU time (user + system; medians):
+# the build's (the go command, its tools and its helper) and the servers',
+# and their sum over the cores: the least wall time this machine allows for
+# that much work, against the runs' median wall time.
+cpu_bound() {
+  local t=$1 mode=$2 b s
+  [ -n "${BCPUS[$t,$mode]:-}" ] || return 0
+  # shellcheck disable=SC2086  # lists of numbers
+  b=$(python3 "$PY" median ${BCPUS[$t,$mode]})
+  # shellcheck disable=SC2086
+  s=$(python3 "$PY" median ${SCPUS[$t,$mode]})
+  python3 - "$t" "$mode" "$b" "$s" "$(nproc)" "${WARM[$t,$mode]}" <<'PYEOF'
+import sys
+t, mode, b, s, n, wall = sys.argv[1], sys.argv[2], *map(float, sys.argv[3:])
+bound = (b + s) / n
+print("  CPU of a warm %s run (medians): build %.3f s + servers %.3f s = %.3f s; over %d cores"
+      " at least %.3f s, wall %.3f s (%.2fx that bound)" % (mode, b, s, b + s, n, bound, wall,
+                                                           wall / bound if bound else 0))
+PYEOF
+}
+
 echo "== results (seconds; cold = median of $COLD_RUNS, warm = median of $RUNS) =="
 printf '%-10s %-7s %9s %11s   %s\n' target mode cold "warm med" "warm runs"
 for t in "${TLIST[@]}"; do
@@ -577,6 +603,9 @@ for t in "${TLIST[@]}"; do
     fi
     echo "  helper, last $mode run: ${SUMMARY_WARM[$t,$mode]:-(no -v summary)}"
     if [ -n "${CPUS[$t,$mode]:-}" ]; then echo "  helper CPU (user + system) per run, s:${CPUS[$t,$mode]}"; fi
+  done
+  for mode in own redis http s3http; do
+    cpu_bound "$t" "$mode"
   done
 done
 echo
