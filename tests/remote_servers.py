@@ -630,6 +630,10 @@ http {
     uwsgi_temp_path %(dir)s/uwsgi;
     scgi_temp_path %(dir)s/scgi;
     keepalive_requests 1000000;
+    # As Debian's own nginx.conf has it: files go out without a copy
+    # through nginx's memory.
+    sendfile on;
+    tcp_nopush on;
     server {
         listen 127.0.0.1:%(port)d;
         root %(root)s;
