@@ -66,8 +66,8 @@ static void load(void)
         !resolve(lib, "curl_multi_init", &a.multi_init) ||
         !resolve(lib, "curl_multi_add_handle", &a.multi_add_handle) ||
         !resolve(lib, "curl_multi_remove_handle", &a.multi_remove_handle) ||
-        !resolve(lib, "curl_multi_perform", &a.multi_perform) ||
-        !resolve(lib, "curl_multi_poll", &a.multi_poll) ||
+        !resolve(lib, "curl_multi_setopt", &a.multi_setopt) ||
+        !resolve(lib, "curl_multi_socket_action", &a.multi_socket_action) ||
         !resolve(lib, "curl_multi_info_read", &a.multi_info_read) ||
         !resolve(lib, "curl_multi_cleanup", &a.multi_cleanup))
         return; /* lib stays mapped: harmless, and dlclose could run its destructors */

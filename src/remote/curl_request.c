@@ -131,7 +131,8 @@ void curl_client_destroy(curl_client *c)
 }
 
 /* Sets the options of rq on the (reset) handle e. */
-static void set_options(const curl_client *c, CURL *e, curl_req *rq, char *errbuf)
+static void set_options(const curl_client *c, CURL *e, curl_req *rq, long recv_buffer,
+                        char *errbuf)
 {
     const curl_api *curl = c->curl;
     uint64_t bytes = rq->method == CURL_PUT ? rq->up_len : rq->method == CURL_GET ? rq->limit : 0;
@@ -148,7 +149,7 @@ static void set_options(const curl_client *c, CURL *e, curl_req *rq, char *errbu
     curl->easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (c->timeout_ms + 999) / 1000);
     curl->easy_setopt(e, CURLOPT_HTTPHEADER, rq->headers);
     curl->easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl->easy_setopt(e, CURLOPT_BUFFERSIZE, CURL_RECV_BUFFER);
+    curl->easy_setopt(e, CURLOPT_BUFFERSIZE, recv_buffer);
     curl->easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl->easy_setopt(e, CURLOPT_WRITEDATA, rq);
     curl->easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
@@ -185,7 +186,8 @@ static void set_options(const curl_client *c, CURL *e, curl_req *rq, char *errbu
     }
 }
 
-CURL *curl_req_start(curl_client *c, curl_req *rq, CURL *e, char *errbuf, const char *where)
+CURL *curl_req_start(curl_client *c, curl_req *rq, CURL *e, long recv_buffer, char *errbuf,
+                     const char *where)
 {
     const curl_api *curl = c->curl;
     if (!e)
@@ -203,7 +205,7 @@ CURL *curl_req_start(curl_client *c, curl_req *rq, CURL *e, char *errbuf, const 
     rq->errbody[0] = rq->header[0] = '\0';
     rq->st = ACACHE_OK;
     errbuf[0] = '\0';
-    set_options(c, e, rq, errbuf);
+    set_options(c, e, rq, recv_buffer, errbuf);
     return e;
 }
 
@@ -237,7 +239,7 @@ acache_status curl_req_end(curl_client *c, curl_req *rq, CURLcode rc, const char
 acache_status curl_perform(curl_client *c, curl_req *rq, const char *where)
 {
     char errbuf[CURL_ERROR_SIZE];
-    CURL *e = curl_req_start(c, rq, NULL, errbuf, where);
+    CURL *e = curl_req_start(c, rq, NULL, CURL_RECV_BUFFER, errbuf, where);
     if (!e)
         return ACACHE_ENOMEM;
     return curl_req_end(c, rq, c->curl->easy_perform(e), errbuf, where, false);

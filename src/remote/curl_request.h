@@ -70,11 +70,14 @@ void curl_client_destroy(curl_client *c);
 acache_status curl_perform(curl_client *c, curl_req *rq, const char *where);
 
 /* The two halves of curl_perform, for curl_multi.c: handle e (NULL: one
- * from the pool) set up for rq (NULL: out of memory, message set), errbuf
- * (CURL_ERROR_SIZE bytes) receiving libcurl's message; then, once libcurl
- * has run it to rc, what curl_perform returns, with the handle given back
+ * from the pool) set up for rq (NULL: out of memory, message set), with a
+ * receive buffer of recv_buffer bytes (give a handle the same size every
+ * time: libcurl reallocates its buffer to a new size, and a new buffer
+ * faults in afresh), errbuf (CURL_ERROR_SIZE bytes) receiving libcurl's
+ * message; then, once libcurl has run it to rc, what curl_perform returns, with the handle given back
  * to the pool unless the caller keeps it. */
-CURL *curl_req_start(curl_client *c, curl_req *rq, CURL *e, char *errbuf, const char *where);
+CURL *curl_req_start(curl_client *c, curl_req *rq, CURL *e, long recv_buffer, char *errbuf,
+                     const char *where);
 acache_status curl_req_end(curl_client *c, curl_req *rq, CURLcode rc, const char *errbuf,
                            const char *where, bool keep);
 /* Frees the multi handles curl_perform_many pooled in c, with their
