@@ -1590,10 +1590,11 @@ static void test_get_many_dead_counts_once(void **state)
     acache_close(r);
 }
 
-/* Every action of a batch is done exactly once, with an error, ...
+/* Every action of a batch is done exactly once, with an error, and a
+ * single get is an error too, ...
  *  - asked of a server that accepts and never answers: the requests end at
- *    their own stall limit (HTTP, S3: libcurl's timer, which the batch's
- *    wait must run; one wait alone would not end them), not later;
+ *    their own stall limit (HTTP, S3: libcurl's timer, which the wait,
+ *    curl_wait.c, must run; one poll alone would not end them), not later;
  *  - asked of a server that answers garbage and hangs up (HTTP, S3: a
  *    socket that polls as hung up, handed to libcurl to read and name). */
 static void test_get_many_hang_and_close(void **state)
@@ -1622,6 +1623,15 @@ static void test_get_many_hang_and_close(void **state)
         /* The stall limit is the timeout rounded up to a second. */
         if (took >= 3.0)
             fail_msg("%s: a batch took %.1f s", p ? "closer" : "hang", took);
+        got one;
+        memset(&one, 0, sizeof one);
+        remote_sink sink = { got_write, &one };
+        t0 = now_s();
+        assert_true(r->ops->remote->get_into(r->self, &ids[0], &one.meta, &sink) < 0);
+        took = now_s() - t0;
+        assert_int_equal(one.len, 0);
+        if (took >= 3.0)
+            fail_msg("%s: a get took %.1f s", p ? "closer" : "hang", took);
         acache_close(r);
     }
 }

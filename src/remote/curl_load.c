@@ -57,7 +57,6 @@ static void load(void)
         !resolve(lib, "curl_easy_init", &a.easy_init) ||
         !resolve(lib, "curl_easy_setopt", &a.easy_setopt) ||
         !resolve(lib, "curl_easy_getinfo", &a.easy_getinfo) ||
-        !resolve(lib, "curl_easy_perform", &a.easy_perform) ||
         !resolve(lib, "curl_easy_reset", &a.easy_reset) ||
         !resolve(lib, "curl_easy_cleanup", &a.easy_cleanup) ||
         !resolve(lib, "curl_easy_strerror", &a.easy_strerror) ||
