@@ -95,12 +95,14 @@ static void collect(const curl_api *curl, CURLM *m, curl_req *rqs, size_t n, CUR
     }
 }
 
-/* Runs the added requests until none is left, noting how each ended. */
-static void run_all(const curl_api *curl, multi_set *set, curl_req *rqs, size_t n,
+/* Runs the added requests until none is left, noting how each ended;
+ * false: the wait failed (the set is not to be kept). */
+static bool run_all(const curl_api *curl, multi_set *set, curl_req *rqs, size_t n,
                     CURLcode *rcs)
 {
-    curl_watch_run(curl, set->m, &set->w);
+    bool ok = curl_watch_run(curl, set->m, &set->w);
     collect(curl, set->m, rqs, n, rcs);
+    return ok;
 }
 
 void curl_perform_many(curl_client *c, curl_req *rqs, size_t n, const char *where,
@@ -111,6 +113,7 @@ void curl_perform_many(curl_client *c, curl_req *rqs, size_t n, const char *wher
     CURLcode rcs[REMOTE_BATCH_MAX];
     bool added[REMOTE_BATCH_MAX] = { false };
     multi_set *set = n <= REMOTE_BATCH_MAX ? set_take(c) : NULL;
+    bool keep = true;
     if (!errbufs || !set) {
         for (size_t i = 0; i < n; i++)
             st[i] = set_error(ACACHE_ENOMEM, "%s: out of memory", where);
@@ -125,7 +128,7 @@ void curl_perform_many(curl_client *c, curl_req *rqs, size_t n, const char *wher
         else
             added[i] = curl->multi_add_handle(set->m, rqs[i].e_) == CURLM_OK;
     }
-    run_all(curl, set, rqs, n, rcs);
+    keep = run_all(curl, set, rqs, n, rcs);
     for (size_t i = 0; i < n; i++) {
         if (!rqs[i].e_)
             continue;
@@ -134,7 +137,7 @@ void curl_perform_many(curl_client *c, curl_req *rqs, size_t n, const char *wher
         st[i] = curl_req_end(c, &rqs[i], rcs[i], errbufs[i], where);
     }
 out:
-    if (set && !remote_pool_give(&c->multis, set))
+    if (set && (!keep || !remote_pool_give(&c->multis, set)))
         set_free(curl, set);
     free(errbufs);
 }

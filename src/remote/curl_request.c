@@ -268,13 +268,15 @@ acache_status curl_req_end(curl_client *c, curl_req *rq, CURLcode rc, const char
 }
 
 /* Runs the request set up on s->e to its end: how it ended (libcurl's
- * code; CURLE_FAILED_INIT when the wait itself failed). */
-static CURLcode single_run(const curl_api *curl, curl_single *s)
+ * code; CURLE_FAILED_INIT when the wait itself failed, *broken then set). */
+static CURLcode single_run(const curl_api *curl, curl_single *s, bool *broken)
 {
     CURLcode rc = CURLE_FAILED_INIT;
-    if (curl->multi_add_handle(s->m, s->e) != CURLM_OK)
+    if (curl->multi_add_handle(s->m, s->e) != CURLM_OK) {
+        *broken = true;
         return CURLE_OUT_OF_MEMORY;
-    curl_watch_run(curl, s->m, &s->w);
+    }
+    *broken = !curl_watch_run(curl, s->m, &s->w);
     CURLMsg *msg;
     int left;
     while ((msg = curl->multi_info_read(s->m, &left)) != NULL)
@@ -291,8 +293,9 @@ acache_status curl_perform(curl_client *c, curl_req *rq, const char *where)
     if (!s)
         return set_error(ACACHE_ENOMEM, "%s: cannot make a curl handle", where);
     curl_req_start(c, rq, s->e, CURL_RECV_BUFFER, errbuf);
-    acache_status st = curl_req_end(c, rq, single_run(c->curl, s), errbuf, where);
-    if (!remote_pool_give(&c->pool, s))
+    bool broken;
+    acache_status st = curl_req_end(c, rq, single_run(c->curl, s, &broken), errbuf, where);
+    if (broken || !remote_pool_give(&c->pool, s))
         single_free(c->curl, s);
     return st;
 }

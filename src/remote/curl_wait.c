@@ -7,8 +7,10 @@
  *
  * It must never wait without a bound, never spin (poll only returns early
  * for a socket libcurl asked about, and libcurl is then told of it), never
- * lose a socket libcurl asked to watch (one past CURL_WATCH_MAX fails its
- * transfer instead), and never print.
+ * leave a socket libcurl asked about unwatched (one past CURL_WATCH_MAX,
+ * which the bound in curl_wait.h rules out, makes libcurl give the multi
+ * handle up: curl_watch_run says so, and the caller frees it), and never
+ * print.
  */
 #include "remote/curl_wait.h"
 
@@ -38,7 +40,7 @@ static int on_socket(CURL *e, curl_socket_t s, int what, void *arg, void *sock_a
     }
     if (i == w->n) {
         if (w->n == CURL_WATCH_MAX)
-            return -1; /* libcurl fails the transfer */
+            return -1; /* libcurl gives the multi handle up */
         w->fds[w->n++].fd = s;
     }
     w->fds[i].events = (short)(((what & CURL_POLL_IN) ? POLLIN : 0) |

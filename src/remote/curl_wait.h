@@ -44,8 +44,9 @@ typedef struct curl_watch {
 void curl_watch_attach(const curl_api *curl, CURLM *m, curl_watch *w);
 
 /* Runs the transfers added to m until none is left: true; false when poll
- * or libcurl failed (those still running then never finished). How each
- * finished one ended is in libcurl's messages (curl_multi_info_read). */
+ * or libcurl failed (those still running then never finished, and m may
+ * be unusable: free it rather than keep it). How each finished one ended
+ * is in libcurl's messages (curl_multi_info_read). */
 bool curl_watch_run(const curl_api *curl, CURLM *m, curl_watch *w);
 
 #endif
