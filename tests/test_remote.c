@@ -1590,6 +1590,52 @@ static void test_get_many_dead_counts_once(void **state)
     acache_close(r);
 }
 
+/* Every action of a batch is done exactly once, with an error, and a
+ * single get is an error too, ...
+ *  - asked of a server that accepts and never answers: the requests end at
+ *    their own stall limit (HTTP, S3: libcurl's timer, which the wait,
+ *    curl_wait.c, must run; one poll alone would not end them), not later;
+ *  - asked of a server that answers garbage and hangs up (HTTP, S3: a
+ *    socket that polls as hung up, handed to libcurl to read and name). */
+static void test_get_many_hang_and_close(void **state)
+{
+    fixture *f = *state;
+    const int ports[2] = { S.hang, S.closer };
+    for (int p = 0; p < 2; p++) {
+        char spec[512];
+        spec_for(f, f->k, ports[p], "failures=100&timeout=300ms&prefetch=0", spec, sizeof spec);
+        acache_store *r = open_spec(spec);
+        acache_id ids[8];
+        got all[8];
+        memset(all, 0, sizeof all);
+        for (uint32_t i = 0; i < 8; i++)
+            ids[i] = tu_id(3200 + i);
+        many m = { all, { { NULL, NULL } } };
+        remote_batch b = { ids, 8, many_sink_for, many_done, &m };
+        double t0 = now_s();
+        r->ops->remote->get_many(r->self, &b);
+        double took = now_s() - t0;
+        for (uint32_t i = 0; i < 8; i++) {
+            assert_int_equal(all[i].dones, 1);
+            assert_int_equal(all[i].sinks, 0);
+            assert_true(all[i].st < 0);
+        }
+        /* The stall limit is the timeout rounded up to a second. */
+        if (took >= 3.0)
+            fail_msg("%s: a batch took %.1f s", p ? "closer" : "hang", took);
+        got one;
+        memset(&one, 0, sizeof one);
+        remote_sink sink = { got_write, &one };
+        t0 = now_s();
+        assert_true(r->ops->remote->get_into(r->self, &ids[0], &one.meta, &sink) < 0);
+        took = now_s() - t0;
+        assert_int_equal(one.len, 0);
+        if (took >= 3.0)
+            fail_msg("%s: a get took %.1f s", p ? "closer" : "hang", took);
+        acache_close(r);
+    }
+}
+
 /* ------------------------------------------------------------------ */
 /* Session prefetch                                                     */
 
@@ -2450,6 +2496,7 @@ int main(void)
         ALL(test_get_many_same_as_single),
         ALL(test_inline_objects),
         ALL(test_get_many_dead_counts_once),
+        ALL(test_get_many_hang_and_close),
         ALL(test_prefetch_session),
         ALL(test_prefetch_keys_and_off),
         ALL(test_prefetch_bad_manifest),

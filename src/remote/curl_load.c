@@ -57,7 +57,6 @@ static void load(void)
         !resolve(lib, "curl_easy_init", &a.easy_init) ||
         !resolve(lib, "curl_easy_setopt", &a.easy_setopt) ||
         !resolve(lib, "curl_easy_getinfo", &a.easy_getinfo) ||
-        !resolve(lib, "curl_easy_perform", &a.easy_perform) ||
         !resolve(lib, "curl_easy_reset", &a.easy_reset) ||
         !resolve(lib, "curl_easy_cleanup", &a.easy_cleanup) ||
         !resolve(lib, "curl_easy_strerror", &a.easy_strerror) ||
@@ -66,8 +65,8 @@ static void load(void)
         !resolve(lib, "curl_multi_init", &a.multi_init) ||
         !resolve(lib, "curl_multi_add_handle", &a.multi_add_handle) ||
         !resolve(lib, "curl_multi_remove_handle", &a.multi_remove_handle) ||
-        !resolve(lib, "curl_multi_perform", &a.multi_perform) ||
-        !resolve(lib, "curl_multi_poll", &a.multi_poll) ||
+        !resolve(lib, "curl_multi_setopt", &a.multi_setopt) ||
+        !resolve(lib, "curl_multi_socket_action", &a.multi_socket_action) ||
         !resolve(lib, "curl_multi_info_read", &a.multi_info_read) ||
         !resolve(lib, "curl_multi_cleanup", &a.multi_cleanup))
         return; /* lib stays mapped: harmless, and dlclose could run its destructors */

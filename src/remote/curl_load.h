@@ -25,18 +25,17 @@ typedef struct curl_api {
     __typeof__(&curl_easy_init) easy_init;
     __typeof__(&curl_easy_setopt) easy_setopt;
     __typeof__(&curl_easy_getinfo) easy_getinfo;
-    __typeof__(&curl_easy_perform) easy_perform;
     __typeof__(&curl_easy_reset) easy_reset;
     __typeof__(&curl_easy_cleanup) easy_cleanup;
     __typeof__(&curl_easy_strerror) easy_strerror;
     __typeof__(&curl_slist_append) slist_append;
     __typeof__(&curl_slist_free_all) slist_free_all;
-    /* Several requests at once (curl_multi.c). */
+    /* Requests run on multi handles (curl_wait.c). */
     __typeof__(&curl_multi_init) multi_init;
     __typeof__(&curl_multi_add_handle) multi_add_handle;
     __typeof__(&curl_multi_remove_handle) multi_remove_handle;
-    __typeof__(&curl_multi_perform) multi_perform;
-    __typeof__(&curl_multi_poll) multi_poll;
+    __typeof__(&curl_multi_setopt) multi_setopt;
+    __typeof__(&curl_multi_socket_action) multi_socket_action;
     __typeof__(&curl_multi_info_read) multi_info_read;
     __typeof__(&curl_multi_cleanup) multi_cleanup;
 } curl_api;

@@ -13,18 +13,20 @@
  * reused by the next batch: easy handles made and freed per batch would
  * each fault in a fresh receive buffer.
  *
+ * The waiting is curl_wait.c's: one poll(2) of the sockets libcurl asks
+ * for, and libcurl told which is ready (fewer polls than
+ * curl_multi_perform's loop: see curl_wait.h).
+ *
  * Rules: never wait without a bound (every request carries its own
  * timeouts, as with curl_perform, and libcurl ends it when they pass);
  * answer every request exactly once; never print.
  */
 #include "core/error.h"
 #include "remote/curl_request.h"
+#include "remote/curl_wait.h"
 
 #include <stdlib.h>
 
-/* The longest single wait for activity; the requests' own timeouts end
- * them, this only bounds one poll. */
-#define POLL_MS 1000
 /* The receive buffer of a set's handles: a batch holds records and objects
  * of 256 KiB or less (fetch_many.c), not curl_request.c's large bodies. */
 #define SET_RECV_BUFFER (64L << 10)
@@ -32,6 +34,7 @@
 /* A multi handle and the easy handles it has run, kept together. */
 typedef struct multi_set {
     CURLM *m;
+    curl_watch w;
     CURL *e[REMOTE_BATCH_MAX];
     size_t n;
 } multi_set;
@@ -61,43 +64,45 @@ static multi_set *set_take(curl_client *c)
         free(set);
         return NULL;
     }
+    if (set)
+        curl_watch_attach(c->curl, set->m, &set->w);
     return set;
 }
 
 /* Starts rqs[i] on the set's i-th easy handle (made if new). */
-static CURL *set_start(curl_client *c, multi_set *set, curl_req *rq, size_t i, char *errbuf,
-                       const char *where)
+static CURL *set_start(curl_client *c, multi_set *set, curl_req *rq, size_t i, char *errbuf)
 {
     if (i == set->n) {
         if (!(set->e[i] = c->curl->easy_init()))
             return NULL;
         set->n++;
     }
-    CURL *e = curl_req_start(c, rq, set->e[i], errbuf, where);
-    if (e)
-        c->curl->easy_setopt(e, CURLOPT_BUFFERSIZE, SET_RECV_BUFFER);
-    return e;
+    curl_req_start(c, rq, set->e[i], SET_RECV_BUFFER, errbuf);
+    return set->e[i];
 }
 
-/* Runs the added requests until none is left, noting how each ended. */
-static void run_all(const curl_api *curl, CURLM *m, curl_req *rqs, size_t n, CURLcode *rcs)
+/* Notes how each request libcurl has finished ended. */
+static void collect(const curl_api *curl, CURLM *m, curl_req *rqs, size_t n, CURLcode *rcs)
 {
-    int running = 1;
-    while (running > 0) {
-        if (curl->multi_perform(m, &running) != CURLM_OK)
-            break;
-        CURLMsg *msg;
-        int left;
-        while ((msg = curl->multi_info_read(m, &left)) != NULL) {
-            if (msg->msg != CURLMSG_DONE)
-                continue;
-            for (size_t i = 0; i < n; i++)
-                if (rqs[i].e_ == msg->easy_handle)
-                    rcs[i] = msg->data.result;
-        }
-        if (running > 0 && curl->multi_poll(m, NULL, 0, POLL_MS, NULL) != CURLM_OK)
-            break;
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl->multi_info_read(m, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        for (size_t i = 0; i < n; i++)
+            if (rqs[i].e_ == msg->easy_handle)
+                rcs[i] = msg->data.result;
     }
+}
+
+/* Runs the added requests until none is left, noting how each ended;
+ * false: the wait failed (the set is not to be kept). */
+static bool run_all(const curl_api *curl, multi_set *set, curl_req *rqs, size_t n,
+                    CURLcode *rcs)
+{
+    bool ok = curl_watch_run(curl, set->m, &set->w);
+    collect(curl, set->m, rqs, n, rcs);
+    return ok;
 }
 
 void curl_perform_many(curl_client *c, curl_req *rqs, size_t n, const char *where,
@@ -108,6 +113,7 @@ void curl_perform_many(curl_client *c, curl_req *rqs, size_t n, const char *wher
     CURLcode rcs[REMOTE_BATCH_MAX];
     bool added[REMOTE_BATCH_MAX] = { false };
     multi_set *set = n <= REMOTE_BATCH_MAX ? set_take(c) : NULL;
+    bool keep = true;
     if (!errbufs || !set) {
         for (size_t i = 0; i < n; i++)
             st[i] = set_error(ACACHE_ENOMEM, "%s: out of memory", where);
@@ -116,22 +122,22 @@ void curl_perform_many(curl_client *c, curl_req *rqs, size_t n, const char *wher
     for (size_t i = 0; i < n; i++) {
         st[i] = ACACHE_OK;
         rcs[i] = CURLE_FAILED_INIT; /* until libcurl says how it ended */
-        rqs[i].e_ = set_start(c, set, &rqs[i], i, errbufs[i], where);
+        rqs[i].e_ = set_start(c, set, &rqs[i], i, errbufs[i]);
         if (!rqs[i].e_)
             st[i] = set_error(ACACHE_ENOMEM, "%s: cannot make a curl handle", where);
         else
             added[i] = curl->multi_add_handle(set->m, rqs[i].e_) == CURLM_OK;
     }
-    run_all(curl, set->m, rqs, n, rcs);
+    keep = run_all(curl, set, rqs, n, rcs);
     for (size_t i = 0; i < n; i++) {
         if (!rqs[i].e_)
             continue;
         if (added[i])
             curl->multi_remove_handle(set->m, rqs[i].e_);
-        st[i] = curl_req_end(c, &rqs[i], rcs[i], errbufs[i], where, true);
+        st[i] = curl_req_end(c, &rqs[i], rcs[i], errbufs[i], where);
     }
 out:
-    if (set && !remote_pool_give(&c->multis, set))
+    if (set && (!keep || !remote_pool_give(&c->multis, set)))
         set_free(curl, set);
     free(errbufs);
 }

@@ -2,6 +2,10 @@
  * curl_request.c - one request of an HTTP-speaking remote (http, s3) on a
  * libcurl easy handle taken from a small pool shared by all threads and
  * given back after, so connections are reused across requests and threads.
+ * Each pooled easy handle has a multi handle of its own to run on, waited
+ * on through libcurl's socket interface (curl_wait.c: fewer polls than
+ * curl_easy_perform, which is the same thing with a private multi handle
+ * and curl_multi_poll's loop).
  *
  * Every request has a connect timeout, a total time limit (the timeout
  * plus the time its bytes take at 1 MB/s) and a stall limit. The body of a
@@ -12,11 +16,13 @@
  */
 #include "remote/curl_request.h"
 #include "core/error.h"
+#include "remote/curl_wait.h"
 
 #include <ctype.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -96,13 +102,49 @@ static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, c
     return rq->cancel && atomic_load(rq->cancel) ? 1 : 0;
 }
 
+/* A pooled single-request handle: the easy handle (its receive buffer
+ * kept warm) and the multi handle it runs on, which holds the connections
+ * it made, and what that multi handle is waiting for. */
+typedef struct curl_single {
+    CURL *e;
+    CURLM *m;
+    curl_watch w;
+} curl_single;
+
+static void single_free(const curl_api *curl, curl_single *s)
+{
+    if (s->m)
+        curl->multi_cleanup(s->m);
+    if (s->e)
+        curl->easy_cleanup(s->e);
+    free(s);
+}
+
 /* The pool's destructor has no context; every handle came from the one
  * libcurl loaded, so its cleanup is found through curl_load (already done). */
-static void handle_free(void *e)
+static void handle_free(void *s)
 {
     const curl_api *curl;
     if (curl_load(&curl) == ACACHE_OK)
-        curl->easy_cleanup(e);
+        single_free(curl, s);
+}
+
+/* An idle single from the pool, or a new one; NULL: out of memory. */
+static curl_single *single_take(curl_client *c)
+{
+    curl_single *s = remote_pool_take(&c->pool);
+    if (s)
+        return s;
+    if (!(s = calloc(1, sizeof *s)))
+        return NULL;
+    s->e = c->curl->easy_init();
+    s->m = c->curl->multi_init();
+    if (!s->e || !s->m) {
+        single_free(c->curl, s);
+        return NULL;
+    }
+    curl_watch_attach(c->curl, s->m, &s->w);
+    return s;
 }
 
 acache_status curl_client_init(curl_client *c, long connect_ms, long timeout_ms)
@@ -131,7 +173,8 @@ void curl_client_destroy(curl_client *c)
 }
 
 /* Sets the options of rq on the (reset) handle e. */
-static void set_options(const curl_client *c, CURL *e, curl_req *rq, char *errbuf)
+static void set_options(const curl_client *c, CURL *e, curl_req *rq, long recv_buffer,
+                        char *errbuf)
 {
     const curl_api *curl = c->curl;
     uint64_t bytes = rq->method == CURL_PUT ? rq->up_len : rq->method == CURL_GET ? rq->limit : 0;
@@ -148,7 +191,7 @@ static void set_options(const curl_client *c, CURL *e, curl_req *rq, char *errbu
     curl->easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (c->timeout_ms + 999) / 1000);
     curl->easy_setopt(e, CURLOPT_HTTPHEADER, rq->headers);
     curl->easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl->easy_setopt(e, CURLOPT_BUFFERSIZE, CURL_RECV_BUFFER);
+    curl->easy_setopt(e, CURLOPT_BUFFERSIZE, recv_buffer);
     curl->easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl->easy_setopt(e, CURLOPT_WRITEDATA, rq);
     curl->easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
@@ -185,30 +228,22 @@ static void set_options(const curl_client *c, CURL *e, curl_req *rq, char *errbu
     }
 }
 
-CURL *curl_req_start(curl_client *c, curl_req *rq, CURL *e, char *errbuf, const char *where)
+void curl_req_start(curl_client *c, curl_req *rq, CURL *e, long recv_buffer, char *errbuf)
 {
-    const curl_api *curl = c->curl;
-    if (!e)
-        e = remote_pool_take(&c->pool);
-    if (!e && !(e = curl->easy_init())) {
-        set_error(ACACHE_ENOMEM, "%s: cannot make a curl handle", where);
-        return NULL;
-    }
     /* Reset clears the options but keeps the handle's live connections. */
-    curl->easy_reset(e);
-    rq->curl_ = curl;
+    c->curl->easy_reset(e);
+    rq->curl_ = c->curl;
     rq->e_ = e;
     rq->code = 0;
     rq->errlen = 0;
     rq->errbody[0] = rq->header[0] = '\0';
     rq->st = ACACHE_OK;
     errbuf[0] = '\0';
-    set_options(c, e, rq, errbuf);
-    return e;
+    set_options(c, e, rq, recv_buffer, errbuf);
 }
 
 acache_status curl_req_end(curl_client *c, curl_req *rq, CURLcode rc, const char *errbuf,
-                           const char *where, bool keep)
+                           const char *where)
 {
     const curl_api *curl = c->curl;
     const char *m = method_names[rq->method];
@@ -229,16 +264,38 @@ acache_status curl_req_end(curl_client *c, curl_req *rq, CURLcode rc, const char
                        errbuf[0] ? errbuf : curl->easy_strerror(rc));
     }
     curl->easy_setopt(e, CURLOPT_ERRORBUFFER, NULL);
-    if (!keep && !remote_pool_give(&c->pool, e))
-        curl->easy_cleanup(e);
     return st;
+}
+
+/* Runs the request set up on s->e to its end: how it ended (libcurl's
+ * code; CURLE_FAILED_INIT when the wait itself failed, *broken then set). */
+static CURLcode single_run(const curl_api *curl, curl_single *s, bool *broken)
+{
+    CURLcode rc = CURLE_FAILED_INIT;
+    if (curl->multi_add_handle(s->m, s->e) != CURLM_OK) {
+        *broken = true;
+        return CURLE_OUT_OF_MEMORY;
+    }
+    *broken = !curl_watch_run(curl, s->m, &s->w);
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl->multi_info_read(s->m, &left)) != NULL)
+        if (msg->msg == CURLMSG_DONE && msg->easy_handle == s->e)
+            rc = msg->data.result;
+    curl->multi_remove_handle(s->m, s->e);
+    return rc;
 }
 
 acache_status curl_perform(curl_client *c, curl_req *rq, const char *where)
 {
     char errbuf[CURL_ERROR_SIZE];
-    CURL *e = curl_req_start(c, rq, NULL, errbuf, where);
-    if (!e)
-        return ACACHE_ENOMEM;
-    return curl_req_end(c, rq, c->curl->easy_perform(e), errbuf, where, false);
+    curl_single *s = single_take(c);
+    if (!s)
+        return set_error(ACACHE_ENOMEM, "%s: cannot make a curl handle", where);
+    curl_req_start(c, rq, s->e, CURL_RECV_BUFFER, errbuf);
+    bool broken;
+    acache_status st = curl_req_end(c, rq, single_run(c->curl, s, &broken), errbuf, where);
+    if (broken || !remote_pool_give(&c->pool, s))
+        single_free(c->curl, s);
+    return st;
 }

@@ -25,7 +25,9 @@
 /* What every request of one remote shares. */
 typedef struct curl_client {
     const curl_api *curl;
-    remote_pool pool;          /* idle easy handles, with their connections */
+    remote_pool pool;          /* idle single-request handles (an easy handle
+                                  and a multi handle to wait on it), with
+                                  their connections */
     remote_pool multis;        /* idle multi handles with their easy handles
                                   (curl_multi.c), and their connections */
     long connect_ms, timeout_ms;
@@ -69,14 +71,15 @@ void curl_client_destroy(curl_client *c);
  * (cannot connect, timeout, cancelled), the message naming `where`. */
 acache_status curl_perform(curl_client *c, curl_req *rq, const char *where);
 
-/* The two halves of curl_perform, for curl_multi.c: handle e (NULL: one
- * from the pool) set up for rq (NULL: out of memory, message set), errbuf
- * (CURL_ERROR_SIZE bytes) receiving libcurl's message; then, once libcurl
- * has run it to rc, what curl_perform returns, with the handle given back
- * to the pool unless the caller keeps it. */
-CURL *curl_req_start(curl_client *c, curl_req *rq, CURL *e, char *errbuf, const char *where);
+/* The two halves of curl_perform, for curl_multi.c: handle e set up for
+ * rq, with a receive buffer of recv_buffer bytes (give a handle the same
+ * size every time: libcurl reallocates its buffer to a new size, and a new
+ * buffer faults in afresh), errbuf (CURL_ERROR_SIZE bytes) receiving
+ * libcurl's message; then, once libcurl has run it to rc, what
+ * curl_perform returns. The handle stays the caller's. */
+void curl_req_start(curl_client *c, curl_req *rq, CURL *e, long recv_buffer, char *errbuf);
 acache_status curl_req_end(curl_client *c, curl_req *rq, CURLcode rc, const char *errbuf,
-                           const char *where, bool keep);
+                           const char *where);
 /* Frees the multi handles curl_perform_many pooled in c, with their
  * connections: call it before curl_client_destroy if it was ever called. */
 void curl_multis_drain(curl_client *c);
