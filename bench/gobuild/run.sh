@@ -488,7 +488,7 @@ for t in "${TLIST[@]}"; do
       s=$(run_build "$t" "$mode" "$d/logs/$mode-warm-$i.log")
       printf '  warm %d  %-10s %8.3f s\n' "$i" "$mode" "$s"
       runs[$mode]="${runs[$mode]:-} $s"
-      case $mode in http|s3|s3http) CPUS[$t,$mode]="${CPUS[$t,$mode]:-} $(python3 "$PY" cpu "$d/logs/$mode-warm-$i.log")" ;; esac
+      case $mode in redis|http|s3|s3http) CPUS[$t,$mode]="${CPUS[$t,$mode]:-} $(python3 "$PY" cpu "$d/logs/$mode-warm-$i.log")" ;; esac
       read -r bcpu scpu < <(python3 "$PY" buildcpu "$d/logs/$mode-warm-$i.log")
       BCPUS[$t,$mode]="${BCPUS[$t,$mode]:-} $bcpu"; SCPUS[$t,$mode]="${SCPUS[$t,$mode]:-} $scpu"
       # A run that filled a store leaves ~150 MiB to write back: not on the
@@ -559,23 +559,27 @@ echo "  VmHWM after a tiny put: $RSS_BASE MiB; after a $RSS_MIB MiB put: $RSS_BI
 echo
 
 # cpu_bound TARGET MODE: the warm runs' CPU time (user + system; medians):
-# the build's (the go command, its tools and its helper) and the servers',
-# and their sum over the cores: the least wall time this machine allows for
-# that much work, against the runs' median wall time.
+# the go command's and its tools' (the helper is not among them: the go
+# command does not wait for it), the helper's (from its -v summary) and
+# the servers', and their sum over the cores: the least wall time this
+# machine allows for that much work, against the runs' median wall time.
 cpu_bound() {
-  local t=$1 mode=$2 b s
+  local t=$1 mode=$2 b s h=0
   [ -n "${BCPUS[$t,$mode]:-}" ] || return 0
   # shellcheck disable=SC2086  # lists of numbers
   b=$(python3 "$PY" median ${BCPUS[$t,$mode]})
   # shellcheck disable=SC2086
   s=$(python3 "$PY" median ${SCPUS[$t,$mode]})
-  python3 - "$t" "$mode" "$b" "$s" "$(nproc)" "${WARM[$t,$mode]}" <<'PYEOF'
+  # shellcheck disable=SC2086
+  [ -n "${CPUS[$t,$mode]:-}" ] && h=$(python3 "$PY" median ${CPUS[$t,$mode]})
+  python3 - "$t" "$mode" "$b" "$h" "$s" "$(nproc)" "${WARM[$t,$mode]}" <<'PYEOF'
 import sys
-t, mode, b, s, n, wall = sys.argv[1], sys.argv[2], *map(float, sys.argv[3:])
-bound = (b + s) / n
-print("  CPU of a warm %s run (medians): build %.3f s + servers %.3f s = %.3f s; over %d cores"
-      " at least %.3f s, wall %.3f s (%.2fx that bound)" % (mode, b, s, b + s, n, bound, wall,
-                                                           wall / bound if bound else 0))
+t, mode, b, h, s, n, wall = sys.argv[1], sys.argv[2], *map(float, sys.argv[3:])
+total = b + h + s
+bound = total / n
+print("  CPU of a warm %s run (medians): go %.3f s + helper %.3f s + servers %.3f s = %.3f s;"
+      " over %d cores at least %.3f s, wall %.3f s (%.2fx that bound)"
+      % (mode, b, h, s, total, n, bound, wall, wall / bound if bound else 0))
 PYEOF
 }
 
