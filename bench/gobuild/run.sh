@@ -616,7 +616,7 @@ for t in "${TLIST[@]}"; do
     echo "  helper, last $mode run: ${SUMMARY_WARM[$t,$mode]:-(no -v summary)}"
     if [ -n "${CPUS[$t,$mode]:-}" ]; then echo "  helper CPU (user + system) per run, s:${CPUS[$t,$mode]}"; fi
   done
-  for mode in own redis http s3http; do
+  for mode in own acache floor redis http s3http; do
     cpu_bound "$t" "$mode"
   done
 done
