@@ -20,9 +20,9 @@
 #define _GNU_SOURCE
 #endif
 #include "acache.h"
+#include "rmtree.h"
 
 #include <fcntl.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -176,15 +176,6 @@ static bool measure(hit_case *c, build_ctx *b)
     return true;
 }
 
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    remove(p);
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     const char *parent = getenv("TMPDIR");
@@ -306,6 +297,6 @@ int main(int argc, char **argv)
 out:
     acache_close(s);
     acache_close(ns);
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    bench_rmtree(dir);
     return rc;
 }

@@ -49,10 +49,10 @@
 #define _GNU_SOURCE
 #endif
 #include "acache.h"
+#include "rmtree.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -615,15 +615,6 @@ static bool timed_run(const options *o, const char *mode, const char *remote, co
     return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    remove(p);
-    return 0;
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -682,7 +673,7 @@ static int run_all(const options *o)
                  * this virtual machine never used, which costs a fault in
                  * the host per page: kept, every run from the 15th on took
                  * three times the CPU time, acache's and the floor's. */
-                nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+                bench_rmtree(dir);
                 sync(); /* the write-back is not the next run's */
                 usleep(500000);
             }

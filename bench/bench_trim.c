@@ -47,10 +47,10 @@
 #define _GNU_SOURCE
 #endif
 #include "acache.h"
+#include "rmtree.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -140,15 +140,6 @@ static bool timed_get(acache_store *s, uint64_t n, latencies *l)
     acache_status st = acache_get(s, &k, 0, &r);
     note(l, now_ns() - t0);
     return st == ACACHE_OK;
-}
-
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    remove(p);
-    return 0;
 }
 
 /* A trim run in a thread of its own. */
@@ -433,7 +424,7 @@ out:
     free(warm.ns);
     if (!fill_only) {
         fprintf(stderr, "removing %s\n", dir);
-        nftw(dir, rm_one, 64, FTW_DEPTH | FTW_PHYS);
+        bench_rmtree(dir);
     }
     return rc;
 }

@@ -25,17 +25,7 @@
 
 typedef tu_disk fixture;
 
-static int setup(void **state)
-{
-    *state = tu_disk_new("agree", "?trim-interval=off");
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    tu_disk_free(*state);
-    return 0;
-}
+TU_DISK_FIXTURE("agree", "?trim-interval=off")
 
 /* The bytes of seed (none for EMPTY). */
 static size_t bytes_of(uint32_t seed, char *buf)

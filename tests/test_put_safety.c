@@ -23,17 +23,7 @@
 
 typedef tu_disk fixture;
 
-static int setup(void **state)
-{
-    *state = tu_disk_new("putsafe", "?trim-interval=off");
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    tu_disk_free(*state);
-    return 0;
-}
+TU_DISK_FIXTURE("putsafe", "?trim-interval=off")
 
 /* Flips one byte of the file in place: same size, same inode. */
 static void damage(const char *path)

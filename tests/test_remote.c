@@ -1563,6 +1563,29 @@ static void test_get_many_same_as_single(void **state)
     acache_close(r);
 }
 
+/* A batch of 8 (ids first..first+7) asked of r, which cannot answer: every
+ * action is done exactly once, with an error, and no bytes. Returns the
+ * seconds it took. */
+static double expect_batch_fails(acache_store *r, uint32_t first)
+{
+    acache_id ids[8];
+    got all[8];
+    memset(all, 0, sizeof all);
+    for (uint32_t i = 0; i < 8; i++)
+        ids[i] = tu_id(first + i);
+    many m = { all, { { NULL, NULL } } };
+    remote_batch b = { ids, 8, many_sink_for, many_done, &m };
+    double t0 = now_s();
+    r->ops->remote->get_many(r->self, &b);
+    double took = now_s() - t0;
+    for (uint32_t i = 0; i < 8; i++) {
+        assert_int_equal(all[i].dones, 1);
+        assert_int_equal(all[i].sinks, 0);
+        assert_true(all[i].st < 0);
+    }
+    return took;
+}
+
 /* A batch asked of a dead server (Redis: one pipeline; HTTP, S3: requests at
  * once) fails as one exchange: one failure towards switching the remote
  * off, not one per action; every action is done, with an error. */
@@ -1572,19 +1595,7 @@ static void test_get_many_dead_counts_once(void **state)
     char spec[512];
     spec_for(f, f->k, S.dead, "failures=100&timeout=2s&prefetch=0", spec, sizeof spec);
     acache_store *r = open_spec(spec);
-    acache_id ids[8];
-    got all[8];
-    memset(all, 0, sizeof all);
-    for (uint32_t i = 0; i < 8; i++)
-        ids[i] = tu_id(3100 + i);
-    many m = { all, { { NULL, NULL } } };
-    remote_batch b = { ids, 8, many_sink_for, many_done, &m };
-    r->ops->remote->get_many(r->self, &b);
-    for (uint32_t i = 0; i < 8; i++) {
-        assert_int_equal(all[i].dones, 1);
-        assert_int_equal(all[i].sinks, 0);
-        assert_true(all[i].st < 0);
-    }
+    expect_batch_fails(r, 3100);
     assert_int_equal(info_of(r).failures, 1);
     assert_false(info_of(r).switched_off);
     acache_close(r);
@@ -1605,29 +1616,16 @@ static void test_get_many_hang_and_close(void **state)
         char spec[512];
         spec_for(f, f->k, ports[p], "failures=100&timeout=300ms&prefetch=0", spec, sizeof spec);
         acache_store *r = open_spec(spec);
-        acache_id ids[8];
-        got all[8];
-        memset(all, 0, sizeof all);
-        for (uint32_t i = 0; i < 8; i++)
-            ids[i] = tu_id(3200 + i);
-        many m = { all, { { NULL, NULL } } };
-        remote_batch b = { ids, 8, many_sink_for, many_done, &m };
-        double t0 = now_s();
-        r->ops->remote->get_many(r->self, &b);
-        double took = now_s() - t0;
-        for (uint32_t i = 0; i < 8; i++) {
-            assert_int_equal(all[i].dones, 1);
-            assert_int_equal(all[i].sinks, 0);
-            assert_true(all[i].st < 0);
-        }
+        double took = expect_batch_fails(r, 3200);
         /* The stall limit is the timeout rounded up to a second. */
         if (took >= 3.0)
             fail_msg("%s: a batch took %.1f s", p ? "closer" : "hang", took);
         got one;
         memset(&one, 0, sizeof one);
         remote_sink sink = { got_write, &one };
-        t0 = now_s();
-        assert_true(r->ops->remote->get_into(r->self, &ids[0], &one.meta, &sink) < 0);
+        acache_id id = tu_id(3200);
+        double t0 = now_s();
+        assert_true(r->ops->remote->get_into(r->self, &id, &one.meta, &sink) < 0);
         took = now_s() - t0;
         assert_int_equal(one.len, 0);
         if (took >= 3.0)

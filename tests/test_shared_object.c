@@ -25,17 +25,7 @@
 
 typedef tu_disk fixture;
 
-static int setup(void **state)
-{
-    *state = tu_disk_new("shared", "?trim-interval=off");
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    tu_disk_free(*state);
-    return 0;
-}
+TU_DISK_FIXTURE("shared", "?trim-interval=off")
 
 static acache_result put_bytes(acache_store *s, uint32_t action, const char *data, size_t len)
 {

@@ -28,17 +28,7 @@
 
 typedef tu_disk fixture;
 
-static int setup(void **state)
-{
-    *state = tu_disk_new("trim", "?trim-interval=off");
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    tu_disk_free(*state);
-    return 0;
-}
+TU_DISK_FIXTURE("trim", "?trim-interval=off")
 
 /* An action id in shard `shard` (its first byte), distinct per n. */
 static acache_id shard_id(int shard, uint32_t n)

@@ -38,6 +38,19 @@ typedef struct tu_disk {
 } tu_disk;
 tu_disk *tu_disk_new(const char *tag, const char *opts);
 void tu_disk_free(tu_disk *f);
+/* Defines setup() and teardown() for a cmocka group whose state is a
+ * tu_disk made with tag and opts. */
+#define TU_DISK_FIXTURE(tag, opts)                                                                 \
+    static int setup(void **state)                                                                 \
+    {                                                                                              \
+        *state = tu_disk_new(tag, opts);                                                           \
+        return 0;                                                                                  \
+    }                                                                                              \
+    static int teardown(void **state)                                                              \
+    {                                                                                              \
+        tu_disk_free(*state);                                                                      \
+        return 0;                                                                                  \
+    }
 /* DIR/v1/<kind>/XX/<hex><suffix>: a record ('a', suffix "" or ".out") or
  * an object ('o') of the disk store in dir. */
 void tu_entry_path(const char *dir, char kind, const acache_id *id, const char *suffix,

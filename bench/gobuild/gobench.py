@@ -83,10 +83,7 @@ def cmd_time(args):
 
 
 def cmd_buildcpu(args):
-    try:
-        text = open(args[0], errors="replace").read()
-    except OSError:
-        text = ""
+    text = read_log(args[0])
     m = re.findall(r"gobench: cpu ([\d.]+) s build, ([\d.]+) s servers", text)
     print("%s %s" % m[-1] if m else "0 0")
     return 0
@@ -107,11 +104,17 @@ def cmd_le(args):
     return 0 if float(args[0]) <= float(args[1]) else 1
 
 
-def cmd_summary(args):
+def read_log(path):
+    """The text of a log, or "" when there is none."""
     try:
-        text = open(args[0], errors="replace").read()
+        with open(path, errors="replace") as f:
+            return f.read()
     except OSError:
-        text = ""
+        return ""
+
+
+def cmd_summary(args):
+    text = read_log(args[0])
     m = re.findall(r"gocacheprog: (\d+) gets \((\d+) hits, (\d+) misses\), (\d+) puts, .*?"
                    r"([\d.]+) s in requests \(summed\), ([\d.]+) s wall", text)
     if m:
@@ -123,20 +126,14 @@ def cmd_summary(args):
 
 def cmd_cpu(args):
     """The helper's CPU time (user + system, s) from its -v summary, or 0."""
-    try:
-        text = open(args[0], errors="replace").read()
-    except OSError:
-        text = ""
+    text = read_log(args[0])
     m = re.findall(r"; cpu ([\d.]+) s user, ([\d.]+) s system", text)
     print("%.3f" % (float(m[-1][0]) + float(m[-1][1])) if m else "0")
     return 0
 
 
 def cmd_remotes(args):
-    try:
-        text = open(args[0], errors="replace").read()
-    except OSError:
-        text = ""
+    text = read_log(args[0])
     # "remote N: NAME (MODE): STATE; counters" lines of the final summary
     # (the ones at start have no counters).
     lines = re.findall(r"gocacheprog: (remote \d+: .*? hits, .*)", text)
