@@ -176,7 +176,9 @@ static bool measure(hit_case *c, build_ctx *b)
     return true;
 }
 
-int main(int argc, char **argv)
+/* --quick and --dir; the parent of the scratch directory, or NULL after
+ * printing the usage. */
+static const char *parse_args(int argc, char **argv)
 {
     const char *parent = getenv("TMPDIR");
     for (int i = 1; i < argc; i++) {
@@ -187,86 +189,102 @@ int main(int argc, char **argv)
             parent = argv[++i];
         } else {
             fprintf(stderr, "usage: bench_build_once [--quick] [--dir DIR]\n");
-            return 2;
+            return NULL;
         }
     }
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/acache-bench-XXXXXX", parent && *parent ? parent : "/tmp");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
-    int rc = 1;
+    return parent && *parent ? parent : "/tmp";
+}
+
+/* disk:dir, and a namespace of a second handle on it. */
+static acache_status open_stores(const char *dir, acache_store **s, acache_store **ns,
+                                 const char **what)
+{
     char spec[4200];
     snprintf(spec, sizeof spec, "disk:%s", dir);
-    acache_store *s = NULL, *ns = NULL;
-    acache_status st = acache_open(spec, &s);
+    acache_status st = acache_open(spec, s);
     if (st != ACACHE_OK) {
-        rc = die(spec, st);
-        goto out;
+        *what = "open";
+        return st;
     }
     acache_fingerprint fp = { "bench", "1", acache_host_target(), NULL, "-O2", NULL, 0 };
     acache_id fp_id;
     acache_fingerprint_id(&fp, &fp_id);
     acache_store *s2 = NULL;
-    if ((st = acache_open(spec, &s2)) != ACACHE_OK ||
-        (st = acache_namespace(s2, &fp_id, &ns)) != ACACHE_OK) {
-        rc = die("namespace", st);
-        goto out;
-    }
+    *what = "namespace";
+    if ((st = acache_open(spec, &s2)) != ACACHE_OK)
+        return st;
+    return acache_namespace(s2, &fp_id, ns);
+}
 
-    /* 16 threads, one missing id, several rounds. */
+/* One round: THREADS threads ask for one missing id at once. The number
+ * of builds in *runs, the time all took in *ms. */
+static acache_status race_round(acache_store *s, int round, int *runs, double *ms)
+{
+    char name[32];
+    snprintf(name, sizeof name, "race-%d", round);
+    acache_part part = { name, strlen(name) };
+    acache_id action;
+    acache_key_derive(&action, "bench", &part, 1);
+    build_ctx b = { 0, 20 };
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, THREADS);
+    racer rs[THREADS];
+    pthread_t t[THREADS];
+    int64_t t0 = now_ns();
+    for (int i = 0; i < THREADS; i++) {
+        rs[i] = (racer){ s, action, &b, &go, ACACHE_OK };
+        pthread_create(&t[i], NULL, race, &rs[i]);
+    }
+    acache_status st = ACACHE_OK;
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(t[i], NULL);
+        if (rs[i].st != ACACHE_OK)
+            st = rs[i].st;
+    }
+    *ms = (double)(now_ns() - t0) / 1e6;
+    pthread_barrier_destroy(&go);
+    *runs = atomic_load(&b.runs);
+    return st;
+}
+
+/* All rounds: the most builds of one round, and its slowest time. */
+static acache_status race_rounds(acache_store *s, int *worst, double *worst_ms)
+{
     printf("-- %d threads asking for the same missing id at once (1 MiB output, 20 ms build)\n",
            THREADS);
-    int worst = 0;
-    double worst_ms = 0;
+    *worst = 0;
+    *worst_ms = 0;
     for (int round = 0; round < rounds; round++) {
-        char name[32];
-        snprintf(name, sizeof name, "race-%d", round);
-        acache_part part = { name, strlen(name) };
-        acache_id action;
-        acache_key_derive(&action, "bench", &part, 1);
-        build_ctx b = { 0, 20 };
-        pthread_barrier_t go;
-        pthread_barrier_init(&go, NULL, THREADS);
-        racer rs[THREADS];
-        pthread_t t[THREADS];
-        int64_t t0 = now_ns();
-        for (int i = 0; i < THREADS; i++) {
-            rs[i] = (racer){ s, action, &b, &go, ACACHE_OK };
-            pthread_create(&t[i], NULL, race, &rs[i]);
-        }
-        for (int i = 0; i < THREADS; i++) {
-            pthread_join(t[i], NULL);
-            if (rs[i].st != ACACHE_OK) {
-                rc = die("race", rs[i].st);
-                goto out;
-            }
-        }
-        double ms = (double)(now_ns() - t0) / 1e6;
-        pthread_barrier_destroy(&go);
-        int runs = atomic_load(&b.runs);
+        int runs;
+        double ms;
+        acache_status st = race_round(s, round, &runs, &ms);
+        if (st != ACACHE_OK)
+            return st;
         printf("round %d: %d build(s), all %d threads served in %.1f ms\n", round + 1, runs,
                THREADS, ms);
-        if (runs > worst)
-            worst = runs;
-        if (ms > worst_ms)
-            worst_ms = ms;
+        if (runs > *worst)
+            *worst = runs;
+        if (ms > *worst_ms)
+            *worst_ms = ms;
     }
+    return ACACHE_OK;
+}
 
-    /* Hits on a 1 MiB artifact. */
+/* Hits on a 1 MiB artifact, each way, against open+mmap; prints the table
+ * and the targets. */
+static int measure_hits(acache_store *s, acache_store *ns, int worst, double worst_ms)
+{
     acache_part part = { "hit", 3 };
     acache_id action;
     acache_key_derive(&action, "bench", &part, 1);
     build_ctx b = { 0, 0 };
     acache_result r;
     acache_build_options o = { 0, 0, NULL };
+    acache_status st;
     if ((st = acache_get_or_build_ex(s, &action, build, &b, &o, &r)) != ACACHE_OK ||
         (st = acache_get_or_build_ex(ns, &action, build, &b, &o, &r)) != ACACHE_OK ||
-        (st = acache_get(s, &action, 0, &r)) != ACACHE_OK) {
-        rc = die("prepare hit", st);
-        goto out;
-    }
+        (st = acache_get(s, &action, 0, &r)) != ACACHE_OK)
+        return die("prepare hit", st);
     hit_case cases[] = {
         { "open+fstat+mmap+munmap+close", NULL, NULL, r.path, 2, 0, 0 },
         { "acache_get (GET_DATA)", s, &action, NULL, 1, 0, 0 },
@@ -274,12 +292,9 @@ int main(int argc, char **argv)
         { "  ... through acache_namespace", ns, &action, NULL, 0, 0, 0 },
     };
     size_t ncases = sizeof cases / sizeof cases[0];
-    for (size_t i = 0; i < ncases; i++) {
-        if (!measure(&cases[i], &b)) {
-            rc = die(cases[i].name, ACACHE_MISS);
-            goto out;
-        }
-    }
+    for (size_t i = 0; i < ncases; i++)
+        if (!measure(&cases[i], &b))
+            return die(cases[i].name, ACACHE_MISS);
     printf("\n-- hit on a 1 MiB artifact, mapped (first byte touched), best chunk (mean)\n");
     printf("%-34s %10s %12s  %s\n", "operation", "time/op", "(mean)", "vs open+mmap");
     for (size_t i = 0; i < ncases; i++)
@@ -293,8 +308,31 @@ int main(int argc, char **argv)
            cases[3].best_ns / 1e3);
     if (atomic_load(&b.runs) != 2)
         printf("  (unexpected: %d builds while measuring hits)\n", atomic_load(&b.runs));
-    rc = 0;
-out:
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *parent = parse_args(argc, argv);
+    if (!parent)
+        return 2;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/acache-bench-XXXXXX", parent);
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    acache_store *s = NULL, *ns = NULL;
+    const char *what = "";
+    int worst = 0, rc;
+    double worst_ms = 0;
+    acache_status st = open_stores(dir, &s, &ns, &what);
+    if (st != ACACHE_OK)
+        rc = die(what, st);
+    else if ((st = race_rounds(s, &worst, &worst_ms)) != ACACHE_OK)
+        rc = die("race", st);
+    else
+        rc = measure_hits(s, ns, worst, worst_ms);
     acache_close(s);
     acache_close(ns);
     bench_rmtree(dir);
