@@ -13,6 +13,7 @@
 #include "compose/prefetch.h"
 #include "os/hook.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -185,7 +186,7 @@ static void test_manifest_repeats_fetched_once(void **state)
 
 static pthread_mutex_t gt_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t gt_cv = PTHREAD_COND_INITIALIZER;
-static bool gt_entered, gt_first_open, gt_rest_open;
+static bool gt_entered, gt_first_open, gt_rest_open, gt_lookup_over;
 static int gt_dones;
 
 static void gate_wait(bool *open)
@@ -194,6 +195,22 @@ static void gate_wait(bool *open)
     while (!*open)
         pthread_cond_wait(&gt_cv, &gt_mu);
     pthread_mutex_unlock(&gt_mu);
+}
+
+/* Waits for *flag like gate_wait, but at most secs seconds (a bound for a
+ * hang, not a timing): whether it was set. */
+static bool gate_wait_bounded(bool *flag, int secs)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += secs;
+    pthread_mutex_lock(&gt_mu);
+    int err = 0;
+    while (!*flag && err != ETIMEDOUT)
+        err = pthread_cond_timedwait(&gt_cv, &gt_mu, &until);
+    bool set = *flag;
+    pthread_mutex_unlock(&gt_mu);
+    return set;
 }
 
 static void gate_set(bool *flag)
@@ -238,6 +255,7 @@ static void *lookup_main(void *arg)
     lookup *l = arg;
     l->fetch_it = prefetch_claim(l->p, &l->id);
     atomic_store(&l->over, true);
+    gate_set(&gt_lookup_over);
     return NULL;
 }
 
@@ -272,11 +290,7 @@ static void test_batch_releases_each_id(void **state)
     assert_int_equal(prefetch_waiting(p, &l.id), 1);
     assert_false(atomic_load(&l.over));
     gate_set(&gt_first_open);
-    for (int i = 0; i < 30000 && !atomic_load(&l.over); i++) {
-        struct timespec ms = { 0, 1000000 };
-        nanosleep(&ms, NULL);
-    }
-    bool over = atomic_load(&l.over);
+    bool over = gate_wait_bounded(&gt_lookup_over, 30);
     pthread_mutex_lock(&gt_mu);
     int dones = gt_dones;
     pthread_mutex_unlock(&gt_mu);

@@ -1601,6 +1601,10 @@ static void test_get_many_dead_counts_once(void **state)
     acache_close(r);
 }
 
+/* Longer than any request of test_get_many_hang_and_close may take by its
+ * own limits, on any load: only a request that never ends reaches it. */
+#define HANG_BOUND_S 30.0
+
 /* Every action of a batch is done exactly once, with an error, and a
  * single get is an error too, ...
  *  - asked of a server that accepts and never answers: the requests end at
@@ -1617,8 +1621,10 @@ static void test_get_many_hang_and_close(void **state)
         spec_for(f, f->k, ports[p], "failures=100&timeout=300ms&prefetch=0", spec, sizeof spec);
         acache_store *r = open_spec(spec);
         double took = expect_batch_fails(r, 3200);
-        /* The stall limit is the timeout rounded up to a second. */
-        if (took >= 3.0)
+        /* That they end at all, by their own limits (the stall limit is
+         * the timeout rounded up to a second): a bound for a hang, far
+         * above any load, not a measure of speed. */
+        if (took >= HANG_BOUND_S)
             fail_msg("%s: a batch took %.1f s", p ? "closer" : "hang", took);
         got one;
         memset(&one, 0, sizeof one);
@@ -1628,7 +1634,7 @@ static void test_get_many_hang_and_close(void **state)
         assert_true(r->ops->remote->get_into(r->self, &id, &one.meta, &sink) < 0);
         took = now_s() - t0;
         assert_int_equal(one.len, 0);
-        if (took >= 3.0)
+        if (took >= HANG_BOUND_S)
             fail_msg("%s: a get took %.1f s", p ? "closer" : "hang", took);
         acache_close(r);
     }
