@@ -141,3 +141,13 @@ out:
         set_free(curl, set);
     free(errbufs);
 }
+
+acache_status curl_batch_failure(const acache_status *st, size_t n, const char *where)
+{
+    size_t failed = 0;
+    for (size_t i = 0; i < n; i++)
+        failed += st[i] == ACACHE_EIO;
+    return n > 0 && failed == n
+               ? set_error(ACACHE_EIO, "%s: %zu requests at once all failed", where, n)
+               : ACACHE_OK;
+}

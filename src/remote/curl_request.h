@@ -88,6 +88,10 @@ void curl_multis_drain(curl_client *c);
  * call); st[i] is what curl_perform would return for rqs[i]. */
 void curl_perform_many(curl_client *c, curl_req *rqs, size_t n, const char *where,
                        acache_status *st);
+/* After a batch's statuses st[0..n) have their meaning: the exchange's
+ * own failure when every request failed to reach the server (counted
+ * once by the caller), else ACACHE_OK. */
+acache_status curl_batch_failure(const acache_status *st, size_t n, const char *where);
 
 /* "GET", "HEAD", ... */
 const char *curl_method_name(curl_method m);

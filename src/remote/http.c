@@ -114,13 +114,9 @@ static acache_status http_fetch_many(void *t, remote_ns ns, const char *const *h
         request_setup(h, CURL_GET, ns, hexes[i], &rqs[i], urls[i], names[i]);
     }
     curl_perform_many(&h->client, rqs, n, h->where, st);
-    size_t failed = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++)
         st[i] = request_answer(h, st[i], &rqs[i]);
-        failed += st[i] == ACACHE_EIO;
-    }
-    if (failed == n)
-        err = set_error(ACACHE_EIO, "%s: %zu requests at once all failed", h->where, n);
+    err = curl_batch_failure(st, n, h->where);
 out:
     free(names);
     free(urls);

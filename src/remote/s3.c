@@ -201,14 +201,10 @@ static acache_status s3_fetch_many(void *t, remote_ns ns, const char *const *hex
         s3_prepare(s, CURL_GET, ns, hexes[i], EMPTY_SHA256, &rqs[i], &bufs[i]);
     }
     curl_perform_many(&s->client, rqs, n, s->where, st);
-    size_t failed = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++)
         if (st[i] == ACACHE_OK)
             st[i] = s3_meaning(s, &rqs[i]);
-        failed += st[i] == ACACHE_EIO;
-    }
-    if (failed == n)
-        err = set_error(ACACHE_EIO, "%s: %zu requests at once all failed", s->where, n);
+    err = curl_batch_failure(st, n, s->where);
 out:
     free(bufs);
     free(rqs);
