@@ -1,10 +1,10 @@
 /*
  * disk.h - the disk store's internals, shared by the files of src/disk:
  * layout.c (paths and the record format), open_list.c (the open stores),
- * counters.c (counts across processes), trim.c (eviction), verify.c,
- * clear.c and stats.c (maintenance), and disk.c (open, get, put, delete;
- * the layout is described at its top), the only one that calls the trim
- * from a put. Above src/disk, only the scheme table includes it (for
+ * counters.c (counts across processes), trim.c (eviction; trim_aside.c,
+ * its checked removals), verify.c, clear.c and stats.c (maintenance), and
+ * disk.c (open, get, put, delete; the layout is described at its top), the
+ * only one that calls the trim from a put. Above src/disk, only the scheme table includes it (for
  * disk_open).
  */
 #ifndef ACACHE_DISK_H
@@ -83,6 +83,8 @@ acache_status disk_open(spec *s, void **self, const backend_ops **ops);
  * 4 KiB blocks (what ext4, xfs and tmpfs allocate). */
 static inline uint64_t disk_usage(uint64_t size) { return (size + 4095) & ~(uint64_t)4095; }
 
+/* layout.c: true if s[0..n) is lowercase hex, as the store's names are. */
+bool disk_is_hex(const char *s, size_t n);
 /* layout.c: ROOT/v1/<kind>/XX/<hex> into out (ACACHE_PATH_MAX bytes). */
 void disk_entry_path(const disk *d, char kind, const acache_id *id, char *out);
 

@@ -78,3 +78,11 @@ acache_status disk_parse_record(const char *buf, size_t n, const char *ahex,
     *time_ns = (int64_t)t;
     return ACACHE_OK;
 }
+
+bool disk_is_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return true;
+}

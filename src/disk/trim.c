@@ -40,6 +40,7 @@
 #include "disk/disk.h"
 #include "core/error.h"
 #include "os/clock.h"
+#include "disk/trim_aside.h"
 #include "disk/trim_state.h"
 #include "os/hook.h"
 #include "os/tempfile.h"
@@ -131,19 +132,6 @@ static bool grow(void *arr, size_t *cap, size_t n, size_t elem)
     return true;
 }
 
-static int64_t mtime_ns(const struct stat *sb)
-{
-    return (int64_t)sb->st_mtim.tv_sec * SEC + sb->st_mtim.tv_nsec;
-}
-
-static bool is_hex(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return false;
-    return true;
-}
-
 /* ------------------------------------------------------------------ */
 /* Removing things                                                      */
 
@@ -172,7 +160,7 @@ static bool machine_busy(void)
 static bool asked_to_stop(trim_run *t)
 {
     struct stat sb;
-    return fstatat(t->d->rootfd, "trim.stop", &sb, 0) == 0 && mtime_ns(&sb) >= t->now;
+    return fstatat(t->d->rootfd, "trim.stop", &sb, 0) == 0 && fs_mtime_ns(&sb) >= t->now;
 }
 
 /* Rests after a burst of work (automatic trims) while the machine is busy,
@@ -268,75 +256,27 @@ static void account(trim_run *t, int64_t entries, int64_t objects, int64_t bytes
     counters_flush_due(c, fs_now_ns(), COUNTERS_GET_FLUSH_NS);
 }
 
-/* Puts a file moved aside by remove_checked back under its name. If the
- * name was taken meanwhile, the file there is newer and stays: ours goes
- * (for an object, the same bytes; for a record, an older one). */
-static void put_back(trim_run *t, const char *aside, const char *rel)
-{
-    int fd = t->d->rootfd;
-    if (renameat2(fd, aside, fd, rel, RENAME_NOREPLACE) == 0)
-        return;
-    if ((errno == EINVAL || errno == ENOSYS) && linkat(fd, aside, fd, rel, 0) != 0 &&
-        errno != EEXIST)
-        return; /* it stays aside: the next trim puts it back */
-    unlinkat(fd, aside, 0);
-}
-
-/* "a/XX/<name>" -> "a/XX/.t-<name>": aside in its own directory (a rename
- * there costs one directory, not two), under a name no listing takes for
- * an entry and that says where it goes back. One trim runs at a time. */
-#define ASIDE_PREFIX ".t-"
-static void aside_name(const char *rel, char *out, size_t size)
-{
-    snprintf(out, size, "%.5s" ASIDE_PREFIX "%s", rel, rel + 5);
-}
-
 /*
  * Removes rel (below the root) if it still is what the trim decided to
  * remove: the file it looked at (`seen`; a put may have renamed a fresh
  * record over it), with at most max_links links (a put of the same bytes
  * may have linked an object since), not used since protect_from (a get
- * may have refreshed it and answered with it). Looking again is not
- * enough, as a get or put could come between the look and the unlink; so
- * the file is first moved to a private name, where no get or put can
- * reach it, then looked at, then either unlinked or moved back. A get in
- * between sees a miss, never a path that then vanishes. True when it was
- * removed (in a dry run, when it would be).
+ * may have refreshed it and answered with it); see trim_aside.c. True
+ * when it was removed (in a dry run, when it would be).
  */
 static bool remove_checked(trim_run *t, const char *rel, const struct stat *seen, nlink_t max_links)
 {
-    int fd = t->d->rootfd;
-    char aside[16 + HEXLEN + sizeof DISK_REF_SUFFIX];
-    struct stat now;
     os_hook_run(rel[0] == 'o' ? "trim-remove-object" : "trim-remove-record", rel);
-    if (t->dry)
-        return true;
-    aside_name(rel, aside, sizeof aside);
-    if (renameat2(fd, rel, fd, aside, RENAME_NOREPLACE) != 0 &&
-        (errno != EINVAL || renameat(fd, rel, fd, aside) != 0))
-        return false;
-    if (fstatat(fd, aside, &now, AT_SYMLINK_NOFOLLOW) == 0 && now.st_ino == seen->st_ino &&
-        now.st_dev == seen->st_dev && now.st_nlink <= max_links &&
-        mtime_ns(&now) < t->protect_from && unlinkat(fd, aside, 0) == 0)
-        return true;
-    put_back(t, aside, rel);
-    return false;
+    return t->dry || aside_remove(t->d->rootfd, rel, seen, max_links, t->protect_from);
 }
 
-/* A file a trim that died had moved aside (<dir>/.t-<name>, met while
- * listing dir) goes back under its name, undecided: this trim looks at it
- * again. */
-static void restore_aside(trim_run *t, const char *dir, const char *name)
+/* A file a trim that died had moved aside, met while listing dir: put back
+ * under its name (and in back), undecided; the listing judges it after its
+ * loop. */
+static void restore_aside(trim_run *t, const char *dir, const char *name, aside_restored *back)
 {
-    char aside[16 + HEXLEN + sizeof DISK_REF_SUFFIX], rel[8 + HEXLEN + sizeof DISK_REF_SUFFIX];
-    const char *hex = name + sizeof ASIDE_PREFIX - 1;
-    size_t len = strlen(hex);
-    if ((len != HEXLEN && len != HEXLEN + sizeof DISK_REF_SUFFIX - 1) || !is_hex(hex, HEXLEN) ||
-        memcmp(dir + 2, hex, 2) != 0 || t->dry)
-        return;
-    snprintf(aside, sizeof aside, "%.4s/%s", dir, name);
-    snprintf(rel, sizeof rel, "%.4s/%s", dir, hex);
-    put_back(t, aside, rel);
+    if (!t->dry)
+        aside_restore(t->d->rootfd, dir, name, back);
 }
 
 /* Removes an object's name when no reference to it is left (sb is how it
@@ -345,7 +285,7 @@ static void restore_aside(trim_run *t, const char *dir, const char *name)
 static void drop_object_if_free(trim_run *t, const char *orel, const struct stat *sb,
                                 nlink_t dropped)
 {
-    if (!S_ISREG(sb->st_mode) || sb->st_nlink > 1 + dropped || mtime_ns(sb) >= t->protect_from)
+    if (!S_ISREG(sb->st_mode) || sb->st_nlink > 1 + dropped || fs_mtime_ns(sb) >= t->protect_from)
         return;
     if (!remove_checked(t, orel, sb, 1))
         return;
@@ -370,7 +310,7 @@ static void evict(trim_run *t, const char *ahex)
         return;
     struct stat sb;
     ssize_t n = -1;
-    if (fstat(fd, &sb) == 0 && mtime_ns(&sb) < t->protect_from)
+    if (fstat(fd, &sb) == 0 && fs_mtime_ns(&sb) < t->protect_from)
         n = read(fd, buf, sizeof buf);
     close(fd);
     if (n < 0)
@@ -407,9 +347,64 @@ static int cmp_id(const void *a, const void *b)
     return memcmp(((const rec_item *)a)->id, ((const rec_item *)b)->id, ACACHE_ID_SIZE);
 }
 
+/* What a listing of an action shard gathers. */
+typedef struct action_list {
+    rec_item **recs;
+    size_t *cap, n;
+    char (*refs)[HEXLEN + 1];
+    size_t nrefs, refcap;
+} action_list;
+
+/* Takes one name of an action shard into l: a record (with its mtime) or
+ * a reference. False when out of memory. */
+static bool list_action(trim_run *t, int dfd, const char *name, action_list *l)
+{
+    size_t len = strlen(name);
+    if (len == HEXLEN + sizeof DISK_REF_SUFFIX - 1 && strcmp(name + HEXLEN, DISK_REF_SUFFIX) == 0 &&
+        disk_is_hex(name, HEXLEN)) {
+        if (!grow(&l->refs, &l->refcap, l->nrefs, sizeof *l->refs))
+            return false;
+        memcpy(l->refs[l->nrefs], name, HEXLEN);
+        l->refs[l->nrefs++][HEXLEN] = '\0';
+        return true;
+    }
+    if (len != HEXLEN || !disk_is_hex(name, HEXLEN))
+        return true;
+    struct stat sb;
+    t->r->files_examined++;
+    if (fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(sb.st_mode))
+        return true;
+    if (!grow(l->recs, l->cap, l->n, sizeof **l->recs))
+        return false;
+    rec_item *it = &(*l->recs)[l->n++];
+    acache_id_from_hex(name, HEXLEN, (acache_id *)it->id);
+    it->mtime = fs_mtime_ns(&sb);
+    it->has_ref = false;
+    return true;
+}
+
+/* Pairs the references of l with its records; those with none go to the
+ * front of l->refs. Returns how many have none. */
+static size_t pair_refs(action_list *l)
+{
+    size_t n = l->n, norphans = 0;
+    if (n > 1)
+        qsort(*l->recs, n, sizeof **l->recs, cmp_id);
+    for (size_t i = 0; i < l->nrefs; i++) {
+        rec_item key;
+        acache_id_from_hex(l->refs[i], HEXLEN, (acache_id *)key.id);
+        rec_item *found = n ? bsearch(&key, *l->recs, n, sizeof **l->recs, cmp_id) : NULL;
+        if (found)
+            found->has_ref = true;
+        else
+            memcpy(l->refs[norphans++], l->refs[i], HEXLEN + 1);
+    }
+    return norphans;
+}
+
 /* Reads the action shard directory XX: its records (with their mtimes and
  * whether they have a reference), and the names of references that have
- * no record. Returns the number of records, or -1. */
+ * no record. Returns the number of records. */
 static long list_actions(trim_run *t, int shard, rec_item **recs, size_t *cap, char (**orphans)[HEXLEN + 1],
                          size_t *norphans)
 {
@@ -420,56 +415,27 @@ static long list_actions(trim_run *t, int shard, rec_item **recs, size_t *cap, c
         return 0;
     int dfd = dirfd(dp);
     t->r->dirs_listed++;
-    size_t n = 0, nrefs = 0, refcap = 0;
-    char (*refs)[HEXLEN + 1] = NULL;
+    action_list l = { .recs = recs, .cap = cap };
+    aside_restored back = { 0 };
+    bool ok = true;
     struct dirent *de;
-    while ((de = readdir(dp)) != NULL && !stopping(t)) {
-        if (strncmp(de->d_name, ASIDE_PREFIX, sizeof ASIDE_PREFIX - 1) == 0) {
-            restore_aside(t, dir, de->d_name);
-            continue;
-        }
-        size_t len = strlen(de->d_name);
-        if (len == HEXLEN + sizeof DISK_REF_SUFFIX - 1 &&
-            strcmp(de->d_name + HEXLEN, DISK_REF_SUFFIX) == 0 && is_hex(de->d_name, HEXLEN)) {
-            if (!grow(&refs, &refcap, nrefs, sizeof *refs))
-                break;
-            memcpy(refs[nrefs], de->d_name, HEXLEN);
-            refs[nrefs++][HEXLEN] = '\0';
-            continue;
-        }
-        if (len != HEXLEN || !is_hex(de->d_name, HEXLEN))
-            continue;
-        struct stat sb;
-        t->r->files_examined++;
-        if (fstatat(dfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(sb.st_mode))
-            continue;
-        if (!grow(recs, cap, n, sizeof **recs))
-            break;
-        acache_id_from_hex(de->d_name, HEXLEN, (acache_id *)(*recs)[n].id);
-        (*recs)[n].mtime = mtime_ns(&sb);
-        (*recs)[n].has_ref = false;
-        n++;
+    while (ok && (de = readdir(dp)) != NULL && !stopping(t)) {
+        if (aside_is(de->d_name))
+            restore_aside(t, dir, de->d_name, &back);
+        else if (!aside_was_restored(&back, de->d_name))
+            ok = list_action(t, dfd, de->d_name, &l);
     }
+    for (size_t i = 0; ok && i < back.n; i++)
+        ok = list_action(t, dfd, back.names[i], &l);
+    aside_restored_free(&back);
     closedir(dp);
     if (!orphans) {
-        free(refs);
-        return (long)n;
+        free(l.refs);
+        return (long)l.n;
     }
-    /* Pair references with records. */
-    if (n > 1)
-        qsort(*recs, n, sizeof **recs, cmp_id);
-    *norphans = 0;
-    for (size_t i = 0; i < nrefs; i++) {
-        rec_item key;
-        acache_id_from_hex(refs[i], HEXLEN, (acache_id *)key.id);
-        rec_item *found = n ? bsearch(&key, *recs, n, sizeof **recs, cmp_id) : NULL;
-        if (found)
-            found->has_ref = true;
-        else
-            memcpy(refs[(*norphans)++], refs[i], HEXLEN + 1);
-    }
-    *orphans = refs;
-    return (long)n;
+    *norphans = pair_refs(&l);
+    *orphans = l.refs;
+    return (long)l.n;
 }
 
 static int cmp_mtime(const void *a, const void *b)
@@ -489,7 +455,7 @@ static void drop_orphan_ref(trim_run *t, const char *ahex)
     snprintf(ref, sizeof ref, "%s" DISK_REF_SUFFIX, rrel);
     struct stat sb;
     t->r->files_examined++;
-    if (fstatat(t->d->rootfd, ref, &sb, AT_SYMLINK_NOFOLLOW) != 0 || mtime_ns(&sb) >= t->stale_before ||
+    if (fstatat(t->d->rootfd, ref, &sb, AT_SYMLINK_NOFOLLOW) != 0 || fs_mtime_ns(&sb) >= t->stale_before ||
         faccessat(t->d->rootfd, rrel, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
         return;
     /* Its object, if this was its last reference, goes in the sweep of
@@ -553,8 +519,27 @@ static void sweep_actions(trim_run *t, int shard, rec_item **recs, size_t *cap)
     free(orphans);
 }
 
-/* Sweeps object shard XX: objects nobody refers to. With a full trim,
- * also counts what stays. */
+/* Removes the object o/XX/name if nobody refers to it; with a full trim,
+ * counts it if it stays. */
+static void sweep_object(trim_run *t, int dfd, int shard, const char *name)
+{
+    if (strlen(name) != HEXLEN || !disk_is_hex(name, HEXLEN))
+        return;
+    struct stat sb;
+    t->r->files_examined++;
+    if (fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(sb.st_mode))
+        return;
+    char orel[8 + HEXLEN];
+    snprintf(orel, sizeof orel, "o/%02x/%s", shard, name);
+    if (sb.st_nlink == 1 && fs_mtime_ns(&sb) < t->protect_from && remove_checked(t, orel, &sb, 1)) {
+        account(t, 0, 1, (int64_t)disk_usage((uint64_t)sb.st_size));
+        return;
+    }
+    t->seen_objects++;
+    t->seen_size += (int64_t)disk_usage((uint64_t)sb.st_size);
+}
+
+/* Sweeps object shard XX: objects nobody refers to. */
 static void sweep_objects(trim_run *t, int shard)
 {
     char dir[8];
@@ -564,28 +549,17 @@ static void sweep_objects(trim_run *t, int shard)
         return;
     int dfd = dirfd(dp);
     t->r->dirs_listed++;
+    aside_restored back = { 0 };
     struct dirent *de;
     while ((de = readdir(dp)) != NULL && !stopping(t)) {
-        if (strncmp(de->d_name, ASIDE_PREFIX, sizeof ASIDE_PREFIX - 1) == 0) {
-            restore_aside(t, dir, de->d_name);
-            continue;
-        }
-        if (strlen(de->d_name) != HEXLEN || !is_hex(de->d_name, HEXLEN))
-            continue;
-        struct stat sb;
-        t->r->files_examined++;
-        if (fstatat(dfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(sb.st_mode))
-            continue;
-        char orel[8 + HEXLEN];
-        snprintf(orel, sizeof orel, "o/%02x/%s", shard, de->d_name);
-        if (sb.st_nlink == 1 && mtime_ns(&sb) < t->protect_from &&
-            remove_checked(t, orel, &sb, 1)) {
-            account(t, 0, 1, (int64_t)disk_usage((uint64_t)sb.st_size));
-            continue;
-        }
-        t->seen_objects++;
-        t->seen_size += (int64_t)disk_usage((uint64_t)sb.st_size);
+        if (aside_is(de->d_name))
+            restore_aside(t, dir, de->d_name, &back);
+        else if (!aside_was_restored(&back, de->d_name))
+            sweep_object(t, dfd, shard, de->d_name);
     }
+    for (size_t i = 0; i < back.n && !stopping(t); i++)
+        sweep_object(t, dfd, shard, back.names[i]);
+    aside_restored_free(&back);
     closedir(dp);
 }
 
@@ -646,7 +620,7 @@ static void sweep_temps(trim_run *t, const char *sub)
         struct stat sb;
         t->r->files_examined++;
         if (fstatat(dfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(sb.st_mode) ||
-            mtime_ns(&sb) >= t->stale_before)
+            fs_mtime_ns(&sb) >= t->stale_before)
             continue;
         /* In tmp/, a put still running holds its temp file's lock. */
         if (t->dry || (in_tmp ? tempfile_remove_unlocked(dfd, de->d_name) : unlinkat(dfd, de->d_name, 0)) == 0)
@@ -747,7 +721,7 @@ static bool trim_due(disk *d, int64_t now)
         return true;
     trim_state_read(d, &st);
     if (st.finished_ns == 0)
-        return now - mtime_ns(&sb) >= (d->trim_interval_ns < RETRY_NS ? d->trim_interval_ns : RETRY_NS);
+        return now - fs_mtime_ns(&sb) >= (d->trim_interval_ns < RETRY_NS ? d->trim_interval_ns : RETRY_NS);
     return now - st.started_ns >= d->trim_interval_ns;
 }
 

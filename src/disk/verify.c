@@ -46,14 +46,6 @@ typedef struct verify_run {
     int64_t stale_before;
 } verify_run;
 
-static bool is_hex(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return false;
-    return true;
-}
-
 static void tell(verify_run *v, const char *phase, uint64_t done, uint64_t total)
 {
     if (!v->o->progress || v->r->stopped)
@@ -285,7 +277,7 @@ static void check_records(verify_run *v, int shard)
     struct dirent *de;
     while ((de = readdir(dp)) != NULL && !v->r->stopped) {
         size_t len = strlen(de->d_name);
-        if (len == HEXLEN && is_hex(de->d_name, HEXLEN)) {
+        if (len == HEXLEN && disk_is_hex(de->d_name, HEXLEN)) {
             check_record(v, de->d_name);
         } else if (len == HEXLEN + sizeof DISK_REF_SUFFIX - 1 &&
                    strcmp(de->d_name + HEXLEN, DISK_REF_SUFFIX) == 0) {
@@ -353,7 +345,7 @@ acache_status acache_verify(acache_store *store, const acache_verify_options *op
             continue;
         struct dirent *de;
         while ((de = readdir(dp)) != NULL && !report->stopped) {
-            if (strlen(de->d_name) != HEXLEN || !is_hex(de->d_name, HEXLEN))
+            if (strlen(de->d_name) != HEXLEN || !disk_is_hex(de->d_name, HEXLEN))
                 continue;
             check_object(&v, dfd, de->d_name, s);
             tell(&v, "objects", ++done, v.total_objects);

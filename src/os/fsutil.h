@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 /* Creates path and any missing parents with exactly mode; 0 or an errno
@@ -33,5 +34,10 @@ void fs_share(int fd, const fs_perms *perms);
 int fs_write_all(int fd, const void *buf, size_t len);
 /* fsyncs the directory holding path. */
 int fs_fsync_parent(const char *path);
+/* A file's mtime in nanoseconds since the epoch. */
+static inline int64_t fs_mtime_ns(const struct stat *sb)
+{
+    return (int64_t)sb->st_mtim.tv_sec * 1000000000LL + sb->st_mtim.tv_nsec;
+}
 
 #endif
