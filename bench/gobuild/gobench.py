@@ -15,6 +15,9 @@
                                      LOG, shortened ("" when there is none)
     gobench.py remotes LOG           the remote lines of that summary, one per
                                      remote ("" when there are none)
+    gobench.py plan STORE OUT        the entries of an acache disk store as
+                                     bench_fetch's --plan wants them ("action
+                                     output size", a line each); prints how many
     gobench.py rss ACACHE DIR MIB    peak-RSS growth of `ACACHE gocacheprog
                                      --dir DIR` over one MIB MiB put, against a
                                      helper that only did a tiny put; prints
@@ -234,7 +237,23 @@ def cmd_rss(args):
     return 0
 
 
-COMMANDS = {"time": cmd_time, "median": cmd_median, "ratio": cmd_ratio, "le": cmd_le,
+def cmd_plan(args):
+    store, out = args[0], args[1]
+    adir = os.path.join(store, "v1", "a")
+    n = 0
+    with open(out, "w") as p:
+        for shard in sorted(os.listdir(adir)):
+            for name in sorted(os.listdir(os.path.join(adir, shard))):
+                if len(name) != 64:
+                    continue
+                w = open(os.path.join(adir, shard, name)).read().split()
+                p.write("%s %s %s\n" % (w[1], w[2], w[3]))
+                n += 1
+    print(n)
+    return 0
+
+
+COMMANDS = {"plan": cmd_plan, "time": cmd_time, "median": cmd_median, "ratio": cmd_ratio, "le": cmd_le,
             "summary": cmd_summary, "remotes": cmd_remotes, "cpu": cmd_cpu, "buildcpu": cmd_buildcpu, "rss": cmd_rss}
 
 if __name__ == "__main__":

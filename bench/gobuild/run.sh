@@ -55,6 +55,17 @@
 # to USEC microseconds for the next request before it blocks (floor.c
 # --spin), and (floor-aa) a second, unchanged floor: the A/A pair that shows
 # how far two identical modes come apart on this machine.
+# With --remote-floor, the remote build's floor joins the warm runs:
+# (redis-floor) (http-floor) the floor helper above, warm, and at the same
+# moment bench_fetch's floor client (bench/bench_fetch.c: per entry one
+# round trip, the bytes read into a reused buffer, hashed, written and
+# renamed; 4 threads) fetching from that remote, into an empty directory,
+# every entry the first warm run of the redis (http) mode stored; the time
+# runs until both are done. That is the least a warm build from an empty
+# local store and a full remote can cost on this machine: the protocol at
+# its floor and the fetch at its floor, overlapped perfectly, with nothing
+# waiting on anything. A ratio to own above a target for the remote modes
+# shows that no helper can meet it here.
 # Needs a C compiler (cc, or $CC); skipped with a message without one.
 # Times come from a monotonic clock (Python time.monotonic) around the go
 # command. Verdicts against the targets are printed, never enforced: the exit
@@ -67,7 +78,8 @@
 #
 # Usage: bench/gobuild/run.sh [--runs N] [--cold-runs N] [--targets LIST]
 #                             [--remotes LIST] [--remote-targets LIST]
-#                             [--acache PATH] [--go VERSION|PATH] [--floor-spin USEC] [--keep]
+#                             [--acache PATH] [--go VERSION|PATH] [--floor-spin USEC]
+#                             [--remote-floor] [--bench-fetch PATH] [--keep]
 #                             [--help]
 set -euo pipefail
 
@@ -84,6 +96,8 @@ RSS_MIB=64
 REMOTES="redis,http,s3,s3http,dead,hang,s3dead,s3hang"
 REMOTE_TARGETS="std"
 FLOOR_SPIN=""
+REMOTE_FLOOR=0
+BENCH_FETCH=""
 GO_WANT=1.26
 
 usage() {
@@ -113,6 +127,12 @@ ratios; exits non-zero only if a build fails.
                    and floor-aa (an unchanged floor again: the A/A noise),
                    cold and warm, interleaved with the others; e.g.
                    --targets std --remotes none --runs 15 --floor-spin 50
+  --remote-floor   also run redis-floor and http-floor (with the redis and
+                   http modes): the floor helper and bench_fetch's floor
+                   client fetching the same entries, at once (see the top)
+  --bench-fetch PATH
+                   bench_fetch for --remote-floor (default: bench/bench_fetch
+                   in the build directory of --acache)
   --go VERSION     the Go release to build with (default $GO_WANT; 1.23 to
                    1.26), from scripts/go-toolchain.sh --version VERSION, or
                    the path of a go command
@@ -145,6 +165,9 @@ while [ $# -gt 0 ]; do
     --acache=*) ACACHE=${1#*=}; shift ;;
     --floor-spin) [ $# -ge 2 ] || die "--floor-spin needs a value"; posint --floor-spin "$2"; FLOOR_SPIN=$2; shift 2 ;;
     --floor-spin=*) posint --floor-spin "${1#*=}"; FLOOR_SPIN=${1#*=}; shift ;;
+    --remote-floor) REMOTE_FLOOR=1; shift ;;
+    --bench-fetch) [ $# -ge 2 ] || die "--bench-fetch needs a value"; BENCH_FETCH=$2; shift 2 ;;
+    --bench-fetch=*) BENCH_FETCH=${1#*=}; shift ;;
     --go) [ $# -ge 2 ] || die "--go needs a value"; GO_WANT=$2; shift 2 ;;
     --go=*) GO_WANT=${1#*=}; shift ;;
     --keep) KEEP=1; shift ;;
@@ -196,6 +219,11 @@ modes_of() { # modes_of TARGET -> the warm modes of a target, in run order:
     for r in dead hang s3dead s3hang redis http s3http s3; do
       if [[ " ${RLIST[*]} " == *" $r "* ]]; then m="$m $r"; fi
     done
+    if [ "$REMOTE_FLOOR" = 1 ] && [ -n "$FLOOR" ]; then
+      for r in redis http; do
+        if [[ " ${RLIST[*]} " == *" $r "* ]]; then m="$m $r-floor"; fi
+      done
+    fi
   fi
   echo "$m"
 }
@@ -211,6 +239,11 @@ if [ -z "$ACACHE" ]; then
 fi
 [ -x "$ACACHE" ] || die "no executable acache at $ACACHE"
 ACACHE=$(readlink -f "$ACACHE")
+if [ "$REMOTE_FLOOR" = 1 ]; then
+  BENCH_FETCH=${BENCH_FETCH:-$(dirname "$ACACHE")/bench/bench_fetch}
+  [ -x "$BENCH_FETCH" ] || die "--remote-floor needs bench_fetch (cmake --build DIR --target bench_fetch), not at $BENCH_FETCH; or --bench-fetch PATH"
+  BENCH_FETCH=$(readlink -f "$BENCH_FETCH")
+fi
 BUILD_TYPE=""
 if [ -f "$(dirname "$ACACHE")/CMakeCache.txt" ]; then
   BUILD_TYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$(dirname "$ACACHE")/CMakeCache.txt")
@@ -337,7 +370,7 @@ prog() { # prog TARGET [MODE]: the GOCACHEPROG of acache and the remote modes
   local mode=${2:-acache}
   if [ "$mode" = acache ]; then
     echo "$HELPER gocacheprog --dir $(tdir "$1")/acache/dir -v"
-  elif [ "$mode" = floor ] || [ "$mode" = floor-aa ]; then
+  elif [ "$mode" = floor ] || [ "$mode" = floor-aa ] || [[ $mode == *-floor ]]; then
     echo "$FLOOR $(tdir "$1")/$mode/dir"
   elif [ "$mode" = floor-spin ]; then
     echo "$FLOOR --spin $FLOOR_SPIN $(tdir "$1")/$mode/dir"
@@ -387,6 +420,15 @@ run_build() { # run_build TARGET MODE LOG -> prints seconds; exits on failure
   if [ "$mode" = own ]; then
     secs=$(env -u GOCACHEPROG GOCACHE="$d/own/gocache" python3 "$PY" time "$log" -- "$GO" build $t) || {
       echo "run.sh: go build $t ($mode) failed; log $log:" >&2; tail -n 30 "$log" >&2; exit 1; }
+  elif [[ $mode == *-floor ]]; then
+    # The fetch floor and the build at once; done when both are (see the top).
+    rm -rf "$d/$mode.fetch"; mkdir -p "$d/$mode.fetch"
+    secs=$(GOCACHE="$d/$mode/gocache" GOCACHEPROG="$(prog "$t" "$mode")" python3 "$PY" time "$log" -- \
+      bash -c '"$1" --one floor --remote "$2" --gets "$3" --plan "$3" --dir "$4" >"$5" 2>&1 & f=$!
+               shift 5; "$@"; rc=$?; wait "$f" || { echo "the fetch floor failed" >&2; rc=1; }; exit $rc' \
+      fetch-floor "$BENCH_FETCH" "$(remote_spec "${mode%-floor}")" "$d/plan-${mode%-floor}.txt" \
+      "$d/$mode.fetch" "$log.fetch" "$GO" build $t) || {
+      echo "run.sh: go build $t ($mode) failed; log $log:" >&2; tail -n 30 "$log" "$log.fetch" >&2; exit 1; }
   else
     secs=$(GOCACHE="$d/$mode/gocache" GOCACHEPROG="$(prog "$t" "$mode")" python3 "$PY" time "$log" -- "$GO" build $t) || {
       echo "run.sh: go build $t ($mode) failed; log $log:" >&2; tail -n 30 "$log" >&2; exit 1; }
@@ -446,7 +488,7 @@ for t in "${TLIST[@]}"; do
     case $mode in
       dead|hang|s3dead|s3hang) # the acache mode's warm state, with a remote that fails
         rm -rf "${d:?}/$mode"; cp -a "$d/acache" "$d/$mode" ;;
-      floor|floor-spin|floor-aa) # the acache mode's records, read at start; its own GOCACHE
+      floor|floor-spin|floor-aa|*-floor) # the acache mode's records, read at start; its own GOCACHE
         rm -rf "${d:?}/$mode"; cp -a "$d/acache" "$d/$mode"; rm -rf "$d/$mode/gocache"
         mkdir -p "$d/$mode/gocache" ;;
     esac
@@ -488,6 +530,12 @@ for t in "${TLIST[@]}"; do
       s=$(run_build "$t" "$mode" "$d/logs/$mode-warm-$i.log")
       printf '  warm %d  %-10s %8.3f s\n' "$i" "$mode" "$s"
       runs[$mode]="${runs[$mode]:-} $s"
+      # The remote floors fetch what the first warm run of their remote stored.
+      case $mode in redis|http)
+        if [ ! -s "$d/plan-$mode.txt" ] && [ "$REMOTE_FLOOR" = 1 ]; then
+          python3 "$PY" plan "$d/$mode/dir" "$d/plan-$mode.txt" >/dev/null
+        fi ;;
+      esac
       case $mode in redis|http|s3|s3http) CPUS[$t,$mode]="${CPUS[$t,$mode]:-} $(python3 "$PY" cpu "$d/logs/$mode-warm-$i.log")" ;; esac
       read -r bcpu scpu < <(python3 "$PY" buildcpu "$d/logs/$mode-warm-$i.log")
       BCPUS[$t,$mode]="${BCPUS[$t,$mode]:-} $bcpu"; SCPUS[$t,$mode]="${SCPUS[$t,$mode]:-} $scpu"
@@ -500,6 +548,7 @@ for t in "${TLIST[@]}"; do
       case $mode in redis|http|s3|s3http)
         [ "$WORK_FS" = tmpfs ] && rm -rf "${d:?}/$mode.runs/$i"
         sync; sleep 0.5 ;;
+      *-floor) rm -rf "${d:?}/$mode.fetch"; sync; sleep 0.5 ;;
       esac
     done
   done
@@ -512,7 +561,7 @@ for t in "${TLIST[@]}"; do
     rr=(${runs[$mode]})
     WARM[$t,$mode]=$(python3 "$PY" median "${rr[@]}")
     WARMS[$t,$mode]="${rr[*]}"
-    is_floor "$mode" && continue
+    { is_floor "$mode" || [[ $mode == *-floor ]]; } && continue
     SUMMARY_WARM[$t,$mode]="$(python3 "$PY" summary "$d/logs/$mode-warm-$RUNS.log") | $(python3 "$PY" remotes "$d/logs/$mode-warm-$RUNS.log")"
   done
   unset runs
@@ -525,7 +574,7 @@ for t in "${TLIST[@]}"; do
   if [ "$t" = std ]; then
     STD_COLD_RATIO=$(python3 "$PY" ratio "${COLD[$t,acache]}" "${COLD[$t,own]}")
     STD_WARM_RATIO=$(python3 "$PY" ratio "${WARM[$t,acache]}" "${WARM[$t,own]}")
-    for mode in redis http s3 s3http; do
+    for mode in redis http s3 s3http redis-floor http-floor; do
       if [ -n "${WARM[$t,$mode]:-}" ]; then
         STD_RATIO[$mode]=$(python3 "$PY" ratio "${WARM[$t,$mode]}" "${WARM[$t,own]}")
       fi
@@ -595,7 +644,7 @@ for t in "${TLIST[@]}"; do
   echo "  helper, last cold run: ${SUMMARY_COLD[$t]:-(no -v summary)}"
   echo "  helper, last warm run: ${SUMMARY_WARM[$t]:-(no -v summary)}"
   for mode in $(modes_of "$t"); do
-    case $mode in own|acache) continue ;; redis|http|s3|s3http|floor) base=own ;; floor-*) base=floor ;; *) base=acache ;; esac
+    case $mode in own|acache) continue ;; redis|http|s3|s3http|floor|*-floor) base=own ;; floor-*) base=floor ;; *) base=acache ;; esac
     rr=$(python3 "$PY" ratio "${WARM[$t,$mode]}" "${WARM[$t,$base]}")
     printf '%-10s %-10s %9s %11.3f   %s   (%.3fx %s)\n' "$t" "$mode" "-" "${WARM[$t,$mode]}" "${WARMS[$t,$mode]}" "$rr" "$base"
     if [ "$mode" = floor ]; then
@@ -604,6 +653,12 @@ for t in "${TLIST[@]}"; do
         "${COLD[$t,floor]}" "$(python3 "$PY" ratio "${COLD[$t,floor]}" "${COLD[$t,own]}")" \
         "$(python3 "$PY" ratio "${COLD[$t,acache]}" "${COLD[$t,floor]}")" \
         "$(python3 "$PY" ratio "${WARM[$t,acache]}" "${WARM[$t,floor]}")"
+      continue
+    fi
+    if [[ $mode == *-floor ]]; then
+      printf '  the %s remote floor: floor.c and bench_fetch'"'"'s floor client at once, done when both are;\n' "${mode%-floor}"
+      printf '  %s/%s-floor: %.3fx (how far the %s mode is from the least this machine allows)\n' \
+        "${mode%-floor}" "${mode%-floor}" "$(python3 "$PY" ratio "${WARM[$t,${mode%-floor}]}" "${WARM[$t,$mode]}")" "${mode%-floor}"
       continue
     fi
     if is_floor "$mode"; then
@@ -616,9 +671,12 @@ for t in "${TLIST[@]}"; do
     echo "  helper, last $mode run: ${SUMMARY_WARM[$t,$mode]:-(no -v summary)}"
     if [ -n "${CPUS[$t,$mode]:-}" ]; then echo "  helper CPU (user + system) per run, s:${CPUS[$t,$mode]}"; fi
   done
-  for mode in own acache floor redis http s3http; do
+  for mode in own acache floor redis http s3http redis-floor http-floor; do
     cpu_bound "$t" "$mode"
   done
+  if [[ " $(modes_of "$t") " == *"-floor "* ]]; then
+    echo "  (in the *-floor lines, go's CPU includes bench_fetch's floor client, and helper is 0: floor.c's is not measured)"
+  fi
 done
 echo
 
@@ -655,6 +713,11 @@ if [ -n "${HAS_REMOTES[std]:-}" ] && [[ " ${TLIST[*]} " == *" std "* ]]; then
       s3dead) verdict "warm std, dead S3 / no remote" "${STD_RATIO[s3dead]:-}" "<=" 1.05 x ;;
       s3hang) verdict "warm std, hanging S3 / no remote" "${STD_RATIO[s3hang]:-}" "<=" 1.05 x ;;
     esac
+  done
+  for mode in redis-floor http-floor; do
+    if [ -n "${STD_RATIO[$mode]:-}" ]; then
+      echo "  (the least a warm std from a full ${mode%-floor} remote can take here, $mode / own: ${STD_RATIO[$mode]}x)"
+    fi
   done
 fi
 exit 0
