@@ -56,12 +56,12 @@
 # --spin), and (floor-aa) a second, unchanged floor: the A/A pair that shows
 # how far two identical modes come apart on this machine.
 # With --remote-floor, the remote build's floor joins the warm runs:
-# (redis-floor) (http-floor) the floor helper above, warm, and at the same
-# moment bench_fetch's floor client (bench/bench_fetch.c: per entry one
-# round trip, the bytes read into a reused buffer, hashed, written and
-# renamed; 4 threads) fetching from that remote, into an empty directory,
-# every entry the first warm run of the redis (http) mode stored; the time
-# runs until both are done. That is the least a warm build from an empty
+# (redis-floor) (http-floor) the floor helper above, warm, and from the
+# moment the go command starts it, bench_fetch's floor client
+# (bench/bench_fetch.c: per entry one round trip, the bytes read into a
+# reused buffer, hashed, written and renamed; 4 threads) fetching from that
+# remote, into an empty directory, every entry the first warm run of the
+# redis (http) mode stored; the time runs until both are done. That is the least a warm build from an empty
 # local store and a full remote can cost on this machine: the protocol at
 # its floor and the fetch at its floor, overlapped perfectly, with nothing
 # waiting on anything. A ratio to own above a target for the remote modes
@@ -283,6 +283,15 @@ cp "$ACACHE" "$WORK/bin/acache"
 HELPER="$WORK/bin/acache"
 # The protocol floor (floor.c): a helper answering from memory, no storage.
 FLOOR="$WORK/bin/floor"
+# floor-start FIFO CMD...: the remote floors' helper, which tells the fetch
+# floor waiting on FIFO that the go command has started it, and runs CMD.
+cat >"$WORK/bin/floor-start" <<'EOF'
+#!/bin/sh
+fifo=$1; shift
+echo started >"$fifo" &
+exec "$@"
+EOF
+chmod +x "$WORK/bin/floor-start"
 if ! ${CC:-cc} -O2 -o "$FLOOR" "$HERE/floor.c" 2>"$WORK/floor-build.log"; then
   echo "run.sh: cannot build floor.c (no floor mode): $(cat "$WORK/floor-build.log")" >&2
   FLOOR=""
@@ -370,8 +379,10 @@ prog() { # prog TARGET [MODE]: the GOCACHEPROG of acache and the remote modes
   local mode=${2:-acache}
   if [ "$mode" = acache ]; then
     echo "$HELPER gocacheprog --dir $(tdir "$1")/acache/dir -v"
-  elif [ "$mode" = floor ] || [ "$mode" = floor-aa ] || [[ $mode == *-floor ]]; then
+  elif [ "$mode" = floor ] || [ "$mode" = floor-aa ]; then
     echo "$FLOOR $(tdir "$1")/$mode/dir"
+  elif [[ $mode == *-floor ]]; then # floor.c, starting the fetch floor as it starts
+    echo "$WORK/bin/floor-start $(tdir "$1")/$mode.started $FLOOR $(tdir "$1")/$mode/dir"
   elif [ "$mode" = floor-spin ]; then
     echo "$FLOOR --spin $FLOOR_SPIN $(tdir "$1")/$mode/dir"
   else
@@ -421,13 +432,16 @@ run_build() { # run_build TARGET MODE LOG -> prints seconds; exits on failure
     secs=$(env -u GOCACHEPROG GOCACHE="$d/own/gocache" python3 "$PY" time "$log" -- "$GO" build $t) || {
       echo "run.sh: go build $t ($mode) failed; log $log:" >&2; tail -n 30 "$log" >&2; exit 1; }
   elif [[ $mode == *-floor ]]; then
-    # The fetch floor and the build at once; done when both are (see the top).
-    rm -rf "$d/$mode.fetch"; mkdir -p "$d/$mode.fetch"
+    # The build, and the fetch floor from the moment the go command starts
+    # its helper (floor-start opens the fifo); done when both are (see the top).
+    rm -rf "$d/$mode.fetch" "$d/$mode.started"; mkdir -p "$d/$mode.fetch"; mkfifo "$d/$mode.started"
     secs=$(GOCACHE="$d/$mode/gocache" GOCACHEPROG="$(prog "$t" "$mode")" python3 "$PY" time "$log" -- \
-      bash -c '"$1" --one floor --remote "$2" --gets "$3" --plan "$3" --dir "$4" >"$5" 2>&1 & f=$!
-               shift 5; "$@"; rc=$?; wait "$f" || { echo "the fetch floor failed" >&2; rc=1; }; exit $rc' \
+      bash -c '{ read -r _ <"$6" && exec "$1" --one floor --remote "$2" --gets "$3" --plan "$3" --dir "$4"; } >"$5" 2>&1 &
+               f=$!; shift 6; "$@"; rc=$?
+               [ $rc = 0 ] || kill "$f" 2>/dev/null
+               wait "$f" || { echo "the fetch floor failed" >&2; rc=1; }; exit $rc' \
       fetch-floor "$BENCH_FETCH" "$(remote_spec "${mode%-floor}")" "$d/plan-${mode%-floor}.txt" \
-      "$d/$mode.fetch" "$log.fetch" "$GO" build $t) || {
+      "$d/$mode.fetch" "$log.fetch" "$d/$mode.started" "$GO" build $t) || {
       echo "run.sh: go build $t ($mode) failed; log $log:" >&2; tail -n 30 "$log" "$log.fetch" >&2; exit 1; }
   else
     secs=$(GOCACHE="$d/$mode/gocache" GOCACHEPROG="$(prog "$t" "$mode")" python3 "$PY" time "$log" -- "$GO" build $t) || {
