@@ -188,6 +188,27 @@ static void test_fresh_record_renamed_over(void **state)
     assert_whole(f->s, &r.res, &a, 2);
 }
 
+/* A put of the same action with other bytes replaces the reference after
+ * the trim evicted the record and found the reference still its object's,
+ * just before it removes it: the put's reference stays, so its entry keeps
+ * its object (verify finds nothing wrong). */
+static void test_put_replaces_reference_during_evict(void **state)
+{
+    tu_disk *f = *state;
+    acache_id a = tu_id(1);
+    acache_result first;
+    put_seed(f->s, &a, 1, &first);
+    age_entry(f->dir, &a, &first.output_id);
+    race r = { .s = f->s, .point = "trim-remove-ref", .what = PUT_BYTES, .action = a, .seed = 2 };
+    acache_id_to_hex(&a, r.hex);
+    trim_with(&r, 0, 0);
+    assert_whole(f->s, &r.res, &a, 2);
+    acache_verify_report v;
+    assert_int_equal(acache_verify(f->s, NULL, &v), ACACHE_OK);
+    assert_int_equal(v.unreferenced, 0);
+    assert_int_equal(v.problems, 0);
+}
+
 /* Moves an entry's file to the name a trim gives it aside (.t-<name> in
  * its own directory), where a trim that died there leaves it. */
 static void leave_aside(const char *dir, char kind, const acache_id *id, const char *suffix)
@@ -252,6 +273,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_put_links_object_during_sweep, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_links_object_during_evict, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fresh_record_renamed_over, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_replaces_reference_during_evict, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dead_trims_asides_judged, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

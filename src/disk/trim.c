@@ -330,15 +330,19 @@ static void evict(trim_run *t, const char *ahex)
     acache_id_to_hex(&output, ohex);
     snprintf(orel, sizeof orel, "o/%.2s/%s", ohex, ohex);
     /* The reference goes if it is to this record's object: a put of the
-     * same action may have replaced it with its own since. */
+     * same action may have replaced it with its own since, or do so
+     * between this look and the removal (so the removal checks again, on
+     * the reference moved aside). */
     struct stat rs, os;
     t->r->files_examined += 2;
     if (fstatat(d->rootfd, orel, &os, AT_SYMLINK_NOFOLLOW) != 0)
         return;
     bool ours = fstatat(d->rootfd, ref, &rs, AT_SYMLINK_NOFOLLOW) == 0 &&
                 rs.st_ino == os.st_ino && rs.st_dev == os.st_dev;
-    if (ours && !t->dry && unlinkat(d->rootfd, ref, 0) != 0)
-        ours = false;
+    if (ours) {
+        os_hook_run("trim-remove-ref", ref);
+        ours = t->dry || aside_remove(d->rootfd, ref, &os, (nlink_t)-1, INT64_MAX);
+    }
     drop_object_if_free(t, orel, &os, ours ? 1 : 0);
 }
 

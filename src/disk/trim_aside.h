@@ -21,7 +21,9 @@
 /*
  * Removes rel ("a/XX/<name>" or "o/XX/<name>", below rootfd) if it still
  * is the file `seen`, with at most max_links links and an mtime before
- * protect_from; otherwise puts it back. True when it was removed.
+ * protect_from; otherwise puts it back. True when it was removed. (For an
+ * action's reference, `seen` is its object, with no bound on links or
+ * time: the reference goes if it still is a link to that object.)
  */
 bool aside_remove(int rootfd, const char *rel, const struct stat *seen, nlink_t max_links,
                   int64_t protect_from);
