@@ -209,6 +209,69 @@ static void test_put_replaces_reference_during_evict(void **state)
     assert_int_equal(v.problems, 0);
 }
 
+/* The same with the same bytes: the put's reference is a link to the very
+ * object the trim saw, and it has written its record by the time the trim
+ * removes the reference; the reference stays. */
+static void test_put_same_bytes_during_ref_removal(void **state)
+{
+    tu_disk *f = *state;
+    acache_id a = tu_id(1);
+    acache_result first;
+    put_seed(f->s, &a, 1, &first);
+    age_entry(f->dir, &a, &first.output_id);
+    race r = { .s = f->s, .point = "trim-remove-ref", .what = PUT_BYTES, .action = a, .seed = 1 };
+    acache_id_to_hex(&a, r.hex);
+    trim_with(&r, 0, 0);
+    assert_whole(f->s, &r.res, &a, 1);
+    acache_verify_report v;
+    assert_int_equal(acache_verify(f->s, NULL, &v), ACACHE_OK);
+    assert_int_equal(v.unreferenced, 0);
+    assert_int_equal(v.problems, 0);
+}
+
+/* A trim at a put's "put-shared" point (its reference is a link to the
+ * object it found with its bytes, its record not yet in) evicting the
+ * action's older record, whose object that is: the trim takes the
+ * reference as the old record's. The older record had no reference (as
+ * records written before references existed), so the put made the
+ * reference, and its record is renamed in with no record left to replace:
+ * it keeps a reference all the same. */
+static void at_put_shared_trim(void *ctx, const char *point, const char *path)
+{
+    race *r = ctx;
+    if (r->fired || strcmp(point, "put-shared") != 0 || !path || !strstr(path, r->hex))
+        return;
+    r->fired = 1;
+    acache_trim_options o = ACACHE_TRIM_OPTIONS_INIT;
+    o.max_size = 0;
+    o.grace_ns = MINUTE;
+    r->st = acache_trim(r->s, &o, NULL);
+}
+
+static void test_trim_between_shared_link_and_record(void **state)
+{
+    tu_disk *f = *state;
+    acache_id a = tu_id(1);
+    acache_result first, second;
+    put_seed(f->s, &a, 7, &first);
+    age_entry(f->dir, &a, &first.output_id);
+    char ref[4200];
+    tu_entry_path(f->dir, 'a', &a, ".out", ref, sizeof ref);
+    assert_int_equal(unlink(ref), 0);
+    race r = { .s = f->s };
+    acache_id_to_hex(&first.output_id, r.hex);
+    os_hook_set(at_put_shared_trim, &r);
+    put_seed(f->s, &a, 7, &second);
+    os_hook_set(NULL, NULL);
+    assert_int_equal(r.fired, 1);
+    assert_int_equal(r.st, ACACHE_OK);
+    assert_whole(f->s, &second, &a, 7);
+    acache_verify_report v;
+    assert_int_equal(acache_verify(f->s, NULL, &v), ACACHE_OK);
+    assert_int_equal(v.unreferenced, 0);
+    assert_int_equal(v.problems, 0);
+}
+
 /* Moves an entry's file to the name a trim gives it aside (.t-<name> in
  * its own directory), where a trim that died there leaves it. */
 static void leave_aside(const char *dir, char kind, const acache_id *id, const char *suffix)
@@ -274,6 +337,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_put_links_object_during_evict, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fresh_record_renamed_over, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_replaces_reference_during_evict, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_same_bytes_during_ref_removal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trim_between_shared_link_and_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dead_trims_asides_judged, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -733,20 +733,20 @@ static bool ref_is_ours(commit *c)
 
 /*
  * After the record: mends what another process may have done meanwhile.
- * Nothing to look at when this put made both the reference and the record
- * (rec_created): every put of this action that touched the reference
- * after ours renames its record after ours (else ours would have met it),
- * so the last of them looks. Nothing to mend while our reference is the
- * file we made it: the object's name goes only when no reference holds
- * it. Else another put of this action replaced it, or a trim evicting an
- * older record of this action took it as that record's: a shared object
+ * Nothing to mend while our reference is the file we made it: the
+ * object's name goes only when no reference holds it. Else another put of
+ * this action replaced it, or a trim evicting an older record of this
+ * action took it as that record's (a shared object's reference is a link
+ * to that record's object). A trim removes a reference only if no record
+ * is there once it has moved it aside (trim_aside.c), so looking after our
+ * record always catches it, even when this put made both. A shared object
  * may then have gone as garbage, and its name comes back from our bytes.
  */
-static void commit_mend(commit *c, bool rec_created)
+static void commit_mend(commit *c)
 {
     disk *d = c->d;
     struct stat sb;
-    if (rec_created || ref_is_ours(c))
+    if (ref_is_ours(c))
         return;
     if (c->shared && c->temp_named &&
         fstatat(d->rootfd, REL(d, c->opath), &sb, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT)
@@ -853,7 +853,7 @@ static acache_status disk_put_commit(backend_writer *bw, const acache_id *output
     if ((st = write_record(c.d, &w->action, output, size, now, &rec_created)) != ACACHE_OK)
         goto out;
     os_hook_run("put-recorded", c.rpath);
-    commit_mend(&c, rec_created);
+    commit_mend(&c);
     put_result(res, output, size, now, c.opath);
     commit_count(&c);
     trim_after_put(c.d);

@@ -341,7 +341,7 @@ static void evict(trim_run *t, const char *ahex)
                 rs.st_ino == os.st_ino && rs.st_dev == os.st_dev;
     if (ours) {
         os_hook_run("trim-remove-ref", ref);
-        ours = t->dry || aside_remove(d->rootfd, ref, &os, (nlink_t)-1, INT64_MAX);
+        ours = t->dry || aside_remove_ref(d->rootfd, ref, rrel, &os);
     }
     drop_object_if_free(t, orel, &os, ours ? 1 : 0);
 }

@@ -65,6 +65,23 @@ bool aside_remove(int fd, const char *rel, const struct stat *seen, nlink_t max_
     return false;
 }
 
+bool aside_remove_ref(int fd, const char *ref, const char *rec, const struct stat *object)
+{
+    char aside[16 + ASIDE_NAME_SIZE];
+    struct stat now;
+    aside_name(ref, aside, sizeof aside);
+    if (renameat2(fd, ref, fd, aside, RENAME_NOREPLACE) != 0 &&
+        (errno != EINVAL || renameat(fd, ref, fd, aside) != 0))
+        return false;
+    bool same = fstatat(fd, aside, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+                now.st_ino == object->st_ino && now.st_dev == object->st_dev;
+    if (same && faccessat(fd, rec, F_OK, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT &&
+        unlinkat(fd, aside, 0) == 0)
+        return true;
+    put_back(fd, aside, ref);
+    return false;
+}
+
 bool aside_is(const char *name)
 {
     return strncmp(name, ASIDE_PREFIX, sizeof ASIDE_PREFIX - 1) == 0;

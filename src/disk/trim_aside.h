@@ -21,12 +21,20 @@
 /*
  * Removes rel ("a/XX/<name>" or "o/XX/<name>", below rootfd) if it still
  * is the file `seen`, with at most max_links links and an mtime before
- * protect_from; otherwise puts it back. True when it was removed. (For an
- * action's reference, `seen` is its object, with no bound on links or
- * time: the reference goes if it still is a link to that object.)
+ * protect_from; otherwise puts it back. True when it was removed.
  */
 bool aside_remove(int rootfd, const char *rel, const struct stat *seen, nlink_t max_links,
                   int64_t protect_from);
+
+/*
+ * Removes an evicted action's reference ref ("a/XX/<action>.out") if, once
+ * moved aside, it still is a link to the record's object and no record is
+ * at rec ("a/XX/<action>"): a put of the action that wrote its record
+ * meanwhile keeps it. Otherwise puts it back. True when removed. (A put
+ * looks at its reference after its record, so either the put sees the
+ * reference gone and links it again, or this sees the record.)
+ */
+bool aside_remove_ref(int rootfd, const char *ref, const char *rec, const struct stat *object);
 
 /* The names one listing of a directory put back from aside. */
 typedef struct aside_restored {
