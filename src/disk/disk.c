@@ -32,10 +32,10 @@
  * is linked straight from it instead, and the put's bytes, the same, keep
  * their temp name until the record is in, to give the object's name back
  * if a trim takes it meanwhile. Another put of the action may replace the
- * reference before the record is in: a put that met a reference or a
- * record already there looks at the reference again after its record (the
- * one that renames its record last then leaves the two agreed); one that
- * made both (the record without replacing one) need not.
+ * reference before the record is in, and a trim evicting an older record
+ * of the action may take it: every put looks at its reference again after
+ * its record (the one that renames its record last then leaves the two
+ * agreed; a trim removes a reference only while no record is there).
  *
  * This file must never rewrite a file in place (readers may have it mapped)
  * and never serve an object whose size (or, with verify-reads, SHA-256) does
