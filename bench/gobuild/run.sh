@@ -59,7 +59,7 @@
 # (redis-floor) (http-floor) the floor helper above, warm, and from the
 # moment the go command starts it, bench_fetch's floor client
 # (bench/bench_fetch.c: per entry one round trip, the bytes read into a
-# reused buffer, hashed, written and renamed; 4 threads) fetching from that
+# reused buffer, hashed, written and renamed; 4 threads, --fetch-threads) fetching from that
 # remote, into an empty directory, every entry the first warm run of the
 # redis (http) mode stored; the time runs until both are done. That is the least a warm build from an empty
 # local store and a full remote can cost on this machine: the protocol at
@@ -79,7 +79,7 @@
 # Usage: bench/gobuild/run.sh [--runs N] [--cold-runs N] [--targets LIST]
 #                             [--remotes LIST] [--remote-targets LIST]
 #                             [--acache PATH] [--go VERSION|PATH] [--floor-spin USEC]
-#                             [--remote-floor] [--bench-fetch PATH] [--keep]
+#                             [--remote-floor] [--fetch-threads N] [--bench-fetch PATH] [--keep]
 #                             [--help]
 set -euo pipefail
 
@@ -98,6 +98,7 @@ REMOTE_TARGETS="std"
 FLOOR_SPIN=""
 REMOTE_FLOOR=0
 BENCH_FETCH=""
+FETCH_THREADS=4
 GO_WANT=1.26
 
 usage() {
@@ -130,6 +131,9 @@ ratios; exits non-zero only if a build fails.
   --remote-floor   also run redis-floor and http-floor (with the redis and
                    http modes): the floor helper and bench_fetch's floor
                    client fetching the same entries, at once (see the top)
+  --fetch-threads N
+                   the remote floors' fetch threads (default $FETCH_THREADS, as
+                   acache's prefetch)
   --bench-fetch PATH
                    bench_fetch for --remote-floor (default: bench/bench_fetch
                    in the build directory of --acache)
@@ -166,6 +170,8 @@ while [ $# -gt 0 ]; do
     --floor-spin) [ $# -ge 2 ] || die "--floor-spin needs a value"; posint --floor-spin "$2"; FLOOR_SPIN=$2; shift 2 ;;
     --floor-spin=*) posint --floor-spin "${1#*=}"; FLOOR_SPIN=${1#*=}; shift ;;
     --remote-floor) REMOTE_FLOOR=1; shift ;;
+    --fetch-threads) [ $# -ge 2 ] || die "--fetch-threads needs a value"; posint --fetch-threads "$2"; FETCH_THREADS=$2; shift 2 ;;
+    --fetch-threads=*) posint --fetch-threads "${1#*=}"; FETCH_THREADS=${1#*=}; shift ;;
     --bench-fetch) [ $# -ge 2 ] || die "--bench-fetch needs a value"; BENCH_FETCH=$2; shift 2 ;;
     --bench-fetch=*) BENCH_FETCH=${1#*=}; shift ;;
     --go) [ $# -ge 2 ] || die "--go needs a value"; GO_WANT=$2; shift 2 ;;
@@ -436,12 +442,12 @@ run_build() { # run_build TARGET MODE LOG -> prints seconds; exits on failure
     # its helper (floor-start opens the fifo); done when both are (see the top).
     rm -rf "$d/$mode.fetch" "$d/$mode.started"; mkdir -p "$d/$mode.fetch"; mkfifo "$d/$mode.started"
     secs=$(GOCACHE="$d/$mode/gocache" GOCACHEPROG="$(prog "$t" "$mode")" python3 "$PY" time "$log" -- \
-      bash -c '{ read -r _ <"$6" && exec "$1" --one floor --remote "$2" --gets "$3" --plan "$3" --dir "$4"; } >"$5" 2>&1 &
-               f=$!; shift 6; "$@"; rc=$?
+      bash -c '{ read -r _ <"$6" && exec "$1" --one floor --remote "$2" --gets "$3" --plan "$3" --dir "$4" --threads "$7"; } >"$5" 2>&1 &
+               f=$!; shift 7; "$@"; rc=$?
                [ $rc = 0 ] || kill "$f" 2>/dev/null
                wait "$f" || { echo "the fetch floor failed" >&2; rc=1; }; exit $rc' \
       fetch-floor "$BENCH_FETCH" "$(remote_spec "${mode%-floor}")" "$d/plan-${mode%-floor}.txt" \
-      "$d/$mode.fetch" "$log.fetch" "$d/$mode.started" "$GO" build $t) || {
+      "$d/$mode.fetch" "$log.fetch" "$d/$mode.started" "$FETCH_THREADS" "$GO" build $t) || {
       echo "run.sh: go build $t ($mode) failed; log $log:" >&2; tail -n 30 "$log" "$log.fetch" >&2; exit 1; }
   else
     secs=$(GOCACHE="$d/$mode/gocache" GOCACHEPROG="$(prog "$t" "$mode")" python3 "$PY" time "$log" -- "$GO" build $t) || {
