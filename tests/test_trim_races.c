@@ -188,45 +188,37 @@ static void test_fresh_record_renamed_over(void **state)
     assert_whole(f->s, &r.res, &a, 2);
 }
 
-/* A put of the same action with other bytes replaces the reference after
- * the trim evicted the record and found the reference still its object's,
- * just before it removes it: the put's reference stays, so its entry keeps
- * its object (verify finds nothing wrong). */
-static void test_put_replaces_reference_during_evict(void **state)
+/* A put of the same action (seed's bytes) runs whole after the trim evicted
+ * the record and found the reference still its object's, just before it
+ * removes it: the put's reference stays, so its entry keeps its object
+ * (verify finds nothing wrong). */
+static void put_during_ref_removal(tu_disk *f, uint32_t seed)
 {
-    tu_disk *f = *state;
     acache_id a = tu_id(1);
     acache_result first;
     put_seed(f->s, &a, 1, &first);
     age_entry(f->dir, &a, &first.output_id);
-    race r = { .s = f->s, .point = "trim-remove-ref", .what = PUT_BYTES, .action = a, .seed = 2 };
+    race r = { .s = f->s, .point = "trim-remove-ref", .what = PUT_BYTES, .action = a, .seed = seed };
     acache_id_to_hex(&a, r.hex);
     trim_with(&r, 0, 0);
-    assert_whole(f->s, &r.res, &a, 2);
+    assert_whole(f->s, &r.res, &a, seed);
     acache_verify_report v;
     assert_int_equal(acache_verify(f->s, NULL, &v), ACACHE_OK);
     assert_int_equal(v.unreferenced, 0);
     assert_int_equal(v.problems, 0);
 }
 
-/* The same with the same bytes: the put's reference is a link to the very
- * object the trim saw, and it has written its record by the time the trim
- * removes the reference; the reference stays. */
+/* With other bytes, the put's reference is to its own object. */
+static void test_put_replaces_reference_during_evict(void **state)
+{
+    put_during_ref_removal(*state, 2);
+}
+
+/* With the same bytes, it is a link to the very object the trim saw, and
+ * the put's record is in by the time the trim removes it. */
 static void test_put_same_bytes_during_ref_removal(void **state)
 {
-    tu_disk *f = *state;
-    acache_id a = tu_id(1);
-    acache_result first;
-    put_seed(f->s, &a, 1, &first);
-    age_entry(f->dir, &a, &first.output_id);
-    race r = { .s = f->s, .point = "trim-remove-ref", .what = PUT_BYTES, .action = a, .seed = 1 };
-    acache_id_to_hex(&a, r.hex);
-    trim_with(&r, 0, 0);
-    assert_whole(f->s, &r.res, &a, 1);
-    acache_verify_report v;
-    assert_int_equal(acache_verify(f->s, NULL, &v), ACACHE_OK);
-    assert_int_equal(v.unreferenced, 0);
-    assert_int_equal(v.problems, 0);
+    put_during_ref_removal(*state, 1);
 }
 
 /* A trim at a put's "put-shared" point (its reference is a link to the

@@ -43,6 +43,14 @@ static bool put_back(int fd, const char *aside, const char *rel)
     return true;
 }
 
+/* Moves rel to its aside name (written to aside). */
+static bool move_aside(int fd, const char *rel, char *aside, size_t size)
+{
+    aside_name(rel, aside, size);
+    return renameat2(fd, rel, fd, aside, RENAME_NOREPLACE) == 0 ||
+           (errno == EINVAL && renameat(fd, rel, fd, aside) == 0);
+}
+
 /* Looking again before an unlink is not enough, as a get or put could come
  * between the look and the unlink; so the file is first moved to a private
  * name, where no get or put can reach it, then looked at, then either
@@ -53,9 +61,7 @@ bool aside_remove(int fd, const char *rel, const struct stat *seen, nlink_t max_
 {
     char aside[16 + ASIDE_NAME_SIZE];
     struct stat now;
-    aside_name(rel, aside, sizeof aside);
-    if (renameat2(fd, rel, fd, aside, RENAME_NOREPLACE) != 0 &&
-        (errno != EINVAL || renameat(fd, rel, fd, aside) != 0))
+    if (!move_aside(fd, rel, aside, sizeof aside))
         return false;
     if (fstatat(fd, aside, &now, AT_SYMLINK_NOFOLLOW) == 0 && now.st_ino == seen->st_ino &&
         now.st_dev == seen->st_dev && now.st_nlink <= max_links &&
@@ -69,9 +75,7 @@ bool aside_remove_ref(int fd, const char *ref, const char *rec, const struct sta
 {
     char aside[16 + ASIDE_NAME_SIZE];
     struct stat now;
-    aside_name(ref, aside, sizeof aside);
-    if (renameat2(fd, ref, fd, aside, RENAME_NOREPLACE) != 0 &&
-        (errno != EINVAL || renameat(fd, ref, fd, aside) != 0))
+    if (!move_aside(fd, ref, aside, sizeof aside))
         return false;
     bool same = fstatat(fd, aside, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
                 now.st_ino == object->st_ino && now.st_dev == object->st_dev;
