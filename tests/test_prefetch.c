@@ -231,10 +231,11 @@ static void gated_fetch_many(void *ctx, const acache_id *actions, size_t n, pref
     atomic_fetch_add(&f->fetches, (int)n);
     gate_set(&gt_entered);
     gate_wait(&gt_first_open);
-    done(dctx, 0, ACACHE_OK);
+    /* Counted before the call: a lookup it releases then sees the count. */
     pthread_mutex_lock(&gt_mu);
     gt_dones++;
     pthread_mutex_unlock(&gt_mu);
+    done(dctx, 0, ACACHE_OK);
     gate_wait(&gt_rest_open);
     for (size_t i = 1; i < n; i++)
         done(dctx, i, ACACHE_OK);
