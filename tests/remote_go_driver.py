@@ -260,10 +260,16 @@ def case_hanging(w):
                 off = [l for l in err.splitlines() if "switched off for the rest" in l]
                 check(len(off) == 1, "%s: want one switched-off line, got:\n%s" % (spec, err))
                 check(not unexpected_lines(err), "unexpected stderr:\n" + err)
-                # A timeout or two on top, at most; the machine may be busy
-                # (bench/gobuild measures this properly).
-                check(secs <= base * 1.5 + 6,
-                      "%s: %.1fs against %.1fs with no remote" % (spec, secs, base))
+                # What bounds the cost is how many requests waited out a
+                # timeout, not the time (bench/gobuild measures that; a test
+                # asserts no timings): the switch-off threshold and the
+                # requests already in flight then (GCP_WORKERS gets, the
+                # uploader), against ~450 for a remote never switched off.
+                # No upload is tried after it.
+                line = remote_lines(err)[-1]
+                m = re.search(r"(\d+) failures; (\d+) uploads", line)
+                check(m and int(m.group(1)) <= 12 and int(m.group(2)) == 0,
+                      "%s: want at most 12 failures and no upload, got: %s" % (spec, line))
                 print("%s %s: cold build in %.1fs (no remote: %.1fs)" % (kind, spec.split(":")[0],
                                                                         secs, base))
                 if os.environ.get("ACACHE_TEST_VERBOSE"):
