@@ -1253,10 +1253,10 @@ static void test_hanging_remote(void **state)
     assert_true(now_s() - t0 < 1.0); /* puts do not wait for the remote */
     t0 = now_s();
     expect_misses(t, 100, 10);
-    double gets = now_s() - t0;
-    /* At most a few timeouts before it is switched off (the uploads may
-     * have failed first). */
-    assert_true(gets < 1.5);
+    /* At most a few calls waited out a timeout before it was switched off
+     * (the switch-off threshold, and an upload and a get in flight then),
+     * against 20 for a remote never switched off: counted, not timed. */
+    assert_true(info_of(t).failures <= 6);
     expect_switched_off(t, 0, "consecutive failures");
     t0 = now_s();
     acache_close(t);
