@@ -215,8 +215,7 @@ static acache_status get_entry(disk *d, const acache_id *action, unsigned flags,
      * trim removes only what is older than that plus its grace period, so
      * this hit may be racing with the removal of its object: if the object
      * is gone by the time it is touched, the hit is a miss. */
-    int64_t mtime_ns = (int64_t)rst.st_mtim.tv_sec * 1000000000 + rst.st_mtim.tv_nsec;
-    if (fs_now_ns() - mtime_ns > DISK_REFRESH_NS) {
+    if (fs_now_ns() - fs_mtime_ns(&rst) > DISK_REFRESH_NS) {
         futimens(fd, NULL);
         if (utimensat(d->rootfd, REL(d, res->path), NULL, 0) != 0 && errno == ENOENT)
             st = set_error(ACACHE_MISS, "disk store: %s was evicted", res->path);
